@@ -1,0 +1,256 @@
+"""Benchmark results: pure dataclasses, their JSON form, and a loader that refuses what it cannot read.
+
+Every number a user quotes comes from here: `Latency.from_values` (per-iteration times in
+milliseconds -> mean, stdev, min, p50, p90, p95, p99, max) and `Throughput.from_latency`
+(batch / mean iteration time). The raw per-iteration times are kept in the JSON so runs can
+be merged and re-analysed later.
+
+JSON schema (version 1), written by `bench ... --json PATH`:
+
+    {
+      "schema": "alexnet-toolkit/bench", "version": 1,
+      "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train",
+      "created": ISO-8601 UTC,
+      "model": {"path", "inputs": [{"name", "dtype", "shape"}]} | null,
+      "requested_providers": ["cpu", ...],    # what the user asked for
+      "providers": ["CPUExecutionProvider"],  # what the session really ran on
+      "fallback": "CUDA unavailable, ran on CPU" | null,
+      "throughput": samples/s,                # throughput and latency runs
+      "latency_ms": {"count", "mean", "stdev", "min", "p50", "p90", "p95", "p99", "max"},  # idem
+      "rows": [{"label", "engine", "model", "batch", "providers",
+                "latency_ms": {...}, "throughput": {"samples_per_second", "batch", "iterations",
+                "seconds"}, "times_ms": [raw per-iteration times], "ratio": float | null}],
+      "train": [{"np", "total": {"mean", "ci95"}, "per_rank": {"mean", "ci95"},
+                 "efficiency", "intervals": [total img/s per interval]}],   # kind "train"
+      "config": {every option, resolved}, "environment": {host, CPU, GPUs, versions, threads},
+      "notes": [str]
+    }
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Sequence
+
+from alexnet.cli import UsageError
+
+SCHEMA = "alexnet-toolkit/bench"
+SCHEMA_VERSION = 1
+KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train")
+PERCENTILES = (50, 90, 95, 99)
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default, 'type 7').
+
+    Exact on known inputs: over 0..100, p-th percentile is p; over 1..4, p50 is 2.5.
+    """
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    position = (len(sorted_values) - 1) * p / 100
+    lower = math.floor(position)
+    upper = min(lower + 1, len(sorted_values) - 1)
+    fraction = position - lower
+    return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * fraction
+
+
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """Per-iteration latency statistics in milliseconds (stdev: sample standard deviation)."""
+
+    count: int
+    mean: float
+    stdev: float
+    min: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+
+    @classmethod
+    def from_values(cls, values_ms: Sequence[float]) -> "Latency":
+        if not values_ms:
+            raise ValueError("latency needs at least one measured iteration")
+        ordered = sorted(values_ms)
+        return cls(
+            count=len(ordered),
+            mean=statistics.fmean(ordered),
+            stdev=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
+            min=ordered[0],
+            **{f"p{p}": percentile(ordered, p) for p in PERCENTILES},
+            max=ordered[-1],
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """Samples per second over the measured iterations: batch * count / total time."""
+
+    samples_per_second: float
+    batch: int
+    iterations: int
+    seconds: float
+
+    @classmethod
+    def from_latency(cls, latency: Latency, batch: int) -> "Throughput":
+        seconds = latency.mean * latency.count / 1000
+        return cls(samples_per_second=batch * latency.count / seconds if seconds > 0 else math.inf,
+                   batch=batch, iterations=latency.count, seconds=seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One measured configuration: a model on an engine at one batch size."""
+
+    label: str
+    engine: str
+    model: str
+    batch: int
+    providers: tuple[str, ...]
+    latency: Latency
+    throughput: Throughput
+    times_ms: tuple[float, ...]
+    ratio: float | None = None
+
+    @classmethod
+    def from_times(cls, *, label: str, engine: str, model: str, batch: int, providers: Sequence[str],
+                   times_s: Sequence[float]) -> "Row":
+        # Rounded to the nanosecond: perf_counter's resolution, and a JSON a third shorter.
+        times_ms = tuple(round(t * 1000, 6) for t in times_s)
+        latency = Latency.from_values(times_ms)
+        return cls(label=label, engine=engine, model=model, batch=batch, providers=tuple(providers),
+                   latency=latency, throughput=Throughput.from_latency(latency, batch), times_ms=times_ms)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "engine": self.engine, "model": self.model, "batch": self.batch,
+                "providers": list(self.providers), "latency_ms": dataclasses.asdict(self.latency),
+                "throughput": dataclasses.asdict(self.throughput), "times_ms": list(self.times_ms),
+                "ratio": self.ratio}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Row":
+        return cls(label=obj["label"], engine=obj["engine"], model=obj["model"], batch=int(obj["batch"]),
+                   providers=tuple(obj["providers"]), latency=Latency(**obj["latency_ms"]),
+                   throughput=Throughput(**obj["throughput"]), times_ms=tuple(obj["times_ms"]),
+                   ratio=obj.get("ratio"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """Mean and half-width of the 95% interval (1.96 * std), as Horovod's synthetic benchmark prints."""
+
+    mean: float
+    ci95: float
+
+    @classmethod
+    def from_values(cls, values: Sequence[float]) -> "Spread":
+        if not values:
+            raise ValueError("spread of no values")
+        return cls(mean=statistics.fmean(values), ci95=1.96 * statistics.pstdev(values))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRow:
+    """Training throughput at one Horovod world size."""
+
+    np: int
+    total: Spread
+    per_rank: Spread
+    efficiency: float | None
+    intervals: tuple[float, ...]
+
+    @classmethod
+    def from_intervals(cls, np: int, intervals: Sequence[float], base: "TrainRow | None" = None) -> "TrainRow":
+        """`intervals`: total img/s over all ranks, one per logged interval. `base`: the smallest world size."""
+        total = Spread.from_values(intervals)
+        per_rank = Spread.from_values([v / np for v in intervals])
+        efficiency = per_rank.mean / base.per_rank.mean if base is not None else 1.0
+        return cls(np=np, total=total, per_rank=per_rank, efficiency=efficiency, intervals=tuple(intervals))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"np": self.np, "total": dataclasses.asdict(self.total),
+                "per_rank": dataclasses.asdict(self.per_rank), "efficiency": self.efficiency,
+                "intervals": list(self.intervals)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "TrainRow":
+        return cls(np=int(obj["np"]), total=Spread(**obj["total"]), per_rank=Spread(**obj["per_rank"]),
+                   efficiency=obj["efficiency"], intervals=tuple(obj["intervals"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchResult:
+    kind: str
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    rows: tuple[Row, ...] = ()
+    train: tuple[TrainRow, ...] = ()
+    model: dict[str, Any] | None = None
+    requested_providers: tuple[str, ...] = ()
+    providers: tuple[str, ...] = ()
+    fallback: str | None = None
+    notes: tuple[str, ...] = ()
+    created: str = dataclasses.field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown result kind {self.kind!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"schema": SCHEMA, "version": SCHEMA_VERSION, "kind": self.kind,
+                               "created": self.created, "model": self.model,
+                               "requested_providers": list(self.requested_providers),
+                               "providers": list(self.providers), "fallback": self.fallback}
+        if self.kind in ("throughput", "latency") and len(self.rows) == 1:
+            doc["throughput"] = self.rows[0].throughput.samples_per_second
+            doc["latency_ms"] = dataclasses.asdict(self.rows[0].latency)
+        doc["rows"] = [row.to_json() for row in self.rows]
+        doc["train"] = [row.to_json() for row in self.train]
+        doc.update(config=self.config, environment=self.environment, notes=list(self.notes))
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Any, source: str = "results") -> "BenchResult":
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise UsageError(f"{source} is not a bench results file (no \"schema\": \"{SCHEMA}\"): "
+                             "pass a file written by `bench ... --json`")
+        version = doc.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise UsageError(f"{source} has no integer schema version: pass a file written by `bench ... --json`")
+        if version > SCHEMA_VERSION:
+            raise UsageError(f"{source} has schema version {version}, newer than this bench reads "
+                             f"({SCHEMA_VERSION}): upgrade alexnet-toolkit to read it")
+        if version < 1:
+            raise UsageError(f"{source} has unknown schema version {version}: pass a file written by `bench`")
+        try:
+            return cls(kind=doc["kind"], config=doc["config"], environment=doc["environment"],
+                       rows=tuple(Row.from_json(r) for r in doc["rows"]),
+                       train=tuple(TrainRow.from_json(r) for r in doc["train"]),
+                       model=doc.get("model"), requested_providers=tuple(doc["requested_providers"]),
+                       providers=tuple(doc["providers"]), fallback=doc.get("fallback"),
+                       notes=tuple(doc.get("notes", ())), created=doc["created"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{source} is a malformed bench results file ({type(exc).__name__}: {exc}): "
+                             "re-run the benchmark with --json") from None
+
+
+def load(path: str | Path) -> BenchResult:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UsageError(f"results file {path} does not exist: pass a file written by `bench ... --json`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read results file {path} ({exc}): pass a bench JSON file") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"results file {path} is not valid JSON ({exc.msg} at line {exc.lineno}): "
+                         "pass a file written by `bench ... --json`") from None
+    return BenchResult.from_json(doc, source=str(path))

@@ -1,0 +1,269 @@
+"""onnxruntime sessions as the benchmark runs them: providers, fallback detection, threads, IO binding.
+
+onnxruntime-gpu lists CUDA and TensorRT as "available" even where their libraries or the GPU
+are missing; it then logs a screenful of errors and silently runs on the CPU. So the session
+is created with its log captured, and the providers it *really* runs on are read back with
+`session.get_providers()`: a requested provider that did not make it is reported in one line
+("CUDA unavailable, ran on CPU"), or refused with `strict=True`, never printed under its label.
+
+    from bench.session import SessionConfig, open_session
+    bs = open_session("runs/alexnet/alexnet.onnx", SessionConfig(providers=("cuda",)))
+    bs.providers, bs.fallback
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from alexnet.cli import CheckFailed, UsageError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider"}
+SHORT_NAMES = {"CPUExecutionProvider": "CPU", "CUDAExecutionProvider": "CUDA",
+               "TensorrtExecutionProvider": "TensorRT"}
+GRAPH_OPTIMIZATION = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                      "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                      "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                      "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+EXECUTION_MODES = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
+IO_BINDING = ("auto", "on", "off")
+_QUIET = 3  # onnxruntime log severity: 3 = ERROR; warnings about node placement are noise here
+
+
+def parse_providers(text: str) -> tuple[str, ...]:
+    names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    unknown = [p for p in names if p not in PROVIDERS]
+    if unknown or not names:
+        raise UsageError(f"unknown provider {','.join(unknown) or text!r}: choose from {', '.join(PROVIDERS)} "
+                         "(comma-separated list, in order of preference)")
+    return names
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionConfig:
+    """Every onnxruntime knob the benchmark exposes; recorded verbatim in the result's config."""
+
+    providers: tuple[str, ...] = ("cpu",)
+    strict: bool = False
+    intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
+    inter_op_threads: int = 0
+    graph_optimization: str = "all"
+    execution_mode: str = "sequential"
+    io_binding: str = "auto"  # auto: on for CUDA/TensorRT, where it saves the output copy to the host
+    device_id: int = 0
+    trt_fp16: bool = False
+    trt_cache_dir: str | None = None
+
+    def __post_init__(self):
+        parse_providers(",".join(self.providers))
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise UsageError("thread counts must be >= 0 (0 = onnxruntime's default): fix --intra-op-threads/"
+                             "--inter-op-threads")
+        if self.graph_optimization not in GRAPH_OPTIMIZATION:
+            raise UsageError(f"unknown graph optimisation level {self.graph_optimization!r}: choose from "
+                             f"{', '.join(GRAPH_OPTIMIZATION)}")
+        if self.execution_mode not in EXECUTION_MODES:
+            raise UsageError(f"unknown execution mode {self.execution_mode!r}: choose from "
+                             f"{', '.join(EXECUTION_MODES)}")
+        if self.io_binding not in IO_BINDING:
+            raise UsageError(f"unknown --io-binding {self.io_binding!r}: choose from {', '.join(IO_BINDING)}")
+        if self.device_id < 0:
+            raise UsageError("--device-id must be >= 0")
+
+    def session_options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.graph_optimization_level = GRAPH_OPTIMIZATION[self.graph_optimization]
+        options.execution_mode = EXECUTION_MODES[self.execution_mode]
+        options.log_severity_level = _QUIET
+        return options
+
+    def provider_list(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, options) in preference order, CPU last as the fallback onnxruntime uses anyway."""
+        chosen = []
+        for short in self.providers:
+            name = PROVIDERS[short]
+            if short == "cuda":
+                chosen.append((name, {"device_id": self.device_id}))
+            elif short == "tensorrt":
+                trt: dict[str, Any] = {"device_id": self.device_id, "trt_fp16_enable": self.trt_fp16}
+                if self.trt_cache_dir:
+                    trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=self.trt_cache_dir)
+                chosen.append((name, trt))
+            else:
+                chosen.append((name, {}))
+        if PROVIDERS["cpu"] not in [n for n, _ in chosen]:
+            chosen.append((PROVIDERS["cpu"], {}))
+        return chosen
+
+    def uses_io_binding(self, providers: tuple[str, ...]) -> bool:
+        on_gpu = providers[0] in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])
+        return self.io_binding == "on" or (self.io_binding == "auto" and on_gpu)
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[list[str]]:
+    """Capture everything written to fds 1 and 2 (C++ logs and onnxruntime's Python prints alike)."""
+    lines: list[str] = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            sink.seek(0)
+            lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+_MISSING_LIBRARY = re.compile(r"(lib[\w.+-]+\.so[\w.]*): cannot open shared object file")
+
+
+def unavailable_reason(log: list[str], provider: str) -> str:
+    """The one useful fact in onnxruntime's fallback log: which library was missing."""
+    marker = "tensorrt" if provider == PROVIDERS["tensorrt"] else "cuda"
+    for line in log:
+        if f"providers_{marker}" in line or (marker == "tensorrt" and "TensorRT" in line):
+            found = _MISSING_LIBRARY.search(line)
+            if found:
+                return f"{found.group(1)} not found"
+            if "install TensorRT" in line:
+                return "TensorRT libraries not found"
+    return "provider could not be created"
+
+
+def short_error(exc: BaseException) -> str:
+    """onnxruntime's exceptions carry source paths and C++ signatures; keep the sentence after them."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "onnxruntime_src" in text and ") " in text:
+        text = text.rsplit(") ", 1)[1]
+    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text).strip()
+
+
+def check_model_file(path: str | os.PathLike) -> Path:
+    """A readable ONNX model whose external data stays beside it, or a one-line UsageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"model {path} does not exist: pass --model PATH to an .onnx file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-like errors vary by version
+        raise UsageError(f"model {path} is not a valid ONNX file ({type(exc).__name__}): "
+                         "pass an .onnx model (re-export it if it was truncated)") from None
+    if not model.graph.node and not model.graph.output:
+        raise UsageError(f"model {path} is not a valid ONNX file (no graph): pass an .onnx model")
+    base = path.resolve().parent
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        if not (base / location).resolve().is_relative_to(base):
+            raise UsageError(f"model {path} points its external data outside its own directory "
+                             f"({location!r}): refusing to read it; keep the data files beside the model")
+    return path
+
+
+@dataclasses.dataclass
+class BenchSession:
+    """A created session plus what it really runs on."""
+
+    session: ort.InferenceSession
+    config: SessionConfig
+    providers: tuple[str, ...]
+    fallback: str | None
+    model_path: Path
+
+    @property
+    def io_binding(self) -> bool:
+        return self.config.uses_io_binding(self.providers)
+
+    def runner(self, pool: Sequence[Mapping[str, np.ndarray]]) -> Callable[[], Any]:
+        """A zero-argument callable running one inference per call, cycling through `pool`'s feeds."""
+        if not self.io_binding:
+            run, feeds = self.session.run, itertools.cycle([dict(f) for f in pool])
+            return lambda: run(None, next(feeds))
+        bindings = itertools.cycle([self._bind(feed) for feed in pool])
+        run_bound = self.session.run_with_iobinding
+
+        def step():
+            binding = next(bindings)
+            run_bound(binding)
+            binding.synchronize_outputs()
+        return step
+
+    def _bind(self, feed: Mapping[str, np.ndarray]) -> ort.IOBinding:
+        binding = self.session.io_binding()
+        device = "cpu" if self.providers[0] == PROVIDERS["cpu"] else "cuda"
+        for name, array in feed.items():
+            # Inputs are copied host->device on every run, as a serving process would;
+            # outputs stay on the device, sparing the copy back.
+            binding.bind_cpu_input(name, array)
+        for out in self.session.get_outputs():
+            binding.bind_output(out.name, device, self.config.device_id)
+        return binding
+
+
+def open_session(model_path: str | os.PathLike, config: SessionConfig) -> BenchSession:
+    path = check_model_file(model_path)
+    providers = config.provider_list()
+    with captured_output() as log:
+        try:
+            session = ort.InferenceSession(str(path), sess_options=config.session_options(),
+                                           providers=[n for n, _ in providers],
+                                           provider_options=[o for _, o in providers])
+        except Exception as exc:  # onnxruntime's pybind exceptions share no public base class
+            failure = exc
+        else:
+            failure = None
+    if failure is not None:
+        raise UsageError(f"onnxruntime cannot load model {path}: {short_error(failure)}: "
+                         "pass a model onnxruntime supports (check opset and IR version)")
+    # Runs after creation stay quiet too; creation's log was captured above.
+    ort.set_default_logger_severity(_QUIET)
+    actual = tuple(session.get_providers())
+    missing = [name for name, _ in providers if name not in actual]
+    fallback = None
+    if missing:
+        ran_on = "+".join(SHORT_NAMES.get(p, p) for p in actual)
+        reasons = "; ".join(f"{SHORT_NAMES[m]}: {unavailable_reason(log, m)}" for m in missing)
+        fallback = f"{'/'.join(SHORT_NAMES[m] for m in missing)} unavailable, ran on {ran_on} ({reasons})"
+        if config.strict:
+            raise CheckFailed(f"{fallback}; --strict refuses to run on another provider")
+    return BenchSession(session=session, config=config, providers=actual, fallback=fallback, model_path=path)
+
+
+def cuda_usable() -> bool:
+    """True where a CUDA session really runs on CUDA (what `gpu` tests need), not merely listed."""
+    if PROVIDERS["cuda"] not in ort.get_available_providers():
+        return False
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    with captured_output():
+        try:
+            session = ort.InferenceSession(model.SerializeToString(), providers=[PROVIDERS["cuda"]])
+        except Exception:
+            return False
+    return PROVIDERS["cuda"] in session.get_providers()

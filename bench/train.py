@@ -1,0 +1,117 @@
+"""`bench train`: AlexNet training throughput on synthetic data under Horovod, and its scaling.
+
+A thin layer over the training job itself (so it measures what users run): for each world
+size N it launches
+
+    horovodrun -np N -H localhost:N --gloo python -m alexnet.train --dataset synthetic \\
+        --image-size S --batch-size B --train-samples M --epochs 1 --warmup-steps W \\
+        --log-every K --output-dir TMP/npN
+
+and reads TMP/npN/summary.json `throughput.interval_images_per_second` (total img/s over all
+ranks for each K-step interval after warm-up). Reported like Horovod's synthetic benchmark:
+mean +- 1.96 std over intervals, per rank and in total, and scaling efficiency
+(per-rank img/s at N over per-rank img/s at the smallest N given, i.e. one rank for -np 1,...).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+from alexnet import environment
+from alexnet.cli import CheckFailed, UsageError
+from bench.results import BenchResult, TrainRow
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainBenchConfig:
+    nps: tuple[int, ...] = (1, 2)
+    image_size: int = 67
+    batch_size: int = 32
+    steps: int = 30  # measured steps per rank, after warm-up
+    warmup_steps: int = 5
+    log_every: int = 5
+    precision: str = "auto"
+    timeout_s: float = 1800.0
+
+    def __post_init__(self):
+        if not self.nps or any(n < 1 for n in self.nps):
+            raise UsageError(f"-np {','.join(map(str, self.nps))}: give world sizes >= 1, e.g. -np 1,2")
+        if len(set(self.nps)) != len(self.nps):
+            raise UsageError("-np lists a world size twice: give each once, e.g. -np 1,2,4")
+        for name in ("batch_size", "steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.warmup_steps < 0:
+            raise UsageError("--warmup-steps must be >= 0")
+        if self.steps < self.log_every:
+            raise UsageError(f"--steps {self.steps} is less than --log-every {self.log_every}: no interval would "
+                             "be measured; raise --steps")
+        if self.image_size < 67:  # alexnet.model.MIN_IMAGE_SIZE, not imported: that would load TensorFlow
+            raise UsageError(f"--image-size {self.image_size} is below AlexNet's minimum of 67")
+
+    def command(self, np: int, output_dir: Path) -> list[str]:
+        steps_per_rank = self.warmup_steps + self.steps
+        # Horovod: -H localhost:N places all N ranks here; --gloo needs no MPI install.
+        return ["horovodrun", "-np", str(np), "-H", f"localhost:{np}", "--gloo",
+                sys.executable, "-m", "alexnet.train", "--dataset", "synthetic",
+                "--image-size", str(self.image_size), "--batch-size", str(self.batch_size),
+                # Horovod: the synthetic epoch is shared by the ranks, so it grows with N to keep
+                # the steps per rank (and so the measured intervals) the same at every world size.
+                "--train-samples", str(steps_per_rank * self.batch_size * np), "--epochs", "1",
+                "--precision", self.precision, "--warmup-steps", str(self.warmup_steps),
+                "--log-every", str(self.log_every), "--output-dir", str(output_dir), "--no-progress"]
+
+
+def horovodrun() -> str:
+    found = shutil.which("horovodrun") or shutil.which("horovodrun", path=str(Path(sys.executable).parent))
+    if not found:
+        raise UsageError("horovodrun not found: install Horovod (scripts/setup.sh) or activate the venv")
+    return found
+
+
+def run_one(config: TrainBenchConfig, np: int, workdir: Path) -> list[float]:
+    """Total img/s per interval for one world size, from the training job's own summary."""
+    output_dir = workdir / f"np{np}"
+    command = config.command(np, output_dir)
+    command[0] = horovodrun()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=config.timeout_s)
+    except subprocess.TimeoutExpired:
+        raise CheckFailed(f"training at -np {np} did not finish in {config.timeout_s:.0f} s") from None
+    summary_path = output_dir / "summary.json"
+    if done.returncode != 0 or not summary_path.is_file():
+        tail = " | ".join(line for line in (done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise CheckFailed(f"training at -np {np} failed (exit {done.returncode}): {tail}")
+    summary = json.loads(summary_path.read_text())
+    intervals = summary.get("throughput", {}).get("interval_images_per_second") or []
+    if not intervals:
+        raise CheckFailed(f"training at -np {np} logged no throughput interval after warm-up: raise --steps")
+    return [float(v) for v in intervals]
+
+
+def run(config: TrainBenchConfig, keep_dir: str | None = None,
+        on_done: Callable[[int, Sequence[float]], None] | None = None) -> BenchResult:
+    rows: list[TrainRow] = []
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        workdir = Path(keep_dir) if keep_dir else Path(tmp)
+        if not workdir.is_dir():
+            raise UsageError(f"--keep-dir {workdir} does not exist: create it or choose another")
+        for np in sorted(config.nps):
+            intervals = run_one(config, np, workdir)
+            rows.append(TrainRow.from_intervals(np, intervals, base=rows[0] if rows else None))
+            if on_done:
+                on_done(np, intervals)
+    notes = [f"efficiency: per-rank img/s relative to -np {rows[0].np}"]
+    if (os.cpu_count() or 1) < max(config.nps):
+        notes.append(f"this machine has {os.cpu_count()} cores for {max(config.nps)} ranks: ranks share cores, "
+                     "so efficiency here says little about a real cluster")
+    return BenchResult(kind="train", config=dataclasses.asdict(config), environment=environment.collect(),
+                       train=tuple(rows), notes=tuple(notes))
