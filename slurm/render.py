@@ -1,0 +1,229 @@
+"""Render the SLURM job scripts in slurm/templates/ from validated options, with every user value quoted.
+
+Pure: no SLURM, no files written. `python -m slurm.submit ... --dry-run` prints what this renders.
+Every value that came from the user goes through `shlex.quote` (sbatch parses `#SBATCH` lines with
+the same quoting rules as the shell), so a job name like `x; rm -rf ~` or `$(id)` stays literal text.
+Values are checked here, on construction, so a wrong script fails at submit time, not after a queue wait.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Sequence
+
+from alexnet.cli import UsageError
+
+LAUNCHERS = ("horovodrun", "srun-pmi2", "srun-pmix")
+SIGNALS = ("USR1", "USR2", "TERM")
+MODES = ("throughput", "latency")
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+MAX_ARRAY_TASKS = 1000
+_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def time_limit_seconds(value: str) -> int:
+    """SLURM's --time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
+    match = _TIME.match(value)
+    if not match:
+        raise UsageError(f"--time {value!r} is not a SLURM time: use MINUTES, HH:MM:SS or D-HH:MM:SS")
+    days, a, b, c = match.groups()
+    if days is not None:
+        parts = [int(a), int(b or 0), int(c or 0)]  # D-HH[:MM[:SS]]
+    elif c is not None:
+        parts = [int(a), int(b), int(c)]            # HH:MM:SS
+    else:
+        parts = [0, int(a), int(b or 0)]            # MM[:SS]
+    return int(days or 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def _check_text(name: str, value: str | None) -> None:
+    # Quoting makes any text inert; a line break would still end an #SBATCH line early, and
+    # an empty name or path is always a mistake.
+    if value is not None and (not value or any(ch in value for ch in "\n\r\0")):
+        raise UsageError(f"{name} must be one non-empty line of text, got {value!r}")
+
+
+def _check_path(name: str, value: str) -> None:
+    _check_text(name, value)
+    # SLURM expands %j, %x, ... in --output/--error/--chdir paths.
+    if "%" in value:
+        raise UsageError(f"{name} {value!r} contains '%', which SLURM expands in file names: choose another path")
+
+
+def _check_positive(name: str, value: int, minimum: int = 1) -> None:
+    if not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What every job asks SLURM for, and where it runs."""
+    job_name: str
+    workdir: str
+    time: str = "01:00:00"
+    nodes: int = 1
+    tasks_per_node: int = 1
+    gpus_per_task: int = 0
+    cpus_per_task: int = 1
+    partition: str | None = None
+    account: str | None = None
+    log_dir: str = "slurm-logs"
+    venv: str = ".venv"
+
+    def __post_init__(self) -> None:
+        _check_text("--job-name", self.job_name)
+        _check_text("--partition", self.partition)
+        _check_text("--account", self.account)
+        for name, path in (("--workdir", self.workdir), ("--log-dir", self.log_dir), ("--venv", self.venv)):
+            _check_path(name, path)
+        time_limit_seconds(self.time)
+        _check_positive("--nodes", self.nodes)
+        _check_positive("tasks per node", self.tasks_per_node)
+        _check_positive("--gpus-per-task", self.gpus_per_task, minimum=0)
+        _check_positive("--cpus-per-task", self.cpus_per_task)
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Multi-node, multi-GPU Horovod training: one rank per GPU (or `tasks_per_node` ranks without GPUs)."""
+    resources: Resources
+    train_args: Sequence[str] = ()
+    launcher: str = "horovodrun"
+    signal: str = "USR1"
+    signal_seconds: int = 120
+    kind: str = field(default="train", init=False)
+
+    def __post_init__(self) -> None:
+        if self.launcher not in LAUNCHERS:
+            raise UsageError(f"--launcher {self.launcher!r} is unknown: choose one of {', '.join(LAUNCHERS)}")
+        if self.signal not in SIGNALS:
+            raise UsageError(f"--signal {self.signal!r} is unknown: choose one of {', '.join(SIGNALS)}")
+        _check_positive("--signal-seconds", self.signal_seconds)
+        limit = time_limit_seconds(self.resources.time)
+        # SLURM would send the signal at once: the ranks could not even start before checkpointing.
+        if self.signal_seconds * 2 > limit:
+            raise UsageError(f"--signal-seconds {self.signal_seconds} is more than half of --time "
+                             f"{self.resources.time}: lower it or raise --time")
+
+    @property
+    def args(self) -> list[str]:
+        # Always --resume: a requeued job must continue from its checkpoint, and a fresh one starts clean.
+        return [*self.train_args] + ([] if "--resume" in self.train_args else ["--resume"])
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """Keras -> ONNX export (`python -m export MODEL -o OUT`), one task."""
+    resources: Resources
+    model: str
+    output: str
+    export_args: Sequence[str] = ()
+    kind: str = field(default="export", init=False)
+
+    def __post_init__(self) -> None:
+        _check_text("--model", self.model)
+        _check_text("--output", self.output)
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    """A job array: one `python -m bench MODE` run per (provider, batch size), one JSON result each."""
+    resources: Resources
+    model: str
+    results_dir: str
+    batches: Sequence[int] = (1, 8, 32)
+    providers: Sequence[str] = ("cpu",)
+    mode: str = "throughput"
+    bench_args: Sequence[str] = ()
+    kind: str = field(default="bench", init=False)
+
+    def __post_init__(self) -> None:
+        _check_text("--model", self.model)
+        _check_text("--results-dir", self.results_dir)
+        if not self.batches or not self.providers:
+            raise UsageError("--batch and --provider need at least one value each, e.g. --batch 1,8,32")
+        for batch in self.batches:
+            _check_positive("every --batch value", batch)
+        for provider in self.providers:
+            if provider not in PROVIDERS:
+                raise UsageError(f"--provider {provider!r} is unknown: choose from {', '.join(PROVIDERS)}")
+        if self.mode not in MODES:
+            raise UsageError(f"--mode {self.mode!r} is unknown: choose one of {', '.join(MODES)}")
+        if self.tasks > MAX_ARRAY_TASKS:
+            raise UsageError(f"{self.tasks} array tasks is too many: at most {MAX_ARRAY_TASKS}")
+
+    @property
+    def tasks(self) -> int:
+        return len(self.batches) * len(self.providers)
+
+
+Job = TrainJob | ExportJob | BenchJob
+
+
+def _q(values: Sequence[str | int]) -> str:
+    return " ".join(shlex.quote(str(v)) for v in values)
+
+
+def sbatch_header(job: Job) -> str:
+    """The #SBATCH block: one option per line, each with the reason it is there."""
+    res = job.resources
+    array = isinstance(job, BenchJob)
+    # %A_%a (array job id, task index) for arrays, %j (job id) otherwise.
+    log_id = "%A_%a" if array else "%j"
+    lines: list[tuple[str, str | int, str]] = [("job-name", res.job_name, "the name squeue and sacct show")]
+    if res.partition is not None:
+        lines.append(("partition", res.partition, "the queue to run in"))
+    if res.account is not None:
+        lines.append(("account", res.account, "the allocation charged for the run"))
+    lines += [
+        ("time", res.time, "wall-clock limit; SLURM stops the job after it"),
+        ("nodes", res.nodes, "machines in the allocation"),
+        ("ntasks-per-node", res.tasks_per_node,
+         "one Horovod rank per GPU" if res.gpus_per_task else "tasks (ranks) on each machine"),
+    ]
+    if res.gpus_per_task:
+        lines.append(("gpus-per-task", res.gpus_per_task, "each rank gets its own GPU"))
+    lines += [
+        ("cpus-per-task", res.cpus_per_task, "CPU cores per rank (input pipeline, host-side ops)"),
+        ("chdir", res.workdir, "relative paths below are relative to this directory"),
+        ("output", f"{res.log_dir}/{job.kind}-{log_id}.out", "stdout, named by job id"),
+        ("error", f"{res.log_dir}/{job.kind}-{log_id}.err", "stderr, named by job id"),
+    ]
+    if isinstance(job, TrainJob):
+        lines += [
+            ("signal", f"B:{job.signal}@{job.signal_seconds}",
+             f"SIG{job.signal} to this script {job.signal_seconds} s before the time limit"),
+            ("requeue", None, "allow the job to be requeued after preemption"),
+            ("open-mode", "append", "a requeued run appends to the same log files"),
+        ]
+    if array:
+        lines.append(("array", f"0-{job.tasks - 1}", "one task per (provider, batch size) pair"))
+    options = [f"#SBATCH --{opt}" if value is None else f"#SBATCH --{opt}={shlex.quote(str(value))}"
+               for opt, value, _ in lines]
+    width = max(len(o) for o in options) + 2
+    return "\n".join(f"{o:<{width}}# {comment}" for o, (_, _, comment) in zip(options, lines))
+
+
+def _fields(job: Job) -> dict[str, str]:
+    res = job.resources
+    common = {"header": sbatch_header(job), "venv": shlex.quote(res.venv)}
+    if isinstance(job, TrainJob):
+        return {**common, "launcher": job.launcher, "signal": job.signal, "signal_seconds": str(job.signal_seconds),
+                "ranks": str(res.nodes * res.tasks_per_node), "nodes": str(res.nodes), "train_args": _q(job.args)}
+    if isinstance(job, ExportJob):
+        return {**common, "model": shlex.quote(job.model), "output": shlex.quote(job.output),
+                "export_args": _q(job.export_args)}
+    return {**common, "model": shlex.quote(job.model), "results_dir": shlex.quote(job.results_dir),
+            "batches": _q(job.batches), "providers": _q(job.providers), "mode": job.mode,
+            "bench_args": _q(job.bench_args)}
+
+
+def render(job: Job) -> str:
+    """The complete job script for `job`, ready for sbatch."""
+    template = resources.files("slurm").joinpath("templates", f"{job.kind}.sbatch").read_text()
+    fields = _fields(job)
+    # Substituted in one pass, so a value that looks like {{name}} is never expanded again.
+    return _PLACEHOLDER.sub(lambda m: fields[m.group(1)], template)
