@@ -1,0 +1,100 @@
+"""The environment record written beside every output (training summary, export, benchmark).
+
+Versions are read from package metadata, not by importing the packages, so this
+works (and stays cheap) where TensorFlow is absent, e.g. on a GPU box that only
+has onnxruntime.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from typing import Any
+
+PACKAGES = ("tensorflow", "keras", "horovod", "tf2onnx", "onnx", "onnxruntime-gpu", "onnxruntime",
+            "numpy", "rich")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def cpu_info() -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name":
+                    model = value.strip()
+                elif key == "flags":
+                    flags = set(value.split())
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
+    }
+
+
+def cpu_has_native_bf16() -> bool:
+    return cpu_info()["bf16"]
+
+
+def gpu_info() -> list[dict[str, str]]:
+    """GPUs as nvidia-smi reports them; empty where there is none (or no driver)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,driver_version,memory.total,compute_cap", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 4:
+            gpus.append(dict(zip(("name", "driver", "memory", "compute_capability"), parts)))
+    return gpus
+
+
+def memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def collect(**extra: Any) -> dict[str, Any]:
+    """Everything needed to interpret a number later: host, CPU, GPU, memory, versions."""
+    env = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu": cpu_info(),
+        "memory_bytes": memory_bytes(),
+        "gpus": gpu_info(),
+        "packages": package_versions(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+    env.update(extra)
+    return env

@@ -1,0 +1,103 @@
+"""What a training run shows and logs: rich progress on the console, TensorBoard scalars.
+
+Only rank 0 reports (`for_rank`); every other rank gets a reporter that does nothing,
+so the training loop never asks "am I rank 0?" to print.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+class SilentReporter:
+    def start(self, trainer): pass
+    def resumed(self, path, state): pass
+    def epoch_start(self, epoch, epochs, steps, start_step): pass
+    def step(self, step, loss, accuracy): pass
+    def epoch_end(self, record): pass
+    def close(self): pass
+
+
+class ChiefReporter(SilentReporter):
+    def __init__(self, cfg, world_size: int):
+        import tensorflow as tf
+
+        self.cfg, self.world_size = cfg, world_size
+        self.console = Console(stderr=True, soft_wrap=True)
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
+            disable=not cfg.progress, transient=True,
+        )
+        self.task = None
+        log_dir = Path(cfg.output_dir) / "tensorboard" / time.strftime("%Y%m%d-%H%M%S")
+        # TensorBoard's usual layout: one run directory, train/ and validation/ beside each other.
+        self.writers = {k: tf.summary.create_file_writer(str(log_dir / k)) for k in ("train", "validation")}
+        self.tf = tf
+
+    def start(self, trainer):
+        cfg = self.cfg
+        self.console.print(
+            f"[bold]AlexNet[/] {trainer.model.count_params():,} parameters | {cfg.dataset} "
+            f"{len(trainer.splits.x_train):,} train / {len(trainer.splits.x_val):,} val / "
+            f"{len(trainer.splits.x_test):,} test | {self.world_size} rank(s) x batch {cfg.batch_size} | "
+            f"{cfg.image_size} px | {trainer.policy} | {trainer.steps} steps/epoch")
+        self.progress.start()
+
+    def resumed(self, path, state):
+        self.console.print(f"Resuming from {path}: epoch {state['epoch'] + 1}, step {state['step']}")
+
+    def epoch_start(self, epoch, epochs, steps, start_step):
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task("train", total=steps, completed=start_step,
+                                           epoch=f"{epoch + 1}/{epochs}", loss=0.0, acc=0.0)
+
+    def step(self, step, loss, accuracy):
+        self.progress.update(self.task, completed=step, loss=loss, acc=accuracy)
+
+    def epoch_end(self, record):
+        r = record
+        self.console.print(
+            f"epoch {r['epoch']:>3}/{self.cfg.epochs}  loss {r['loss']:.4f}  acc {r['accuracy']:.4f}  "
+            f"val_loss {r['val_loss']:.4f}  val_acc {r['val_accuracy']:.4f}  lr {r['learning_rate']:.2e}  "
+            f"{r['images_per_second']:.1f} img/s  {r['seconds']:.1f} s")
+        step = r["epoch"]
+        with self.writers["train"].as_default(step=step):
+            self.tf.summary.scalar("epoch_loss", r["loss"])
+            self.tf.summary.scalar("epoch_accuracy", r["accuracy"])
+            self.tf.summary.scalar("learning_rate", r["learning_rate"])
+            self.tf.summary.scalar("images_per_second", r["images_per_second"])
+        with self.writers["validation"].as_default(step=step):
+            self.tf.summary.scalar("epoch_loss", r["val_loss"])
+            self.tf.summary.scalar("epoch_accuracy", r["val_accuracy"])
+        for w in self.writers.values():
+            w.flush()
+
+    def close(self):
+        self.progress.stop()
+        for w in self.writers.values():
+            w.close()
+
+
+def for_rank(world, cfg):
+    return ChiefReporter(cfg, world.size) if world.is_chief else SilentReporter()
+
+
+def print_summary(summary: dict, output_dir) -> None:
+    console = Console(stderr=True)
+    t = Table(title="Training summary", show_header=False)
+    t.add_row("test accuracy", f"{summary['test_accuracy']:.4f} ({summary['test_images']:,} images)")
+    t.add_row("test loss", f"{summary['test_loss']:.4f}")
+    ips = summary["images_per_second"]
+    t.add_row("throughput", f"{ips:.1f} img/s total, {ips / summary['world_size']:.1f} per rank"
+              if ips else "not measured (too few steps after warm-up)")
+    t.add_row("ranks x batch", f"{summary['world_size']} x {summary['config']['batch_size']}")
+    t.add_row("precision", summary["precision"])
+    t.add_row("outputs", str(output_dir))
+    console.print(t)

@@ -1,0 +1,7 @@
+// Why this file exists: Horovod 0.28.1 (its last release) includes
+// "tensorflow/compiler/xla/client/xla_builder.h" from its XLA ops. TensorFlow
+// 2.21 moved XLA out of that tree, and the header now lives at
+// "xla/hlo/builder/xla_builder.h". Forwarding to the new location is the only
+// change Horovod's sources need; scripts/build-horovod.sh puts this compat/
+// directory on the include path for that one build.
+#include "xla/hlo/builder/xla_builder.h"
