@@ -1,0 +1,355 @@
+"""Keras 3 -> ONNX, fast: the one place that converts.
+
+    from export.convert import export_keras
+    result = export_keras("runs/alexnet/model.keras", "runs/alexnet/alexnet.onnx")   # opset: newest both support
+    result = export_keras(model, "alexnet_nchw.onnx", nchw=True, preprocessing=False)
+
+Why not stock tf2onnx: `tf2onnx.convert.from_keras` fails on Keras 3, and
+`from_function` on a function that captures the model's variables takes ~60 s for
+the full 58M-parameter AlexNet: TensorFlow freezes 233 MB of weights into a GraphDef,
+grappler rewrites it, and tf2onnx's optimiser deep-copies the graph, constants
+included, before every pass (its `large_model` path would avoid that, but it calls
+`np.product`, gone in numpy 2).
+
+The fast path converts `model.stateless_call(weights, x)` instead: the weights are
+graph inputs of fixed shape, so freezing and optimising only move a few kilobytes.
+`export.graph.attach_weights` then makes them initializers and folds, in onnxruntime,
+the nodes fed by weights alone (kernel transposes, BatchNorm arithmetic). The result
+is an ordinary self-contained ONNX file. Should any step of the fast path fail for
+some model, the stock path runs instead and the result says why (`fallback_reason`).
+
+The file is written under a temporary name, checked with
+`onnx.checker.check_model(full_check=True)` and loaded in onnxruntime before it is
+renamed into place: a failed export never leaves a plausible-looking broken file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
+from onnx import helper, numpy_helper
+
+import alexnet.model
+import keras
+from alexnet.cli import UsageError
+from alexnet.environment import package_versions
+from alexnet.fsio import atomic_path, require_parent_dir
+from export import graph
+from export.onnxfile import load_session
+
+METHODS = ("fast", "stock")
+# Layers that transform raw input without learning anything: the leading run of them is
+# "the preprocessing" that --no-preprocessing leaves out of the exported graph.
+PREPROCESSING_LAYERS = (
+    alexnet.model.PerImageStandardization, alexnet.model.GrayscaleToRGB,
+    keras.layers.Resizing, keras.layers.Rescaling, keras.layers.CenterCrop, keras.layers.Normalization,
+)
+WEIGHT_PREFIX = "export_weight_"
+# onnxruntime loads older opsets but only guarantees 7 and newer ("legacy support" below).
+ORT_MIN_OPSET = 7
+
+
+# ---------------------------------------------------------------- opsets
+
+def _ort_loads_opset(opset: int) -> bool:
+    ir_version = tf2onnx.constants.OPSET_TO_IR_VERSION[opset]
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    probe = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - onnxruntime raises several types for "opset not supported"
+        return False
+    return True
+
+
+def supported_opsets() -> list[int]:
+    """Opsets that tf2onnx can convert to and the installed onnxruntime can load, ascending."""
+    return [o for o in sorted(tf2onnx.constants.OPSET_TO_IR_VERSION) if o >= ORT_MIN_OPSET and _ort_loads_opset(o)]
+
+
+def default_opset() -> int:
+    """The newest opset both tf2onnx and onnxruntime support (computed, not assumed)."""
+    return supported_opsets()[-1]
+
+
+def resolve_opset(opset: int | None) -> int:
+    supported = supported_opsets()
+    if opset is None:
+        return supported[-1]
+    if opset not in supported:
+        raise UsageError(
+            f"opset {opset} is not supported by the installed tools (tf2onnx {tf2onnx.__version__} and "
+            f"onnxruntime {ort.__version__} share opsets {supported[0]}..{supported[-1]}): choose one of those")
+    return opset
+
+
+# ---------------------------------------------------------------- the Keras side
+
+def load_keras(path: str | os.PathLike) -> keras.Model:
+    """Load a Keras 3 model file (ours or anyone's); bad input is a one-line UsageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"model file {path} does not exist: pass the .keras file a training run wrote")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, OSError, zipfile errors, ...
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UsageError(f"{path} is not a loadable Keras model ({first_line}): "
+                         f"pass a .keras (or .h5) file saved by Keras 3") from None
+    if not isinstance(model, keras.Model):
+        raise UsageError(f"{path} holds a {type(model).__name__}, not a Keras model: pass a saved keras.Model")
+    return model
+
+
+def check_single_io(model: keras.Model) -> None:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UsageError(f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs: "
+                         f"only single-input, single-output models are supported; export a sub-model with one of each")
+
+
+def _safe_name(name: str, fallback: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", name or "")
+    return name if name and not name.startswith("keras_tensor") else fallback
+
+
+def io_names(model: keras.Model) -> tuple[str, str]:
+    """The model's own input and output names, as the exported graph's names."""
+    input_name = _safe_name(model.inputs[0].name, "input")
+    output_names = getattr(model, "output_names", None) or [model.layers[-1].name]
+    return input_name, _safe_name(output_names[0], "output")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How the exported graph's input relates to the Keras model's raw input."""
+
+    layers: tuple[str, ...]           # leading preprocessing layers of the Keras model, "name (Class)"
+    included: bool                    # are they part of the exported graph?
+
+    def describe(self, input_dtype: str, input_shape: Sequence[Any], layout: str) -> str:
+        shape = "x".join(str(d) for d in input_shape)
+        if not self.layers:
+            return f"{input_dtype} {layout} {shape}: fed to the model as is (the model has no preprocessing layers)"
+        chain = ", ".join(self.layers)
+        if self.included:
+            return f"raw {input_dtype} {layout} {shape} images; the graph itself applies: {chain}"
+        return f"{input_dtype} {layout} {shape}, already preprocessed by the caller as the Keras model does: {chain}"
+
+
+def split_preprocessing(model: keras.Model) -> tuple[list[keras.layers.Layer], keras.Model | None, keras.Model]:
+    """(leading preprocessing layers, model of just them or None, model of the rest)."""
+    tensor = model.inputs[0]
+    leading = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if not isinstance(layer, PREPROCESSING_LAYERS) or layer.input is not tensor:
+            break
+        leading.append(layer)
+        tensor = layer.output
+    if not leading:
+        return [], None, model
+    try:
+        core = keras.Model(tensor, model.outputs[0], name=f"{model.name}_core")
+    except ValueError as exc:
+        raise UsageError(f"cannot separate the preprocessing of model {model.name!r} from the rest ({exc}): "
+                         f"export with the preprocessing included") from None
+    return leading, keras.Model(model.inputs[0], tensor, name=f"{model.name}_preprocessing"), core
+
+
+# ---------------------------------------------------------------- conversion
+
+def _input_spec(model: keras.Model, name: str) -> tf.TensorSpec:
+    shape = (None, *model.inputs[0].shape[1:])
+    return tf.TensorSpec(shape, tf.as_dtype(model.inputs[0].dtype), name=name)
+
+
+def _sample_feed(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """One all-zeros sample for the image input (the first graph input): batch 1, the declared sizes."""
+    value = model.graph.input[0]
+    dims = [d.dim_value or 1 for d in value.type.tensor_type.shape.dim]
+    dims[0] = 1
+    return {value.name: np.zeros(dims, helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))}
+
+
+def _convert_stock(model: keras.Model, spec: tf.TensorSpec, opset: int, nchw: bool) -> onnx.ModelProto:
+    """tf2onnx as documented: a tf.function capturing the model's variables."""
+    function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset,
+                                             inputs_as_nchw=[spec.name] if nchw else None)
+    return proto
+
+
+def _convert_fast(model: keras.Model, spec: tf.TensorSpec, opset: int, nchw: bool) -> onnx.ModelProto:
+    """Convert with the weights as graph inputs, then attach and fold them (see the module docstring)."""
+    trainable, non_trainable = list(model.trainable_variables), list(model.non_trainable_variables)
+    variables = trainable + non_trainable
+    weight_specs = [tf.TensorSpec(v.shape, v.dtype, name=f"{WEIGHT_PREFIX}{i}") for i, v in enumerate(variables)]
+    split = len(trainable)
+
+    def stateless(x, weights):
+        outputs, _ = model.stateless_call(weights[:split], weights[split:], x, training=False)
+        return outputs
+
+    signature = [spec, weight_specs]
+    function = tf.function(stateless, input_signature=signature)
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset,
+                                             inputs_as_nchw=[spec.name] if nchw else None)
+    weights = {s.name: v.numpy() for s, v in zip(weight_specs, variables)}
+    graph.fix_resize_scales(proto, {**_sample_feed(proto), **weights})
+    return graph.attach_weights(proto, weights)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def class_names_beside(model_path: str | os.PathLike) -> list[str] | None:
+    """Class names of the training run that wrote `model_path`, from its summary.json, if any."""
+    from alexnet.data import CLASS_NAMES
+
+    summary = Path(model_path).with_name("summary.json")
+    try:
+        dataset = json.loads(summary.read_text())["config"]["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return list(CLASS_NAMES[dataset]) if dataset in CLASS_NAMES else None
+
+
+@dataclass
+class ExportResult:
+    """What was written, and how: enough to verify it and to reproduce it."""
+
+    path: str
+    opset: int
+    method: str                       # "fast" or "stock"
+    input_name: str
+    output_name: str
+    input_dtype: str
+    input_shape: list[Any]            # as the ONNX input declares it ("batch" first)
+    layout: str                       # "NHWC" or "NCHW" (of the ONNX input)
+    preprocessing: str                # what the input must be
+    size_bytes: int
+    seconds: float
+    metadata: dict[str, str]
+    fallback_reason: str | None = None
+    source_sha256: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def export_keras(
+    model_or_path: keras.Model | str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    opset: int | None = None,
+    nchw: bool = False,
+    preprocessing: bool = True,
+    class_names: Sequence[str] | None = None,
+    method: str = "fast",
+) -> ExportResult:
+    """Export a single-input, single-output Keras model to a checked, loadable ONNX file.
+
+    preprocessing=False leaves the model's leading preprocessing layers out of the
+    graph (see `split_preprocessing`); the input is then what those layers output.
+    """
+    if method not in METHODS:
+        raise UsageError(f"unknown conversion method {method!r}: use one of {', '.join(METHODS)}")
+    output_path = require_parent_dir(output_path)
+    opset = resolve_opset(opset)
+    started = time.perf_counter()
+    source_sha256 = None
+    if isinstance(model_or_path, keras.Model):
+        model = model_or_path
+    else:
+        model = load_keras(model_or_path)
+        source_sha256 = sha256_file(model_or_path)
+        if class_names is None:
+            class_names = class_names_beside(model_or_path)
+    check_single_io(model)
+    input_name, output_name = io_names(model)
+    leading, _, core = split_preprocessing(model)
+    if not preprocessing:
+        if not leading:
+            raise UsageError(f"model {model.name!r} has no leading preprocessing layers to leave out: "
+                             f"drop --no-preprocessing")
+        model = core
+    num_outputs = model.outputs[0].shape[-1]
+    if class_names is not None and len(class_names) != num_outputs:
+        raise UsageError(f"{len(class_names)} class names given for a model with {num_outputs} outputs: "
+                         f"give exactly one name per output")
+
+    timings = {"load": time.perf_counter() - started}
+    spec = _input_spec(model, input_name)
+    fallback_reason = None
+    tick = time.perf_counter()
+    if method == "fast":
+        try:
+            proto = _convert_fast(model, spec, opset, nchw)
+        except Exception as exc:  # noqa: BLE001 - any fast-path failure: the stock path is the reference
+            fallback_reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc) else ''}"
+            method = "stock"
+    if method == "stock":
+        proto = _convert_stock(model, spec, opset, nchw)
+        graph.fix_resize_scales(proto, _sample_feed(proto))
+    graph.name_io(proto, input_name, output_name)
+    timings["convert"] = time.perf_counter() - tick
+
+    layout = "NCHW" if nchw else "NHWC"
+    onnx_input = proto.graph.input[0].type.tensor_type
+    input_dtype = np.dtype(helper.tensor_dtype_to_np_dtype(onnx_input.elem_type)).name
+    input_shape = [d.dim_param or d.dim_value for d in onnx_input.shape.dim]
+    description = Preprocessing(tuple(f"{layer.name} ({type(layer).__name__})" for layer in leading),
+                                preprocessing).describe(input_dtype, input_shape[1:], layout)
+    versions = package_versions()
+    metadata = {
+        "preprocessing": description,
+        "input_layout": layout,
+        "class_names": json.dumps(list(class_names) if class_names is not None else None),
+        "source_sha256": source_sha256 or "",
+        "source_model": model.name,
+        "converter": f"export.convert ({method} path), tf2onnx {tf2onnx.__version__}",
+        "versions": json.dumps({k: versions[k] for k in ("tensorflow", "keras", "tf2onnx", "onnx") if k in versions}
+                               | {"onnxruntime": ort.__version__}),
+    }
+    onnx.helper.set_model_props(proto, metadata)
+    proto.doc_string = f"{model.name} exported by alexnet-toolkit export.convert; input: {description}"
+
+    tick = time.perf_counter()
+    with atomic_path(output_path, suffix=".onnx") as tmp:
+        with open(tmp, "wb") as f:
+            f.write(proto.SerializeToString())
+        timings["write"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+            raise RuntimeError(f"the converted model fails onnx.checker: {exc}") from exc
+        load_session(tmp, ["CPUExecutionProvider"])
+        timings["check"] = time.perf_counter() - tick
+    return ExportResult(
+        path=str(output_path), opset=opset, method=method, input_name=input_name, output_name=output_name,
+        input_dtype=input_dtype, input_shape=input_shape, layout=layout, preprocessing=description,
+        size_bytes=os.path.getsize(output_path), seconds=time.perf_counter() - started, metadata=metadata,
+        fallback_reason=fallback_reason, source_sha256=source_sha256, timings=timings)
