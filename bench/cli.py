@@ -192,7 +192,7 @@ def _measure_cmd(args, kind: str, batches: Sequence[int | None], fallback_batch:
     specs = inputs_lib.input_specs(bs.session)
     rows = []
     for batch in batches:
-        batch = batch or inputs_lib.default_batch(specs, fallback_batch)
+        batch = batch or inputs_lib.default_batch(specs, fallback_batch, dict(inputs.shapes))
         with output.progress(f"{kind} batch {batch}", run) as progress:
             rows.append(measure_onnx(bs, batch=batch, inputs=inputs, run=run, progress=progress))
     return onnx_result(kind, bs, rows, _config_record(args, session=session_config, inputs=inputs, run=run))

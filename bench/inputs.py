@@ -86,9 +86,12 @@ def parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
             for name, value in parse_assignments(items, "shape").items()}
 
 
-def default_batch(specs: Sequence[InputSpec], fallback: int) -> int:
-    """The model's own batch size where every batched input fixes it, else `fallback`."""
-    firsts = {s.shape[0] for s in specs if s.shape}
+def default_batch(specs: Sequence[InputSpec], fallback: int,
+                  shapes: Mapping[str, tuple[int, ...]] | None = None) -> int:
+    """The batch a --shape option gives, else the model's own where every batched input fixes it,
+    else `fallback`."""
+    shapes = shapes or {}
+    firsts = {shapes[s.name][0] if s.name in shapes and shapes[s.name] else s.shape[0] for s in specs if s.shape}
     if len(firsts) == 1 and isinstance(next(iter(firsts)), int):
         return next(iter(firsts))
     return fallback
@@ -114,6 +117,9 @@ def resolve_shapes(specs: Sequence[InputSpec], batch: int, dims: Mapping[str, in
     for spec in specs:
         if spec.name in shapes:
             resolved[spec.name] = _check_override(spec, shapes[spec.name])
+            if spec.shape and not isinstance(spec.shape[0], int) and resolved[spec.name][0] != batch:
+                raise UsageError(f"--shape {spec.name} sets batch {resolved[spec.name][0]} but --batch is {batch}: "
+                                 "make them agree (or give the other dims with --dim)")
             continue
         shape = []
         for axis, dim in enumerate(spec.shape):

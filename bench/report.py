@@ -304,7 +304,8 @@ def progress_bar(console: Console, description: str, quiet: bool, min_time: floa
                  min_iterations: int) -> Iterator:
     """A callback for `runner.measure`: the bar fills with whichever of time/count is further behind."""
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[iters]} iters"),
-                  TimeElapsedColumn(), console=console, transient=True, disable=quiet) as bar:
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=quiet or not console.is_terminal) as bar:
         task = bar.add_task(description, total=1.0, iters=0)
 
         def update(iterations: int, elapsed: float) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import itertools
 import os
 import re
@@ -27,6 +28,7 @@ import onnx
 import onnxruntime as ort
 
 from alexnet.cli import CheckFailed, UsageError
+from export import onnxfile as onnx_file
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
              "tensorrt": "TensorrtExecutionProvider"}
@@ -45,8 +47,8 @@ def parse_providers(text: str) -> tuple[str, ...]:
     names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
     unknown = [p for p in names if p not in PROVIDERS]
     if unknown or not names:
-        raise UsageError(f"unknown provider {','.join(unknown) or text!r}: choose from {', '.join(PROVIDERS)} "
-                         "(comma-separated list, in order of preference)")
+        what = f"unknown provider {', '.join(unknown)}" if unknown else f"no provider in {text!r}"
+        raise UsageError(f"{what}: choose from {', '.join(PROVIDERS)} (comma-separated, in order of preference)")
     return names
 
 
@@ -120,20 +122,21 @@ def captured_output() -> Iterator[list[str]]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    printed = io.StringIO()  # Python-level prints, where sys.stdout is not fd 1 (pytest, notebooks)
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
-            yield lines
+            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+                yield lines
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
             sink.seek(0)
             lines.extend(sink.read().decode(errors="replace").splitlines())
+            lines.extend(printed.getvalue().splitlines())
 
 
 _MISSING_LIBRARY = re.compile(r"(lib[\w.+-]+\.so[\w.]*): cannot open shared object file")
@@ -161,25 +164,17 @@ def short_error(exc: BaseException) -> str:
 
 
 def check_model_file(path: str | os.PathLike) -> Path:
-    """A readable ONNX model whose external data stays beside it, or a one-line UsageError."""
+    """A readable ONNX model whose external data stays beside it, or a one-line UsageError.
+
+    The project's one loading rule (export.onnxfile) refuses missing files, non-ONNX files and
+    external data outside the model's directory; a file that parses but holds no graph is
+    refused here.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"model {path} does not exist: pass --model PATH to an .onnx file")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-like errors vary by version
-        raise UsageError(f"model {path} is not a valid ONNX file ({type(exc).__name__}): "
-                         "pass an .onnx model (re-export it if it was truncated)") from None
-    if not model.graph.node and not model.graph.output:
-        raise UsageError(f"model {path} is not a valid ONNX file (no graph): pass an .onnx model")
-    base = path.resolve().parent
-    for tensor in onnx.external_data_helper._get_all_tensors(model):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
-        if not (base / location).resolve().is_relative_to(base):
-            raise UsageError(f"model {path} points its external data outside its own directory "
-                             f"({location!r}): refusing to read it; keep the data files beside the model")
+    onnx_file.check_external_data(path)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    if not graph.node and not graph.output:
+        raise UsageError(f"model {path} holds no graph: pass an .onnx model (re-export it if it was truncated)")
     return path
 
 

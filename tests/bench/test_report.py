@@ -1,0 +1,87 @@
+"""Rendering: the rich table pinned to a golden text, exports by extension, comparisons, PNG plots."""
+import os
+from pathlib import Path
+
+import pytest
+
+from alexnet.cli import UsageError
+from bench import report
+from bench.results import BenchResult, Row, TrainRow
+
+GOLDEN = Path(__file__).parent / "golden"
+ENVIRONMENT = {"cpu": {"model": "Test CPU @ 1.00GHz", "usable_cores": 2}, "gpus": [],
+               "packages": {"onnxruntime-gpu": "1.31.1", "onnx": "1.23.2"}}
+
+
+def fixed_result() -> BenchResult:
+    """Known per-iteration times: every number in the table follows from them."""
+    rows = (Row.from_times(label="onnxruntime", engine="onnxruntime", model="m.onnx", batch=1,
+                           providers=["CPUExecutionProvider"], times_s=[0.001, 0.002, 0.003, 0.004]),
+            Row.from_times(label="onnxruntime", engine="onnxruntime", model="m.onnx", batch=32,
+                           providers=["CPUExecutionProvider"], times_s=[0.1, 0.2, 0.3, 0.4, 0.5]))
+    return BenchResult(kind="sweep", config={}, environment=ENVIRONMENT, rows=rows,
+                       model={"path": "m.onnx", "inputs": []}, requested_providers=("cuda",),
+                       providers=("CPUExecutionProvider",), fallback="CUDA unavailable, ran on CPU",
+                       created="2026-01-01T00:00:00+00:00")
+
+
+def check_golden(name: str, text: str) -> None:
+    """Compare with tests/bench/golden/NAME; BENCH_UPDATE_GOLDEN=1 rewrites it (review the diff)."""
+    path = GOLDEN / name
+    if os.environ.get("BENCH_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_table_renders_to_golden_text():
+    check_golden("sweep.txt", report.render_text([fixed_result()], width=100))
+
+
+def test_train_table_renders_to_golden_text():
+    one = TrainRow.from_intervals(1, [100.0, 110.0, 90.0])
+    two = TrainRow.from_intervals(2, [160.0, 150.0, 170.0], base=one)
+    result = BenchResult(kind="train", config={}, environment=ENVIRONMENT, train=(one, two),
+                         notes=("efficiency: per-rank img/s relative to -np 1",), created="2026-01-01T00:00:00+00:00")
+    check_golden("train.txt", report.render_text([result], width=100))
+
+
+def test_comparison_has_delta_and_ratio_per_row():
+    old = fixed_result()
+    faster = BenchResult(**{**old.__dict__, "rows": tuple(
+        Row.from_times(label=r.label, engine=r.engine, model=r.model, batch=r.batch, providers=r.providers,
+                       times_s=[t / 2000 for t in r.times_ms]) for r in old.rows)})
+    table = report.comparison_table(old, faster)
+    assert table.rows[0][:5] == ("onnxruntime @ 1", "400.0", "800.0", "+400.0", "2.00x")
+    assert table.rows[1][5:] == ("300.0", "150.0", "-150.000 ms", "0.50x")
+
+
+def test_comparing_runs_without_common_rows_is_refused():
+    other = BenchResult(**{**fixed_result().__dict__, "rows": ()})
+    with pytest.raises(UsageError, match="share no rows"):
+        report.comparison_table(fixed_result(), other)
+
+
+@pytest.mark.parametrize("suffix, marker", [(".md", "| batch | samples/s |"), (".html", "<html"),
+                                            (".svg", "<svg"), (".txt", "samples/s")])
+def test_exports_by_extension(tmp_path, suffix, marker):
+    path = tmp_path / f"report{suffix}"
+    report.export([fixed_result()], path)
+    text = path.read_text()
+    assert marker in text and "unavailable" in text  # SVG splits the line into spans
+
+
+def test_markdown_rows_match_the_table():
+    markdown = report.to_markdown(report.inference_table(fixed_result()))
+    assert "| 32 | 106.7 | 300.0 | 300.0 | 460.0 | 480.0 | 496.0 | 500.0 | 158.1 | 5 |" in markdown
+
+
+def test_unknown_export_format_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="use one of .md, .html, .svg, .txt"):
+        report.export([fixed_result()], tmp_path / "r.pdf")
+
+
+def test_plots_are_png_files(tmp_path):
+    written = report.plot([fixed_result()], tmp_path)
+    assert sorted(p.name for p in written) == ["latency-histogram.png", "throughput-vs-batch.png"]
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,91 @@
+"""Pure result logic: exact percentiles, constructors, JSON round trip, refusing unknown versions."""
+import json
+import math
+
+import pytest
+
+from alexnet.cli import UsageError
+from bench import results
+from bench.results import BenchResult, Latency, Row, Spread, Throughput, TrainRow
+
+
+def test_percentiles_are_exact_on_known_values():
+    latency = Latency.from_values([float(v) for v in reversed(range(101))])  # 0..100, unsorted
+    assert (latency.p50, latency.p90, latency.p95, latency.p99) == (50.0, 90.0, 95.0, 99.0)
+    assert (latency.min, latency.max, latency.mean, latency.count) == (0.0, 100.0, 50.0, 101)
+
+
+def test_percentile_interpolates_between_ranks():
+    latency = Latency.from_values([4.0, 1.0, 3.0, 2.0])
+    assert latency.p50 == 2.5
+    assert latency.p90 == pytest.approx(3.7)
+    assert latency.stdev == pytest.approx(math.sqrt(5 / 3))  # sample stdev of 1..4
+
+
+def test_single_value_has_zero_spread_and_empty_is_refused():
+    latency = Latency.from_values([7.0])
+    assert (latency.p50, latency.p99, latency.stdev) == (7.0, 7.0, 0.0)
+    with pytest.raises(ValueError):
+        Latency.from_values([])
+
+
+def test_throughput_from_latency():
+    throughput = Throughput.from_latency(Latency.from_values([10.0, 30.0]), batch=32)
+    assert throughput.samples_per_second == pytest.approx(32 * 2 / 0.040)
+    assert (throughput.iterations, throughput.seconds) == (2, pytest.approx(0.040))
+
+
+def test_train_rows_report_ci_and_efficiency():
+    one = TrainRow.from_intervals(1, [100.0, 100.0])
+    two = TrainRow.from_intervals(2, [150.0, 170.0], base=one)
+    assert one.efficiency == 1.0 and one.total.ci95 == 0.0
+    assert two.per_rank.mean == pytest.approx(80.0)
+    assert two.total.ci95 == pytest.approx(1.96 * 10.0)  # population std of 150, 170
+    assert two.efficiency == pytest.approx(0.8)
+    assert Spread.from_values([1.0, 3.0]).mean == 2.0
+
+
+def sample_result(kind="sweep") -> BenchResult:
+    rows = tuple(Row.from_times(label="onnxruntime", engine="onnxruntime", model="m.onnx", batch=b,
+                                providers=["CPUExecutionProvider"], times_s=[0.001 * b, 0.002 * b, 0.003 * b])
+                 for b in (1, 8))
+    return BenchResult(kind=kind, config={"batch": "1,8"}, environment={"cpu": {"model": "test cpu"}}, rows=rows,
+                       requested_providers=("cuda",), providers=("CPUExecutionProvider",),
+                       fallback="CUDA unavailable, ran on CPU", created="2026-01-01T00:00:00+00:00")
+
+
+def test_json_round_trip_keeps_everything():
+    result = sample_result()
+    doc = json.loads(json.dumps(result.to_json()))
+    assert doc["version"] == results.SCHEMA_VERSION and doc["providers"] == ["CPUExecutionProvider"]
+    assert doc["rows"][1]["times_ms"] == [8.0, 16.0, 24.0]
+    assert BenchResult.from_json(doc) == result
+
+
+def test_single_row_runs_have_top_level_throughput_and_latency():
+    result = sample_result("latency")
+    doc = BenchResult(**{**result.__dict__, "rows": result.rows[:1]}).to_json()
+    assert doc["throughput"] == pytest.approx(1 / 0.002)
+    assert doc["latency_ms"]["p50"] == 2.0 and doc["latency_ms"]["p99"] == pytest.approx(2.98)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"version": 2}, "newer than this bench reads"),
+    ({"version": 0}, "unknown schema version"),
+    ({"version": "1"}, "no integer schema version"),
+    ({"schema": "other"}, "is not a bench results file"),
+    ({"rows": [{"label": "x"}]}, "malformed"),
+])
+def test_loader_refuses_unknown_or_broken_files(tmp_path, change, message):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({**sample_result().to_json(), **change}))
+    with pytest.raises(UsageError, match=message):
+        results.load(path)
+
+
+def test_loader_refuses_non_json_and_missing(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(UsageError, match="not valid JSON"):
+        results.load(tmp_path / "bad.json")
+    with pytest.raises(UsageError, match="does not exist"):
+        results.load(tmp_path / "missing.json")

@@ -1,0 +1,118 @@
+"""onnxruntime sessions: honest provider reporting, clean errors for bad models, IO binding, thread options."""
+import numpy as np
+import onnx
+import pytest
+
+from alexnet.cli import CheckFailed, UsageError
+from bench import session as session_lib
+from bench.inputs import input_specs, make_feeds, resolve_shapes
+from bench.session import SessionConfig, open_session
+
+CUDA = session_lib.cuda_usable()
+
+
+@pytest.mark.skipif(CUDA, reason="CUDA really works here: no fallback to observe")
+def test_cuda_request_reports_cpu_fallback_in_one_line(helper_models, capfd):
+    bs = open_session(helper_models["fixed"], SessionConfig(providers=("cuda",)))
+    assert bs.providers == ("CPUExecutionProvider",)
+    assert bs.fallback.startswith("CUDA unavailable, ran on CPU")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # onnxruntime's own error log was captured, not shown
+
+
+@pytest.mark.skipif(CUDA, reason="CUDA really works here: no fallback to observe")
+def test_strict_refuses_to_fall_back(helper_models, capfd):
+    with pytest.raises(CheckFailed, match="TensorRT/CUDA unavailable, ran on CPU .*--strict"):
+        open_session(helper_models["fixed"], SessionConfig(providers=("tensorrt", "cuda"), strict=True))
+    assert capfd.readouterr() == ("", "")
+
+
+def test_cpu_session_has_no_fallback_and_records_options(helper_models):
+    config = SessionConfig(intra_op_threads=1, inter_op_threads=1, graph_optimization="basic",
+                           execution_mode="parallel")
+    options = config.session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    bs = open_session(helper_models["fixed"], config)
+    assert bs.fallback is None and bs.providers == ("CPUExecutionProvider",)
+
+
+def test_tensorrt_options_are_passed(tmp_path):
+    config = SessionConfig(providers=("tensorrt", "cuda"), trt_fp16=True, trt_cache_dir=str(tmp_path), device_id=1)
+    assert config.provider_list() == [
+        ("TensorrtExecutionProvider", {"device_id": 1, "trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                                       "trt_engine_cache_path": str(tmp_path)}),
+        ("CUDAExecutionProvider", {"device_id": 1}),
+        ("CPUExecutionProvider", {}),
+    ]
+    assert config.uses_io_binding(("CUDAExecutionProvider", "CPUExecutionProvider"))
+    assert not config.uses_io_binding(("CPUExecutionProvider",))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"providers": ("gpu",)}, "unknown provider gpu"),
+    ({"intra_op_threads": -1}, "thread counts must be >= 0"),
+    ({"graph_optimization": "max"}, "unknown graph optimisation level"),
+    ({"io_binding": "yes"}, "unknown --io-binding"),
+])
+def test_bad_session_options(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        SessionConfig(**kwargs)
+
+
+def test_provider_list_parsing():
+    assert session_lib.parse_providers("CUDA, cpu") == ("cuda", "cpu")
+    with pytest.raises(UsageError, match="choose from cpu, cuda, tensorrt"):
+        session_lib.parse_providers(",")
+
+
+def test_bad_model_files_are_usage_errors(tmp_path, helper_models):
+    (tmp_path / "corrupt.onnx").write_bytes(helper_models["fixed"].read_bytes()[:40])
+    (tmp_path / "text.onnx").write_text("this is not a model\n")
+    cases = {tmp_path / "missing.onnx": "does not exist", tmp_path / "corrupt.onnx": "not an ONNX model",
+             tmp_path / "text.onnx": "not an ONNX model|holds no graph",
+             helper_models["ir14"]: "Unsupported model IR version: 14"}
+    for path, message in cases.items():
+        with pytest.raises(UsageError, match=message):
+            open_session(path, SessionConfig())
+
+
+def test_external_data_outside_the_model_directory_is_refused(tmp_path):
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    weights = onnx.numpy_helper.from_array(np.ones((2, 2), np.float32), "w")
+    onnx.external_data_helper.set_external_data(weights, location="../elsewhere.bin")
+    weights.ClearField("raw_data")
+    t = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                                   [t("x", onnx.TensorProto.FLOAT, [2, 2])], [t("y", onnx.TensorProto.FLOAT, [2, 2])],
+                                   initializer=[weights])
+    path = model_dir / "m.onnx"
+    path.write_bytes(onnx.helper.make_model(graph, ir_version=10).SerializeToString())
+    with pytest.raises(UsageError, match="outside its own directory"):
+        open_session(path, SessionConfig())
+
+
+def _feeds(bs, batch):
+    specs = input_specs(bs.session)
+    return make_feeds(specs, resolve_shapes(specs, batch, {"seq": 3}, {"scale": (1,)}), distinct=2)
+
+
+def test_io_binding_on_cpu_runs_the_model(helper_models):
+    bs = open_session(helper_models["multi"], SessionConfig(io_binding="on"))
+    assert bs.io_binding
+    pool = _feeds(bs, 4)
+    step = bs.runner(pool)
+    for _ in range(3):
+        step()
+    plain = bs.session.run(["score"], pool[0])[0]
+    binding = bs._bind(pool[0])
+    bs.session.run_with_iobinding(binding)
+    np.testing.assert_allclose(binding.copy_outputs_to_cpu()[0], plain, rtol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="onnxruntime's CUDA provider is not usable here")
+def test_cuda_session_runs_on_cuda_with_io_binding(helper_models):
+    bs = open_session(helper_models["multi"], SessionConfig(providers=("cuda",), strict=True))
+    assert bs.providers[0] == "CUDAExecutionProvider" and bs.io_binding and bs.fallback is None
+    bs.runner(_feeds(bs, 8))()
