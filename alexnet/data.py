@@ -98,7 +98,9 @@ def _read_maybe_gz(path: Path) -> bytes:
 
 def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
     """Parse an IDX file (the MNIST format): magic 0x0000 + type 0x08 (uint8) + ndim, big-endian dims."""
-    if len(raw) < 4 or raw[0:2] != b"\x00\x00" or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+    if len(raw) < 4:
+        raise UsageError(f"{name} is truncated ({len(raw)} bytes): download it again")
+    if raw[0:2] != b"\x00\x00" or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
         raise UsageError(f"{name} is not a uint8 IDX file (bad magic number): "
                          f"point --data-dir at the Fashion-MNIST IDX files")
     ndim = raw[3]
@@ -141,6 +143,10 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Arrays:
 
 # ---------------------------------------------------------------- CIFAR-10
 
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
 class _SafeUnpickler(pickle.Unpickler):
     """Builds plain containers and numpy arrays only: a pickle that asks for anything else
     (os.system, builtins.eval, ...) is refused before it can run."""
@@ -148,18 +154,19 @@ class _SafeUnpickler(pickle.Unpickler):
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell bytes
     }
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        raise _Refused(f"refusing to load {module}.{name}")
 
 
 def _unpickle_cifar_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
+    except _Refused as exc:
         raise UsageError(f"{name} is not a plain CIFAR-10 batch ({exc}); it was not executed: "
                          f"use the official archive") from None
     except Exception as exc:  # truncated pickles raise EOFError, ValueError, ...

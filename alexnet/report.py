@@ -14,8 +14,7 @@ from rich.table import Table
 
 
 class SilentReporter:
-    def start(self, trainer): pass
-    def resumed(self, path, state): pass
+    def start(self, trainer, state, resumed_from): pass
     def epoch_start(self, epoch, epochs, steps, start_step): pass
     def step(self, step, loss, accuracy): pass
     def epoch_end(self, record): pass
@@ -40,17 +39,16 @@ class ChiefReporter(SilentReporter):
         self.writers = {k: tf.summary.create_file_writer(str(log_dir / k)) for k in ("train", "validation")}
         self.tf = tf
 
-    def start(self, trainer):
+    def start(self, trainer, state, resumed_from):
         cfg = self.cfg
         self.console.print(
             f"[bold]AlexNet[/] {trainer.model.count_params():,} parameters | {cfg.dataset} "
             f"{len(trainer.splits.x_train):,} train / {len(trainer.splits.x_val):,} val / "
             f"{len(trainer.splits.x_test):,} test | {self.world_size} rank(s) x batch {cfg.batch_size} | "
             f"{cfg.image_size} px | {trainer.policy} | {trainer.steps} steps/epoch")
+        if resumed_from:
+            self.console.print(f"Resuming from {resumed_from}: epoch {state['epoch'] + 1}, step {state['step']}")
         self.progress.start()
-
-    def resumed(self, path, state):
-        self.console.print(f"Resuming from {path}: epoch {state['epoch'] + 1}, step {state['step']}")
 
     def epoch_start(self, epoch, epochs, steps, start_step):
         if self.task is not None:

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet import checkpoint, data, distributed, environment, precision
+from alexnet.cli import UsageError
 from alexnet.config import TrainConfig
 from alexnet.fsio import atomic_path, write_json_atomic
 from alexnet.model import build_alexnet
@@ -91,8 +92,8 @@ def index_digest(indices: np.ndarray) -> int:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, world: distributed.World, reporter):
-        self.cfg, self.world, self.report = cfg, world, reporter
+    def __init__(self, cfg: TrainConfig, world: distributed.World):
+        self.cfg, self.world = cfg, world
         self.policy = precision.detect_and_resolve(cfg.precision)
         keras.mixed_precision.set_global_policy(self.policy)
         keras.utils.set_random_seed(cfg.seed)
@@ -107,8 +108,6 @@ class Trainer:
         if cfg.steps_per_epoch:
             self.steps = min(self.steps, cfg.steps_per_epoch)
         if self.steps < 1:
-            from alexnet.cli import UsageError
-
             raise UsageError(f"{len(self.splits.x_train)} training images make no full batch of "
                              f"{cfg.batch_size} per rank on {world.size} ranks: lower --batch-size "
                              f"or raise --train-samples")
@@ -168,7 +167,6 @@ class Trainer:
         state = self.fresh_state()
         if self.cfg.resume and self.world.is_chief and self.checkpoint_path.exists():
             state = checkpoint.load(self.checkpoint_path, self.model, self.optimizer)
-            self.report.resumed(self.checkpoint_path, state)
         state = distributed.broadcast_object(state)  # Horovod: every rank resumes at rank 0's position
         # Horovod: every rank starts from rank 0's weights and optimizer state (fresh or restored).
         distributed.broadcast_variables(list(self.model.variables) + list(self.optimizer.variables))
@@ -178,15 +176,14 @@ class Trainer:
         if self.world.is_chief:
             checkpoint.save(self.checkpoint_path, self.model, self.optimizer, state)
 
-    def run(self, stop: StopFlag) -> dict:
+    def run(self, state: dict, stop: StopFlag, report) -> dict:
         cfg, world = self.cfg, self.world
-        state = self.restore()
         shard_info = self._shard_info()
         timing = Timing(cfg.batch_size * world.size, cfg.warmup_steps, cfg.log_every)
         for epoch in range(state["epoch"], cfg.epochs):
             start_step = state["step"]
             sums = np.array(state["sums"], np.float64) if world.is_chief else np.zeros(3)
-            self.report.epoch_start(epoch, cfg.epochs, self.steps, start_step)
+            report.epoch_start(epoch, cfg.epochs, self.steps, start_step)
             batches = data.train_pipeline(self.splits.x_train, self.splits.y_train, cfg.batch_size, cfg.seed,
                                           epoch, world.rank, world.size, start_step,
                                           cfg.image_size if cfg.host_preprocess else None)
@@ -197,7 +194,7 @@ class Trainer:
                 loss_sum, correct = self.train_step(images, labels)
                 sums += (loss_sum.numpy(), correct.numpy(), len(labels))
                 timing.step_done()
-                self.report.step(step + 1, sums[0] / max(sums[2], 1), sums[1] / max(sums[2], 1))
+                report.step(step + 1, sums[0] / max(sums[2], 1), sums[1] / max(sums[2], 1))
                 stop_now = distributed.any_rank(stop.is_set()) if world.size > 1 else stop.is_set()
                 if stop_now and step + 1 < self.steps:
                     state.update(epoch=epoch, step=step + 1, sums=distributed.sum_over_ranks(sums).tolist(),
@@ -218,7 +215,7 @@ class Trainer:
             }
             state.update(epoch=epoch + 1, step=0, sums=[0.0, 0.0, 0.0], history=state["history"] + [record],
                          images_seen=state["images_seen"] + (self.steps - start_step) * timing.batch)
-            self.report.epoch_end(record)
+            report.epoch_end(record)
             self.save_checkpoint(state)
             if stop.is_set() or (world.size > 1 and distributed.any_rank(stop.is_set())):
                 if epoch + 1 < cfg.epochs:
@@ -322,16 +319,18 @@ def run(cfg: TrainConfig, reporter_factory) -> dict:
     """Train as configured; rank 0 writes the outputs. Raises Preempted on a stop signal."""
     stop = StopFlag()
     world = distributed.init()
-    reporter = reporter_factory(world, cfg)
+    # Everything that can refuse bad input (data, model, checkpoint) runs before the first
+    # file is written, so a refused run leaves nothing behind.
+    trainer = Trainer(cfg, world)
+    state = trainer.restore()
     if world.is_chief:
         cfg.output_path.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, world, reporter)
-    reporter.start(trainer)
-    if world.is_chief:
         data.save_sample_grid(trainer.splits.x_train, trainer.splits.y_train, trainer.class_names,
                               cfg.output_path / "samples.png")
+    reporter = reporter_factory(world, cfg)
+    reporter.start(trainer, state, trainer.checkpoint_path if state["epoch"] or state["step"] else None)
     try:
-        summary = trainer.run(stop)
+        summary = trainer.run(state, stop, reporter)
     finally:
         reporter.close()
     if world.is_chief:

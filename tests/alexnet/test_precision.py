@@ -1,0 +1,27 @@
+import pytest
+
+from alexnet.cli import UsageError
+from alexnet.precision import resolve, uses_loss_scaling
+
+
+@pytest.mark.parametrize("caps,bf16,expected", [
+    ([(8, 0)], False, "mixed_float16"),       # A100: tensor cores
+    ([(7, 0), (9, 0)], True, "mixed_float16"),
+    ([(6, 1)], True, "float32"),              # Pascal: float16 is slow there
+    ([], True, "mixed_bfloat16"),             # CPU with AVX512_BF16 / AMX
+    ([], False, "float32"),
+])
+def test_auto_follows_the_hardware(caps, bf16, expected):
+    assert resolve("auto", caps, bf16) == expected
+
+
+def test_explicit_policy_wins_and_unknown_is_refused():
+    assert resolve("float32", [(9, 0)], True) == "float32"
+    with pytest.raises(UsageError, match="unknown precision 'fp8'"):
+        resolve("fp8", [], False)
+
+
+def test_only_float16_needs_loss_scaling():
+    assert uses_loss_scaling("mixed_float16")
+    assert not uses_loss_scaling("mixed_bfloat16")
+    assert not uses_loss_scaling("float32")
