@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from importlib import resources
+from pathlib import Path
 from typing import Sequence
 
 from alexnet.cli import UsageError
@@ -21,6 +21,7 @@ MODES = ("throughput", "latency")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 MAX_ARRAY_TASKS = 1000
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+TEMPLATES = Path(__file__).parent / "templates"
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
@@ -223,7 +224,7 @@ def _fields(job: Job) -> dict[str, str]:
 
 def render(job: Job) -> str:
     """The complete job script for `job`, ready for sbatch."""
-    template = resources.files("slurm").joinpath("templates", f"{job.kind}.sbatch").read_text()
+    template = (TEMPLATES / f"{job.kind}.sbatch").read_text()
     fields = _fields(job)
     # Substituted in one pass, so a value that looks like {{name}} is never expanded again.
     return _PLACEHOLDER.sub(lambda m: fields[m.group(1)], template)

@@ -30,7 +30,8 @@ from slurm.render import LAUNCHERS, MODES, SIGNALS, BenchJob, ExportJob, Job, Re
 
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
          "BOOT_FAIL", "DEADLINE"}
-ERROR_TAIL_LINES = 20
+# horovodrun adds a ~25-line traceback after the failing rank's own message.
+ERROR_TAIL_LINES = 40
 POLL_S = 1.0
 # `scontrol show job -o` prints Key=Value pairs separated by spaces; values (JobName) may hold spaces.
 _KEY = re.compile(r" (?=[A-Za-z][\w/:]*=)")

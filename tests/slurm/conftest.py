@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from slurm.submit import parse_scontrol_record
+
 PROGRAMS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch")
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 # More CPUs than the machine has (config_overrides): 2-rank jobs and small arrays must fit on 2 cores.
@@ -53,11 +55,7 @@ class LocalCluster:
     def job_field(self, job_id: str, field: str) -> str:
         """One field of `scontrol show job` (e.g. JobState, ExitCode, Restarts)."""
         out = self.run("scontrol", "show", "job", "-o", job_id).stdout
-        for token in out.split():
-            key, _, value = token.partition("=")
-            if key == field:
-                return value
-        raise KeyError(f"{field} not in scontrol output for job {job_id}: {out}")
+        return parse_scontrol_record(out.splitlines()[0])[field]
 
     def wait_state(self, job_id: str, states: set[str], timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s

@@ -1,0 +1,132 @@
+"""Rendering and validation of the job scripts; the rendered scripts are run by real bash here.
+
+The bash runs replace `python` with a shell function (defined by a fake venv's activate script)
+that records its arguments, so each test sees exactly what the job would start.
+"""
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from alexnet.cli import UsageError
+from slurm.render import BenchJob, ExportJob, Resources, TrainJob, render, time_limit_seconds
+
+HOSTILE = ["x; rm -rf ~", "$(touch PWNED)", "`touch PWNED`", "a'b\"c", "${IFS}$HOME", "*", "-- --x", "{{header}}"]
+
+
+def resources(**kw) -> Resources:
+    return Resources(**{"job_name": "job", "workdir": "/w", **kw})
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("30", 1800), ("30:15", 1815), ("01:00:00", 3600), ("2-0", 172800), ("1-02:03", 93780), ("0-00:00:05", 5)])
+def test_time_formats(text, seconds):
+    assert time_limit_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"job_name": "a\nb"}, "--job-name"),
+    ({"job_name": ""}, "--job-name"),
+    ({"partition": "gpu\n#SBATCH --nodes=99"}, "--partition"),
+    ({"log_dir": "logs/%u"}, "'%'"),
+    ({"time": "forever"}, "--time"),
+    ({"nodes": 0}, "--nodes"),
+    ({"cpus_per_task": 0}, "--cpus-per-task"),
+])
+def test_resources_reject_bad_values(kw, message):
+    with pytest.raises(UsageError, match=message):
+        resources(**kw)
+
+
+def test_signal_must_leave_time_to_train():
+    with pytest.raises(UsageError, match="--signal-seconds 120 is more than half of --time 3"):
+        TrainJob(resources(time="3"), signal_seconds=120)
+    with pytest.raises(UsageError, match="--signal 'KILL'"):
+        TrainJob(resources(), signal="KILL")
+
+
+def test_training_always_resumes_once():
+    assert TrainJob(resources(), ["--epochs", "2"]).args == ["--epochs", "2", "--resume"]
+    assert TrainJob(resources(), ["--resume", "--epochs", "2"]).args == ["--resume", "--epochs", "2"]
+
+
+def test_bench_array_covers_every_pair():
+    job = BenchJob(resources(), "m.onnx", "out", batches=[1, 8, 32], providers=["cpu", "cuda"])
+    assert "#SBATCH --array=0-5 " in render(job)
+    with pytest.raises(UsageError, match="--provider 'rocm'"):
+        BenchJob(resources(), "m.onnx", "out", providers=["rocm"])
+    with pytest.raises(UsageError, match="every --batch value"):
+        BenchJob(resources(), "m.onnx", "out", batches=[0])
+
+
+def test_every_sbatch_line_is_commented_and_gpu_lines_follow_gpus():
+    gpu = render(TrainJob(resources(nodes=2, tasks_per_node=4, gpus_per_task=1)))
+    cpu = render(TrainJob(resources(tasks_per_node=2)))
+    for script in (gpu, cpu):
+        sbatch = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+        assert sbatch and all("  # " in line for line in sbatch)
+    assert "#SBATCH --gpus-per-task=1 " in gpu and "gpus" not in cpu
+    assert "#SBATCH --ntasks-per-node=4 " in gpu and "#SBATCH --ntasks-per-node=2 " in cpu
+
+
+def _sbatch_values(script: str) -> dict[str, str]:
+    """What sbatch reads from the #SBATCH lines (it splits them with the shell's quoting rules)."""
+    values = {}
+    for line in script.splitlines():
+        if line.startswith("#SBATCH "):
+            option = shlex.split(line[len("#SBATCH "):], comments=True)[0]
+            key, _, value = option.partition("=")
+            values[key] = value
+    return values
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_sbatch_options_keep_hostile_text_literal(text):
+    res = resources(job_name=text, partition=text, account=text, workdir=text, venv=text, log_dir=text)
+    values = _sbatch_values(render(TrainJob(res)))
+    assert values["--job-name"] == values["--partition"] == values["--account"] == values["--chdir"] == text
+    assert values["--output"] == f"{text}/train-%j.out"
+
+
+def _run_script(script: str, tmp_path: Path, env: dict[str, str]) -> list[str]:
+    """Run a rendered job script with bash; return the arguments its `python` call received."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    # The fake activate replaces python by a function that records its arguments, one per line (NUL-safe enough
+    # for these strings: none holds a newline).
+    (venv / "bin" / "activate").write_text('python() { printf "%s\\n" "$@" > "$ARGS_FILE"; }\n')
+    args_file = tmp_path / "args.txt"
+    script_path = tmp_path / "job.sbatch"
+    script_path.write_text(script)
+    proc = subprocess.run(["bash", str(script_path)], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "ARGS_FILE": str(args_file), **env})
+    assert proc.returncode == 0, proc.stderr
+    assert not list(tmp_path.rglob("PWNED")), "a user value was executed"
+    return args_file.read_text().splitlines()
+
+
+def test_train_script_passes_hostile_arguments_literally(tmp_path):
+    args = ["--output-dir", *HOSTILE]
+    script = render(TrainJob(resources(venv="venv"), args))
+    argv = _run_script(script, tmp_path, {"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1"})
+    assert argv == ["-m", "slurm.launch", "--launcher", "horovodrun", "--", "python", "-m", "alexnet.train",
+                    *args, "--resume"]
+
+
+@pytest.mark.parametrize("task,batch,provider", [(0, "1", "cpu"), (2, "32", "cpu"), (3, "1", "cuda")])
+def test_bench_array_task_picks_its_pair_and_keeps_text_literal(tmp_path, task, batch, provider):
+    model, results = HOSTILE[1], HOSTILE[0]
+    job = BenchJob(resources(venv="venv"), model, results, batches=[1, 8, 32], providers=["cpu", "cuda"],
+                   bench_args=HOSTILE)
+    argv = _run_script(render(job), tmp_path, {"SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_JOB_ID": "9"})
+    assert argv == ["-m", "bench", "throughput", "--model", model, "--batch", batch, "--provider", provider,
+                    "--json", f"{results}/bench-9_{task}.json", "--quiet", *HOSTILE]
+
+
+def test_export_script_passes_paths_literally(tmp_path):
+    job = ExportJob(resources(venv="venv"), HOSTILE[1], HOSTILE[3], ["--opset", HOSTILE[2]])
+    argv = _run_script(render(job), tmp_path, {})
+    assert argv == ["-m", "export", HOSTILE[1], "-o", HOSTILE[3], "--opset", HOSTILE[2]]
