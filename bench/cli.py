@@ -3,7 +3,7 @@
     bench throughput --batch 256                      # samples/s on runs/alexnet/alexnet.onnx
     bench latency --batch 1 --model m.onnx            # mean, p50, p90, p95, p99, max, stdev
     bench sweep --batch 1,8,32,128,256 --plot-dir .   # both, per batch size; table + plots
-    bench compare --batch 1,32,256                    # onnxruntime vs TensorFlow, fp32/fp16/int8
+    bench compare --batch 1,32,256                    # onnxruntime vs TensorFlow, float32/float16/int8
     bench train -np 1,2                               # Horovod training img/s and scaling efficiency
     bench overhead --model m.onnx                     # the harness vs a bare session.run loop
     bench report a.json b.json --compare --export r.md --plot-dir plots
@@ -77,6 +77,8 @@ def _measuring_options(default_batch: str | None, batch_help: str) -> argparse.A
     g.add_argument("--device-id", type=int, default=0, help="GPU index for CUDA/TensorRT")
     g.add_argument("--trt-fp16", action="store_true", help="let TensorRT build float16 engines")
     g.add_argument("--trt-cache-dir", help="TensorRT engine cache directory (reused across runs)")
+    g.add_argument("--session-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="onnxruntime session config entry (repeatable), e.g. session.intra_op.allow_spinning=0")
     g = p.add_argument_group("measurement")
     g.add_argument("--warmup", type=int, default=RunConfig.warmup, help="warm-up iterations, not measured")
     g.add_argument("--min-time", type=float, default=RunConfig.min_time, help="measure at least this many seconds")
@@ -104,12 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="throughput and latency over several batch sizes", formatter_class=fmt,
                        parents=[_measuring_options("1,8,32,128,256", "comma-separated batch sizes")])
     p.add_argument("--plot-dir", help="write throughput-vs-batch.png and latency-histogram.png here")
-    p = sub.add_parser("compare", help="onnxruntime vs TensorFlow, and fp32 vs fp16 vs int8 variants",
+    p = sub.add_parser("compare", help="onnxruntime vs TensorFlow, and float32 vs float16 vs int8 variants",
                        formatter_class=fmt, parents=[_measuring_options("1,32,256", "comma-separated batch sizes")])
     p.add_argument("--keras", help="Keras model the ONNX came from (default: model.keras beside --model)")
     p.add_argument("--no-tensorflow", action="store_true", help="leave TensorFlow out")
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
-                   help="another ONNX model to compare (default: MODEL_STEM.fp16.onnx/.int8.onnx beside --model)")
+                   help="another ONNX model to compare (default: STEM.float16.onnx/STEM.int8.onnx beside --model)")
     p = sub.add_parser("overhead", help="the harness vs a bare session.run loop (should be within 2%%)",
                        formatter_class=fmt, parents=[_measuring_options("1", "samples per run")])
     p.add_argument("--rounds", type=int, default=5, help="interleaved harness/bare rounds; the median ratio counts")
@@ -146,7 +148,9 @@ def _session_config(args) -> SessionConfig:
                          intra_op_threads=args.intra_op_threads, inter_op_threads=args.inter_op_threads,
                          graph_optimization=args.graph_opt, execution_mode=args.execution_mode,
                          io_binding=args.io_binding, device_id=args.device_id, trt_fp16=args.trt_fp16,
-                         trt_cache_dir=args.trt_cache_dir)
+                         trt_cache_dir=args.trt_cache_dir,
+                         entries=tuple(inputs_lib.parse_assignments(args.session_config, "session-config",
+                                                                 "session.intra_op.allow_spinning=0").items()))
 
 
 def _input_config(args) -> InputConfig:
@@ -239,8 +243,8 @@ def _cmd_compare(args) -> results.BenchResult:
     from bench import compare
     run = RunConfig(warmup=args.warmup, min_time=args.min_time, min_iterations=args.min_iterations)
     model = Path(args.model) if args.model else default_model()
-    variants = ({label: Path(path) for label, path in inputs_lib.parse_assignments(args.variant, "variant").items()}
-                if args.variant else compare.default_variants(model))
+    given = inputs_lib.parse_assignments(args.variant, "variant", "int8=alexnet.int8.onnx")
+    variants = {label: Path(p) for label, p in given.items()} if given else compare.default_variants(model)
     for label, path in variants.items():
         if not path.is_file():
             raise cli.UsageError(f"--variant {label}={path}: no such file; pass an existing ONNX model")

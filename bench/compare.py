@@ -2,7 +2,8 @@
 
 Side by side in one run, same machine, same inputs, same timing loop, at each batch size:
   * onnxruntime on the float32 ONNX model,
-  * each variant (default: STEM.fp16.onnx and STEM.int8.onnx beside the model, where present),
+  * each variant (default: STEM.float16.onnx and STEM.int8.onnx beside the model, where present,
+    as `alexnet-export` writes them),
   * TensorFlow/Keras on the model it was exported from (default: model.keras beside the ONNX file),
     called through one `tf.function` (the fastest plain-Keras inference path; `model.predict`
     adds a tf.data pipeline per call).
@@ -19,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from alexnet.cli import UsageError
 from bench import inputs as inputs_lib
 from bench.measure import InputConfig, measure_onnx, model_record, session_environment
@@ -26,18 +29,18 @@ from bench.results import BenchResult, Row
 from bench.runner import Progress, RunConfig, measure
 from bench.session import SessionConfig, open_session
 
-REFERENCE_LABEL = "onnxruntime fp32"
-TF_LABEL = "tensorflow fp32"
-VARIANT_SUFFIXES = ("fp16", "int8")
+REFERENCE_LABEL = "onnxruntime float32"
+TF_LABEL = "tensorflow float32"
 
 
 def default_variants(model: Path) -> dict[str, Path]:
-    """STEM.fp16.onnx / STEM.int8.onnx beside the model, where they exist."""
+    """The export step's variants beside the model (alexnet.float16.onnx, alexnet.int8.onnx), where present."""
+    from export.variants import VARIANTS, variant_path
     found = {}
-    for suffix in VARIANT_SUFFIXES:
-        path = model.with_name(f"{model.stem}.{suffix}.onnx")
+    for variant in VARIANTS:
+        path = variant_path(model, variant)
         if path.is_file():
-            found[f"onnxruntime {suffix}"] = path
+            found[f"onnxruntime {variant}"] = path
     return found
 
 
@@ -69,7 +72,9 @@ class TensorFlowModel:
 
     def step(self, pool: Sequence[dict], order: Sequence[str]) -> Callable[[], Any]:
         call = self._call
-        feeds = itertools.cycle([[feed[name] for name in order] for feed in pool])
+        shapes = [tuple(t.shape) for t in self.model.inputs]
+        feeds = itertools.cycle([[to_keras_layout(feed[name], shape) for name, shape in zip(order, shapes)]
+                                 for feed in pool])
         # .numpy(): onnxruntime hands back host arrays, so TensorFlow must too.
         return lambda: call(*next(feeds)).numpy()
 
@@ -82,6 +87,21 @@ class TensorFlowModel:
         return {"version": self.tf.__version__, "device": self.device,
                 "intra_op_threads": threading.get_intra_op_parallelism_threads(),
                 "inter_op_threads": threading.get_inter_op_parallelism_threads()}
+
+
+def to_keras_layout(array: np.ndarray, keras_shape: tuple) -> np.ndarray:
+    """The same samples in the Keras model's layout: an NCHW export's feed transposed back to NHWC.
+
+    Done once, before timing: the TensorFlow row measures the model, not a transpose.
+    """
+    def fits(shape):
+        return len(shape) == len(keras_shape) and all(k is None or k == d for k, d in zip(keras_shape[1:], shape[1:]))
+    if fits(array.shape):
+        return array
+    if array.ndim == 4 and fits(array.shape[:1] + array.shape[2:] + array.shape[1:2]):
+        return np.ascontiguousarray(array.transpose(0, 2, 3, 1))
+    raise UsageError(f"the ONNX input shape {list(array.shape)} does not fit the Keras model's input "
+                     f"{list(keras_shape)}: pass the --keras model this ONNX file was exported from")
 
 
 def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionConfig, inputs: InputConfig,

@@ -55,14 +55,13 @@ def input_specs(session) -> list[InputSpec]:
             for i in session.get_inputs()]
 
 
-def parse_assignments(items: Sequence[str], what: str) -> dict[str, str]:
+def parse_assignments(items: Sequence[str], what: str, example: str) -> dict[str, str]:
     """`NAME=VALUE` pairs from repeated options; NAME may itself contain ':' or '/' (ONNX names do)."""
     out = {}
     for item in items:
         name, sep, value = item.rpartition("=")
         if not sep or not name or not value:
-            raise UsageError(f"--{what} {item!r} is not NAME=VALUE: e.g. --{what} "
-                             f"{'seq=128' if what == 'dim' else 'images=8x28x28x1'}")
+            raise UsageError(f"--{what} {item!r} is not NAME=VALUE: e.g. --{what} {example}")
         out[name] = value
     return out
 
@@ -78,12 +77,13 @@ def _positive(text: str, option: str) -> int:
 
 
 def parse_dims(items: Sequence[str]) -> dict[str, int]:
-    return {name: _positive(v, f"--dim {name}") for name, v in parse_assignments(items, "dim").items()}
+    dims = parse_assignments(items, "dim", "seq=128")
+    return {name: _positive(v, f"--dim {name}") for name, v in dims.items()}
 
 
 def parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
     return {name: tuple(_positive(v, f"--shape {name}") for v in value.lower().split("x"))
-            for name, value in parse_assignments(items, "shape").items()}
+            for name, value in parse_assignments(items, "shape", "images=8x28x28x1").items()}
 
 
 def default_batch(specs: Sequence[InputSpec], fallback: int,

@@ -66,6 +66,8 @@ class SessionConfig:
     device_id: int = 0
     trt_fp16: bool = False
     trt_cache_dir: str | None = None
+    # onnxruntime session config entries, e.g. ("session.intra_op.allow_spinning", "0")
+    entries: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         parse_providers(",".join(self.providers))
@@ -90,6 +92,8 @@ class SessionConfig:
         options.graph_optimization_level = GRAPH_OPTIMIZATION[self.graph_optimization]
         options.execution_mode = EXECUTION_MODES[self.execution_mode]
         options.log_severity_level = _QUIET
+        for key, value in self.entries:
+            options.add_session_config_entry(key, value)
         return options
 
     def provider_list(self) -> list[tuple[str, dict[str, Any]]]:

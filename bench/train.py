@@ -110,8 +110,8 @@ def run(config: TrainBenchConfig, keep_dir: str | None = None,
             if on_done:
                 on_done(np, intervals)
     notes = [f"efficiency: per-rank img/s relative to -np {rows[0].np}"]
-    if (os.cpu_count() or 1) < max(config.nps):
-        notes.append(f"this machine has {os.cpu_count()} cores for {max(config.nps)} ranks: ranks share cores, "
-                     "so efficiency here says little about a real cluster")
+    if max(config.nps) > 1:
+        notes.append(f"all ranks ran on this machine's {os.cpu_count()} cores (-H localhost:N): with fewer cores "
+                     "or accelerators than ranks, they compete, so efficiency here says little about a cluster")
     return BenchResult(kind="train", config=dataclasses.asdict(config), environment=environment.collect(),
                        train=tuple(rows), notes=tuple(notes))

@@ -84,7 +84,7 @@ def test_compare_variants_without_tensorflow(bench, helper_models, tmp_path):
                  "--variant", f"copy={helper_models['fixed']}", "--json", out, quick=True)
     assert done.returncode == 0, done.stderr
     doc = validated(out)
-    assert [r["label"] for r in doc["rows"]] == ["onnxruntime fp32", "copy"]
+    assert [r["label"] for r in doc["rows"]] == ["onnxruntime float32", "copy"]
     assert doc["rows"][0]["ratio"] == 1.0 and doc["rows"][1]["ratio"] > 0
 
 

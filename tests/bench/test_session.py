@@ -29,9 +29,10 @@ def test_strict_refuses_to_fall_back(helper_models, capfd):
 
 def test_cpu_session_has_no_fallback_and_records_options(helper_models):
     config = SessionConfig(intra_op_threads=1, inter_op_threads=1, graph_optimization="basic",
-                           execution_mode="parallel")
+                           execution_mode="parallel", entries=(("session.intra_op.allow_spinning", "0"),))
     options = config.session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     bs = open_session(helper_models["fixed"], config)
     assert bs.fallback is None and bs.providers == ("CPUExecutionProvider",)
 

@@ -1,0 +1,42 @@
+"""`bench train`: the config's pure logic, and -np 1,2 for real under Horovod."""
+import json
+
+import pytest
+
+from alexnet.cli import UsageError
+from bench import results
+from bench.train import TrainBenchConfig
+
+
+def test_command_keeps_steps_per_rank_constant():
+    config = TrainBenchConfig(nps=(1, 2), batch_size=8, steps=10, warmup_steps=2, log_every=5)
+    one, two = config.command(1, "out/np1"), config.command(2, "out/np2")
+    assert one[:6] == ["horovodrun", "-np", "1", "-H", "localhost:1", "--gloo"]
+    assert one[one.index("--train-samples") + 1] == str(12 * 8)
+    assert two[two.index("--train-samples") + 1] == str(12 * 8 * 2)
+    assert two[two.index("--output-dir") + 1] == "out/np2" and "synthetic" in two
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"nps": (0,)}, "world sizes >= 1"), ({"nps": (1, 1)}, "twice"), ({"steps": 3, "log_every": 5}, "raise --steps"),
+    ({"image_size": 32}, "minimum of 67"), ({"batch_size": 0}, "--batch-size must be >= 1"),
+])
+def test_bad_train_options(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        TrainBenchConfig(**kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_train_np_1_2_reports_efficiency(bench, tmp_path):
+    out = tmp_path / "train.json"
+    done = bench("train", "-np", "1,2", "--batch-size", 16, "--steps", 10, "--log-every", 5, "--warmup-steps", 3,
+                 "--json", out, "--quiet", timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results.load(out)
+    doc = json.loads(out.read_text())
+    one, two = doc["train"]
+    assert (one["np"], two["np"]) == (1, 2) and one["efficiency"] == 1.0
+    assert len(one["intervals"]) == 2 and all(v > 0 for v in one["intervals"] + two["intervals"])
+    assert two["per_rank"]["mean"] == pytest.approx(two["total"]["mean"] / 2)
+    assert two["efficiency"] == pytest.approx(two["per_rank"]["mean"] / one["per_rank"]["mean"])
