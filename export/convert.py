@@ -42,13 +42,13 @@ from onnx import helper, numpy_helper
 
 import alexnet.model
 import keras
-from alexnet.cli import UsageError
+from alexnet.cli import CheckFailed, UsageError
 from alexnet.environment import package_versions
 from alexnet.fsio import atomic_path, require_parent_dir
-from export import graph
+from export import METHODS, graph
 from export.onnxfile import load_session
+from export.trainrun import class_names_beside
 
-METHODS = ("fast", "stock")
 # Layers that transform raw input without learning anything: the leading run of them is
 # "the preprocessing" that --no-preprocessing leaves out of the exported graph.
 PREPROCESSING_LAYERS = (
@@ -134,6 +134,27 @@ def io_names(model: keras.Model) -> tuple[str, str]:
     return input_name, _safe_name(output_names[0], "output")
 
 
+def as_float32(model: keras.Model) -> keras.Model:
+    """The model computing in float32 throughout, weights shared by value.
+
+    A model trained under a mixed_float16/mixed_bfloat16 policy would otherwise export
+    16-bit Conv/MatMul nodes, which onnxruntime's CPU provider cannot run; 16-bit
+    inference is what the float16 variant is for.
+    """
+    if not any(layer.dtype_policy.name.startswith("mixed_") for layer in model.layers):
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.dtype_policy.name.startswith("mixed_"):
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    float32 = keras.models.clone_model(model, clone_function=clone)
+    float32.set_weights(model.get_weights())
+    return float32
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How the exported graph's input relates to the Keras model's raw input."""
@@ -179,6 +200,14 @@ def _input_spec(model: keras.Model, name: str) -> tf.TensorSpec:
     return tf.TensorSpec(shape, tf.as_dtype(model.inputs[0].dtype), name=name)
 
 
+def _require_onnx_ops(model: onnx.ModelProto) -> None:
+    """tf2onnx leaves TensorFlow ops it cannot map in the graph (and logs them): refuse those models."""
+    unknown = sorted({f"{n.op_type}" for n in model.graph.node if not onnx.defs.has(n.op_type, n.domain)})
+    if unknown:
+        raise UsageError(f"the model uses TensorFlow ops that tf2onnx {tf2onnx.__version__} cannot convert: "
+                         f"{', '.join(unknown)}; replace the layers that use them (e.g. gelu uses Erfc)")
+
+
 def _sample_feed(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     """One all-zeros sample for the image input (the first graph input): batch 1, the declared sizes."""
     value = model.graph.input[0]
@@ -192,6 +221,7 @@ def _convert_stock(model: keras.Model, spec: tf.TensorSpec, opset: int, nchw: bo
     function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     proto, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset,
                                              inputs_as_nchw=[spec.name] if nchw else None)
+    _require_onnx_ops(proto)
     return proto
 
 
@@ -210,6 +240,7 @@ def _convert_fast(model: keras.Model, spec: tf.TensorSpec, opset: int, nchw: boo
     function = tf.function(stateless, input_signature=signature)
     proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset,
                                              inputs_as_nchw=[spec.name] if nchw else None)
+    _require_onnx_ops(proto)
     weights = {s.name: v.numpy() for s, v in zip(weight_specs, variables)}
     graph.fix_resize_scales(proto, {**_sample_feed(proto), **weights})
     return graph.attach_weights(proto, weights)
@@ -223,16 +254,59 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def class_names_beside(model_path: str | os.PathLike) -> list[str] | None:
-    """Class names of the training run that wrote `model_path`, from its summary.json, if any."""
-    from alexnet.data import CLASS_NAMES
+@dataclass
+class Source:
+    """The Keras side of an export: what is converted, and how raw inputs reach it."""
 
-    summary = Path(model_path).with_name("summary.json")
-    try:
-        dataset = json.loads(summary.read_text())["config"]["dataset"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return list(CLASS_NAMES[dataset]) if dataset in CLASS_NAMES else None
+    model: keras.Model                # converted: float32 unless keep_precision, cut if no preprocessing
+    full: keras.Model                 # the whole model (same precision), taking raw inputs
+    preprocess: keras.Model | None    # raw input -> `model`'s input, when the preprocessing is left out
+    preprocessing: Preprocessing
+    input_name: str
+    output_name: str
+    class_names: list[str] | None
+    sha256: str | None                # of the source file, when loaded from one
+
+    @property
+    def raw_input(self) -> tuple[tuple[int | None, ...], str]:
+        """Shape and dtype of the full model's input: what dataset images must fit."""
+        return tuple(self.full.inputs[0].shape), str(self.full.inputs[0].dtype)
+
+    def to_model_input(self, raw: np.ndarray) -> np.ndarray:
+        if self.preprocess is None:
+            return raw
+        return np.asarray(self.preprocess.predict(raw, batch_size=64, verbose=0))
+
+
+def load_source(model_or_path: keras.Model | str | os.PathLike, *, preprocessing: bool = True,
+                keep_precision: bool = False, class_names: Sequence[str] | None = None) -> Source:
+    """Load and prepare a model for export (see `export_keras` for the options)."""
+    sha256 = None
+    if isinstance(model_or_path, keras.Model):
+        model = model_or_path
+    else:
+        model = load_keras(model_or_path)
+        sha256 = sha256_file(model_or_path)
+        if class_names is None:
+            class_names = class_names_beside(model_or_path)
+    check_single_io(model)
+    if not keep_precision:
+        model = as_float32(model)
+    input_name, output_name = io_names(model)
+    leading, preprocess, core = split_preprocessing(model)
+    if not preprocessing and not leading:
+        raise UsageError(f"model {model.name!r} has no leading preprocessing layers to leave out: "
+                         f"drop --no-preprocessing")
+    num_outputs = model.outputs[0].shape[-1]
+    if class_names is not None and len(class_names) != num_outputs:
+        raise UsageError(f"{len(class_names)} class names given for a model with {num_outputs} outputs: "
+                         f"give exactly one name per output")
+    return Source(
+        model=model if preprocessing else core, full=model, preprocess=None if preprocessing else preprocess,
+        preprocessing=Preprocessing(tuple(f"{layer.name} ({type(layer).__name__})" for layer in leading),
+                                    preprocessing),
+        input_name=input_name, output_name=output_name,
+        class_names=list(class_names) if class_names is not None else None, sha256=sha256)
 
 
 @dataclass
@@ -255,51 +329,45 @@ class ExportResult:
     source_sha256: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def nchw(self) -> bool:
+        return self.layout == "NCHW"
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def export_keras(
-    model_or_path: keras.Model | str | os.PathLike,
+    model_or_path: Source | keras.Model | str | os.PathLike,
     output_path: str | os.PathLike,
     *,
     opset: int | None = None,
     nchw: bool = False,
-    preprocessing: bool = True,
-    class_names: Sequence[str] | None = None,
     method: str = "fast",
+    preprocessing: bool = True,
+    keep_precision: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> ExportResult:
     """Export a single-input, single-output Keras model to a checked, loadable ONNX file.
 
+    opset: default the newest that tf2onnx and onnxruntime both support.
+    nchw: the ONNX input takes NCHW images (GPU providers' layout); default NHWC, as Keras.
+    method: "fast" (weights kept out of conversion) or "stock" (plain tf2onnx from_function).
     preprocessing=False leaves the model's leading preprocessing layers out of the
     graph (see `split_preprocessing`); the input is then what those layers output.
+    keep_precision=True exports a mixed-precision model's 16-bit compute as is
+    (default: float32, see `as_float32`).
+    class_names: recorded in the metadata; default from the training run's summary.json.
+    The last three are ignored when a prepared `Source` is passed.
     """
     if method not in METHODS:
         raise UsageError(f"unknown conversion method {method!r}: use one of {', '.join(METHODS)}")
     output_path = require_parent_dir(output_path)
     opset = resolve_opset(opset)
     started = time.perf_counter()
-    source_sha256 = None
-    if isinstance(model_or_path, keras.Model):
-        model = model_or_path
-    else:
-        model = load_keras(model_or_path)
-        source_sha256 = sha256_file(model_or_path)
-        if class_names is None:
-            class_names = class_names_beside(model_or_path)
-    check_single_io(model)
-    input_name, output_name = io_names(model)
-    leading, _, core = split_preprocessing(model)
-    if not preprocessing:
-        if not leading:
-            raise UsageError(f"model {model.name!r} has no leading preprocessing layers to leave out: "
-                             f"drop --no-preprocessing")
-        model = core
-    num_outputs = model.outputs[0].shape[-1]
-    if class_names is not None and len(class_names) != num_outputs:
-        raise UsageError(f"{len(class_names)} class names given for a model with {num_outputs} outputs: "
-                         f"give exactly one name per output")
-
+    source = model_or_path if isinstance(model_or_path, Source) else load_source(
+        model_or_path, preprocessing=preprocessing, keep_precision=keep_precision, class_names=class_names)
+    model, input_name, output_name = source.model, source.input_name, source.output_name
     timings = {"load": time.perf_counter() - started}
     spec = _input_spec(model, input_name)
     fallback_reason = None
@@ -307,6 +375,8 @@ def export_keras(
     if method == "fast":
         try:
             proto = _convert_fast(model, spec, opset, nchw)
+        except UsageError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any fast-path failure: the stock path is the reference
             fallback_reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc) else ''}"
             method = "stock"
@@ -320,14 +390,13 @@ def export_keras(
     onnx_input = proto.graph.input[0].type.tensor_type
     input_dtype = np.dtype(helper.tensor_dtype_to_np_dtype(onnx_input.elem_type)).name
     input_shape = [d.dim_param or d.dim_value for d in onnx_input.shape.dim]
-    description = Preprocessing(tuple(f"{layer.name} ({type(layer).__name__})" for layer in leading),
-                                preprocessing).describe(input_dtype, input_shape[1:], layout)
+    description = source.preprocessing.describe(input_dtype, input_shape[1:], layout)
     versions = package_versions()
     metadata = {
         "preprocessing": description,
         "input_layout": layout,
-        "class_names": json.dumps(list(class_names) if class_names is not None else None),
-        "source_sha256": source_sha256 or "",
+        "class_names": json.dumps(source.class_names),
+        "source_sha256": source.sha256 or "",
         "source_model": model.name,
         "converter": f"export.convert ({method} path), tf2onnx {tf2onnx.__version__}",
         "versions": json.dumps({k: versions[k] for k in ("tensorflow", "keras", "tf2onnx", "onnx") if k in versions}
@@ -345,11 +414,11 @@ def export_keras(
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            raise RuntimeError(f"the converted model fails onnx.checker: {exc}") from exc
+            raise CheckFailed(f"the converted model fails onnx.checker: {str(exc).splitlines()[0]}") from exc
         load_session(tmp, ["CPUExecutionProvider"])
         timings["check"] = time.perf_counter() - tick
     return ExportResult(
         path=str(output_path), opset=opset, method=method, input_name=input_name, output_name=output_name,
         input_dtype=input_dtype, input_shape=input_shape, layout=layout, preprocessing=description,
         size_bytes=os.path.getsize(output_path), seconds=time.perf_counter() - started, metadata=metadata,
-        fallback_reason=fallback_reason, source_sha256=source_sha256, timings=timings)
+        fallback_reason=fallback_reason, source_sha256=source.sha256, timings=timings)

@@ -168,3 +168,28 @@ def name_io(model: onnx.ModelProto, input_name: str, output_name: str) -> None:
         dim = value.type.tensor_type.shape.dim[0]
         dim.Clear()
         dim.dim_param = "batch"
+
+
+def topological_sort(graph: onnx.GraphProto) -> None:
+    """Reorder nodes so each comes after the producers of its inputs (some rewriters append out of order)."""
+    producer = {out: i for i, n in enumerate(graph.node) for out in n.output}
+    waiting_on = [{producer[name] for name in n.input if name in producer} for n in graph.node]
+    consumers: dict[int, list[int]] = {}
+    for i, deps in enumerate(waiting_on):
+        for d in deps:
+            consumers.setdefault(d, []).append(i)
+    ready = [i for i, deps in enumerate(waiting_on) if not deps]
+    order = []
+    while ready:
+        i = ready.pop(0)
+        order.append(i)
+        for c in consumers.get(i, []):
+            waiting_on[c].discard(i)
+            if not waiting_on[c]:
+                ready.append(c)
+    if len(order) != len(graph.node):
+        raise ValueError(f"graph {graph.name!r} has a cycle: cannot sort its nodes")
+    ordered = [graph.node[i] for i in order]
+    copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
+    del graph.node[:]
+    graph.node.extend(copies)

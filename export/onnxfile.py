@@ -13,6 +13,8 @@ Imports neither TensorFlow nor tf2onnx (bench/ uses it on GPU machines without t
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 from typing import Sequence
@@ -77,12 +79,20 @@ def load_session(path: str | os.PathLike, providers: Sequence[str] | None = None
 def loadable_providers(path: str | os.PathLike) -> list[str]:
     """The available onnxruntime providers that actually run this model (not just fall back to CPU)."""
     check_external_data(path)
+    # A GPU provider without its GPU or libraries logs errors while failing over: expected here, so silenced
+    # (onnxruntime has no getter for the old level; 2, warnings, is its default).
+    ort.set_default_logger_severity(4)
     loaded = []
-    for provider in ort.get_available_providers():
-        try:
-            session = ort.InferenceSession(str(path), providers=[provider])
-        except Exception:  # noqa: BLE001 - a provider that cannot load the model is the answer, not an error
-            continue
-        if session.get_providers()[0] == provider:
-            loaded.append(provider)
+    try:
+        for provider in ort.get_available_providers():
+            try:
+                # onnxruntime print()s its fail-over banner to stdout.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    session = ort.InferenceSession(str(path), providers=[provider])
+            except Exception:  # noqa: BLE001 - a provider that cannot load the model is the answer, not an error
+                continue
+            if session.get_providers()[0] == provider:
+                loaded.append(provider)
+    finally:
+        ort.set_default_logger_severity(2)
     return loaded

@@ -1,0 +1,6 @@
+"""`python -m export`: see export.cli."""
+import sys
+
+from export.cli import main
+
+sys.exit(main())

@@ -1,0 +1,94 @@
+"""Smaller variants of an exported float32 model: float16 and int8.
+
+    from export.variants import to_float16, to_int8
+    to_float16("alexnet.onnx", "alexnet.float16.onnx")
+    to_int8("alexnet.onnx", "alexnet.int8.onnx", calibration_images)     # real images, model's input layout
+
+float16: onnxruntime's own converter (`onnxruntime.transformers.float16`), keeping the
+  input and output types, so callers feed and read the same arrays as for float32.
+int8: `onnxruntime.quantization.quantize_static`, QDQ format (what the TensorRT and
+  CUDA providers consume), per-channel int8 weights, uint8 activations whose ranges
+  are calibrated on real images (MinMax over the calibration set).
+
+Each variant is written under a temporary name, checked with onnx.checker and loaded
+in onnxruntime, then renamed into place.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_static)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxruntime.transformers.float16 import convert_float_to_float16
+
+from alexnet.cli import UsageError
+from alexnet.fsio import atomic_path
+from export.graph import topological_sort
+from export.onnxfile import check_external_data, load_model, load_session
+
+VARIANTS = ("float16", "int8")
+# QDQ with per-channel axes needs QuantizeLinear/DequantizeLinear from opset 13.
+INT8_MIN_OPSET = 13
+CALIBRATION_BATCH = 16
+
+
+def variant_path(path: str | os.PathLike, variant: str) -> Path:
+    """alexnet.onnx -> alexnet.float16.onnx"""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{variant}{path.suffix or '.onnx'}")
+
+
+def _write_checked(model: onnx.ModelProto, output_path: str | os.PathLike) -> None:
+    with atomic_path(output_path, suffix=".onnx") as tmp:
+        onnx.save(model, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+        load_session(tmp)
+
+
+def to_float16(src: str | os.PathLike, output_path: str | os.PathLike) -> None:
+    model = convert_float_to_float16(load_model(src), keep_io_types=True)
+    # The converter appends its Cast nodes at the end of the node list.
+    topological_sort(model.graph)
+    _write_checked(model, output_path)
+
+
+class _Batches(CalibrationDataReader):
+    def __init__(self, input_name: str, images: np.ndarray):
+        self._batches: Iterator[dict[str, np.ndarray]] = (
+            {input_name: images[i:i + CALIBRATION_BATCH]} for i in range(0, len(images), CALIBRATION_BATCH))
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def to_int8(src: str | os.PathLike, output_path: str | os.PathLike, calibration: np.ndarray) -> None:
+    """Static QDQ int8; `calibration` holds real inputs exactly as the model takes them (layout included)."""
+    check_external_data(src)
+    model = onnx.load(str(src), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < INT8_MIN_OPSET:
+        raise UsageError(f"int8 per-channel QDQ needs opset {INT8_MIN_OPSET} or newer, the model has {opset}: "
+                         f"export with a newer --opset or leave out the int8 variant")
+    if len(calibration) == 0:
+        raise UsageError("int8 calibration needs at least one image: raise --calibration-samples")
+    input_name = model.graph.input[0].name
+    outputs = {o.name for o in model.graph.output}
+    # The last node stays float: quantized softmax probabilities tie, and argmax then picks the first class.
+    last = [n.name for n in model.graph.node if outputs.intersection(n.output)]
+    with atomic_path(output_path, suffix=".onnx") as tmp, \
+            tempfile.TemporaryDirectory(prefix=".int8-", dir=Path(output_path).parent) as scratch:
+        # onnxruntime's recommended preparation: shape inference and graph optimisation (BatchNorm
+        # fusion). Symbolic shape inference (it needs sympy) is for transformers; ONNX inference suffices.
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(tmp), _Batches(input_name, calibration), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=last)
+        onnx.checker.check_model(str(tmp), full_check=True)
+        load_session(tmp)
