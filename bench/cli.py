@@ -24,7 +24,8 @@ from alexnet import cli
 from alexnet.fsio import require_parent_dir, write_json_atomic
 from bench import inputs as inputs_lib
 from bench import report, results
-from bench.measure import DEFAULT_MODEL, InputConfig, default_model, measure_onnx, measure_overhead, onnx_result
+from bench.measure import DEFAULT_MODEL, InputConfig, default_model, harness_cost_seconds, measure_onnx, \
+    measure_overhead, onnx_result
 from bench.runner import RunConfig
 from bench.session import EXECUTION_MODES, GRAPH_OPTIMIZATION, IO_BINDING, SessionConfig, open_session, \
     parse_providers
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt, parents=[_measuring_options("1,32,256", "comma-separated batch sizes")])
     p.add_argument("--keras", help="Keras model the ONNX came from (default: model.keras beside --model)")
     p.add_argument("--no-tensorflow", action="store_true", help="leave TensorFlow out")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="the engines take turns this many times per batch size, each round a share of --min-time")
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
                    help="another ONNX model to compare (default: STEM.float16.onnx/STEM.int8.onnx beside --model)")
     p = sub.add_parser("overhead", help="the harness vs a bare session.run loop (should be within 2%%)",
@@ -231,9 +234,13 @@ def _cmd_overhead(args) -> results.BenchResult:
     session_config, inputs = _session_config(args), _input_config(args)
     bs = open_session(args.model or default_model(), session_config)
     with args.output.progress("harness vs bare loop", run) as progress:
-        rows, ratio = measure_overhead(bs, batch=_single_batch(args.batch), inputs=inputs, run=run,
-                                       rounds=args.rounds, progress=progress)
-    notes = [f"harness throughput / bare loop throughput: {ratio:.4f} (median of {args.rounds} interleaved rounds)",
+        rows, ratios = measure_overhead(bs, batch=_single_batch(args.batch), inputs=inputs, run=run,
+                                        rounds=args.rounds, progress=progress)
+    cost = harness_cost_seconds([{}])
+    notes = [f"harness cost per iteration (no-op step): {cost * 1e6:.3f} us = "
+             f"{cost * 1000 / rows[1].latency.mean:.4%} of the bare loop's mean run",
+             f"harness throughput / bare loop throughput: {rows[0].ratio:.4f}, median of {args.rounds} interleaved "
+             f"rounds ({', '.join(f'{r:.3f}' for r in ratios)})",
              "the bare loop is timed as a whole: its per-iteration times are its mean"]
     return onnx_result("overhead", bs, rows, _config_record(args, session=session_config, inputs=inputs, run=run),
                        notes)
@@ -255,7 +262,10 @@ def _cmd_compare(args) -> results.BenchResult:
             raise cli.UsageError(f"no model.keras beside {model}: pass --keras PATH or --no-tensorflow")
     return compare.run_compare(model, batches=_batch_list(args.batch), session_config=_session_config(args),
                                inputs=_input_config(args), run_config=run, keras_path=keras_path,
-                               variants=variants, progress_for=lambda d: args.output.progress(d, run))
+                               variants=variants, rounds=args.rounds,
+                               # The bar counts rounds: each engine measures in its own process.
+                               progress_for=lambda d: args.output.progress(
+                                   d, RunConfig(warmup=0, min_time=0, min_iterations=args.rounds)))
 
 
 def _cmd_train(args) -> results.BenchResult:

@@ -1,6 +1,7 @@
 """`bench compare`: onnxruntime vs the TensorFlow model it came from, and the model's variants.
 
-Side by side in one run, same machine, same inputs, same timing loop, at each batch size:
+Side by side in one run, same machine, same inputs, same timing loop, at each batch size, each
+engine in a fresh process of its own (one at a time) so no runtime's idle threads tax another's:
   * onnxruntime on the float32 ONNX model,
   * each variant (default: STEM.float16.onnx and STEM.int8.onnx beside the model, where present,
     as `alexnet-export` writes them),
@@ -14,8 +15,10 @@ where TensorFlow is left out).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import itertools
+import multiprocessing
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,7 +29,7 @@ from alexnet.cli import UsageError
 from bench import inputs as inputs_lib
 from bench.measure import InputConfig, measure_onnx, model_record, session_environment
 from bench.results import BenchResult, Row
-from bench.runner import Progress, RunConfig, measure
+from bench.runner import RunConfig, measure
 from bench.session import SessionConfig, open_session
 
 REFERENCE_LABEL = "onnxruntime float32"
@@ -53,8 +56,6 @@ class TensorFlowModel:
     """A Keras model behind the same zero-argument step the ONNX rows use."""
 
     def __init__(self, path: Path):
-        if not path.is_file():
-            raise UsageError(f"Keras model {path} does not exist: pass --keras PATH or --no-tensorflow")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
         import tensorflow as tf
@@ -104,48 +105,104 @@ def to_keras_layout(array: np.ndarray, keras_shape: tuple) -> np.ndarray:
                      f"{list(keras_shape)}: pass the --keras model this ONNX file was exported from")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Engine:
+    """One engine to measure: an ONNX file under onnxruntime, or a Keras file under TensorFlow."""
+
+    label: str
+    path: Path
+    tensorflow: bool = False
+
+
+# Per child process: the engine it serves, loaded once, and its input feeds per batch.
+_CHILD: dict[str, Any] = {}
+
+
+def _child_measure(engine: _Engine, specs: Sequence[inputs_lib.InputSpec] | None, batch: int,
+                   session_config: SessionConfig, inputs: InputConfig, run_config: RunConfig):
+    """In the engine's own process: one round at one batch size.
+
+    Returns (times, samples per run, providers, fallback, record).
+    """
+    if "engine" not in _CHILD:
+        _CHILD["engine"] = TensorFlowModel(engine.path) if engine.tensorflow else open_session(engine.path,
+                                                                                               session_config)
+    loaded = _CHILD["engine"]
+    if engine.tensorflow:
+        pool = inputs.feeds(specs, batch)
+        step, providers, fallback = loaded.step(pool, [s.name for s in specs]), (loaded.device,), None
+        record = {"environment": loaded.record()}
+    else:
+        specs = inputs_lib.input_specs(loaded.session)
+        pool = inputs.feeds(specs, batch)
+        step, providers, fallback = loaded.runner(pool), loaded.providers, loaded.fallback
+        record = {"environment": session_environment(loaded), "model": model_record(loaded), "specs": specs}
+    warm = _CHILD.setdefault("warm", set())
+    times = measure(step, run_config if batch not in warm else dataclasses.replace(run_config, warmup=0))
+    warm.add(batch)
+    samples = inputs_lib.batch_of(specs, {name: a.shape for name, a in pool[0].items()})
+    return times, samples, providers, fallback, record
+
+
 def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionConfig, inputs: InputConfig,
-                run_config: RunConfig, keras_path: Path | None, variants: dict[str, Path],
+                run_config: RunConfig, keras_path: Path | None, variants: dict[str, Path], rounds: int,
                 progress_for: Callable[[str], Any]) -> BenchResult:
-    """`progress_for(description)`: a context manager yielding a progress callback (or None)."""
-    main = open_session(model, session_config)
-    sessions = {REFERENCE_LABEL: main, **{label: open_session(path, session_config)
-                                          for label, path in variants.items()}}
-    tf_model = TensorFlowModel(keras_path) if keras_path else None
-    specs = inputs_lib.input_specs(main.session)
-    order = [s.name for s in specs]
+    """`progress_for(description)`: a context manager yielding a progress callback.
+
+    Each engine (the model, each variant, TensorFlow) lives in a process of its own, and only one
+    measures at a time: two runtimes' thread pools in one process (both spin-wait after work)
+    slow each other down 2x here, which would measure the neighbour, not the engine. At each
+    batch size the engines take turns for `rounds` rounds, each round a `rounds`-th of the
+    minimum time and count, so load that drifts during the run (a shared machine) is spread
+    over all of them instead of landing on whichever ran last.
+    """
+    if rounds < 1:
+        raise UsageError(f"--rounds {rounds} must be >= 1")
+    if keras_path is not None and not keras_path.is_file():
+        raise UsageError(f"Keras model {keras_path} does not exist: pass --keras PATH or --no-tensorflow")
+    engines = [_Engine(REFERENCE_LABEL, model), *(_Engine(label, path) for label, path in variants.items())]
+    if keras_path is not None:
+        engines.append(_Engine(TF_LABEL, keras_path, tensorflow=True))
+    share = dataclasses.replace(run_config, min_time=run_config.min_time / rounds,
+                                min_iterations=-(-run_config.min_iterations // rounds))
+    context = multiprocessing.get_context("spawn")
+    pools = {e.label: concurrent.futures.ProcessPoolExecutor(1, mp_context=context) for e in engines}
+    times: dict[tuple[str, int], list[float]] = {}
+    samples: dict[tuple[str, int], int] = {}
+    info: dict[str, tuple] = {}  # label -> (providers, fallback, record)
+    try:
+        for batch in batches:
+            with progress_for(f"batch {batch}: {len(engines)} engines x {rounds} rounds") as progress:
+                for round_index in range(rounds):
+                    for engine in engines:
+                        specs = info[REFERENCE_LABEL][2]["specs"] if engine.tensorflow else None
+                        got, samples[(engine.label, batch)], *info[engine.label] = pools[engine.label].submit(
+                            _child_measure, engine, specs, batch, session_config, inputs, share).result()
+                        times.setdefault((engine.label, batch), []).extend(got)
+                    progress(round_index + 1, 0.0)
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
     rows: list[Row] = []
+    reference = TF_LABEL if keras_path is not None else REFERENCE_LABEL
     for batch in batches:
-        batch_rows = []
-        for label, bs in sessions.items():
-            with progress_for(f"{label} batch {batch}") as progress:
-                batch_rows.append(measure_onnx(bs, batch=batch, inputs=inputs, run=run_config, label=label,
-                                               progress=progress))
-        if tf_model is not None:
-            with progress_for(f"{TF_LABEL} batch {batch}") as progress:
-                batch_rows.append(_measure_tf(tf_model, specs, order, batch, inputs, run_config, progress))
-        reference = batch_rows[-1] if tf_model is not None else batch_rows[0]
-        rows.extend(dataclasses.replace(r, ratio=r.throughput.samples_per_second /
-                                        reference.throughput.samples_per_second) for r in batch_rows)
-    notes = [f"ratio: throughput over {reference.label}'s at the same batch"]
-    notes.extend(f"{label}: {bs.fallback}" for label, bs in sessions.items() if bs.fallback)
-    config = {"batches": list(batches), "session": dataclasses.asdict(session_config),
+        batch_rows = [Row.from_times(label=e.label, engine="tensorflow" if e.tensorflow else "onnxruntime",
+                                     model=str(e.path), batch=samples[(e.label, batch)],
+                                     providers=info[e.label][0], times_s=times[(e.label, batch)])
+                      for e in engines]
+        base = next(r for r in batch_rows if r.label == reference).throughput.samples_per_second
+        rows.extend(dataclasses.replace(r, ratio=r.throughput.samples_per_second / base) for r in batch_rows)
+    main = info[REFERENCE_LABEL]
+    notes = [f"ratio: throughput over {reference}'s at the same batch",
+             f"each engine ran in its own process; at each batch they took turns, {rounds} rounds"]
+    notes.extend(f"{label}: {i[1]}" for label, i in info.items() if i[1])
+    config = {"batches": list(batches), "rounds": rounds, "session": dataclasses.asdict(session_config),
               "inputs": dataclasses.asdict(inputs), "run": dataclasses.asdict(run_config),
               "keras": str(keras_path) if keras_path else None,
               "variants": {label: str(p) for label, p in variants.items()}}
-    env = session_environment(main)
-    if tf_model is not None:
-        env["tensorflow"] = tf_model.record()
-    return BenchResult(kind="compare", config=config, environment=env, rows=tuple(rows),
-                       model=model_record(main), requested_providers=session_config.providers,
-                       providers=main.providers, fallback=main.fallback, notes=tuple(notes))
-
-
-def _measure_tf(tf_model: TensorFlowModel, specs, order, batch: int, inputs: InputConfig, run_config: RunConfig,
-                progress: Progress | None) -> Row:
-    pool = inputs.feeds(specs, batch)
-    samples = inputs_lib.batch_of(specs, {name: a.shape for name, a in pool[0].items()})
-    times = measure(tf_model.step(pool, order), run_config, progress)
-    return Row.from_times(label=TF_LABEL, engine="tensorflow", model=str(tf_model.path), batch=samples,
-                          providers=(tf_model.device,), times_s=times)
-
+    env = dict(main[2]["environment"])
+    if keras_path is not None:
+        env["tensorflow"] = info[TF_LABEL][2]["environment"]
+    return BenchResult(kind="compare", config=config, environment=env, rows=tuple(rows), model=main[2]["model"],
+                       requested_providers=session_config.providers, providers=main[0], fallback=main[1],
+                       notes=tuple(notes))

@@ -12,6 +12,8 @@ This is the library behind `bench throughput|latency|sweep|overhead`; the CLI on
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -97,11 +99,24 @@ def bare_loop_seconds(bs: BenchSession, pool: Sequence[dict], iterations: int) -
     return time.perf_counter() - start
 
 
-def measure_overhead(bs: BenchSession, *, batch: int, inputs: InputConfig, run: RunConfig, rounds: int,
-                     progress: Progress | None = None) -> tuple[list[Row], float]:
-    """Harness vs bare loop, interleaved `rounds` times on the same feeds; returns rows and the median ratio.
+def harness_cost_seconds(pool: Sequence[dict], iterations: int = 100_000) -> float:
+    """Mean per-iteration cost of the timing loop around a no-op shaped like `BenchSession.runner`'s step.
 
-    Interleaving spreads any drift of the machine (turbo, a neighbour's job) over both sides.
+    A bound that load on the machine cannot blur: what the harness adds to every measured run.
+    """
+    def noop(names, feed):
+        return None
+    feeds = itertools.cycle(pool)
+    times = measure(lambda: noop(None, next(feeds)), RunConfig(warmup=0, min_time=0, min_iterations=iterations))
+    return statistics.fmean(times)
+
+
+def measure_overhead(bs: BenchSession, *, batch: int, inputs: InputConfig, run: RunConfig, rounds: int,
+                     progress: Progress | None = None) -> tuple[list[Row], list[float]]:
+    """Harness vs bare loop, interleaved `rounds` times on the same feeds; returns rows and per-round ratios.
+
+    Interleaving, in alternating order (ABBA...), spreads any drift of the machine (turbo, a
+    neighbour's job) over both sides; the median ratio resists a round hit by a burst of load.
     """
     if rounds < 1:
         raise UsageError(f"--rounds {rounds} must be >= 1")
@@ -111,9 +126,14 @@ def measure_overhead(bs: BenchSession, *, batch: int, inputs: InputConfig, run: 
     harness_times: list[float] = []
     bare_times: list[float] = []
     ratios = []
-    for _ in range(rounds):
-        times = measure(bs.runner(pool), run, progress)
-        bare = bare_loop_seconds(bs, pool, len(times))
+    for index in range(rounds):
+        if index % 2:
+            bare = bare_loop_seconds(bs, pool, len(times))
+            times = measure(bs.runner(pool), dataclasses.replace(run, min_time=0, min_iterations=len(times)),
+                            progress)
+        else:
+            times = measure(bs.runner(pool), run, progress)
+            bare = bare_loop_seconds(bs, pool, len(times))
         harness_times.extend(times)
         # One bare "iteration" per run: the mean, since the bare loop does not time each run.
         bare_times.extend([bare / len(times)] * len(times))
@@ -121,7 +141,7 @@ def measure_overhead(bs: BenchSession, *, batch: int, inputs: InputConfig, run: 
     rows = [Row.from_times(label=label, engine="onnxruntime", model=str(bs.model_path), batch=samples,
                            providers=bs.providers, times_s=times)
             for label, times in (("bench harness", harness_times), ("bare session.run loop", bare_times))]
-    rows[0] = dataclasses.replace(rows[0], ratio=sorted(ratios)[len(ratios) // 2])
+    rows[0] = dataclasses.replace(rows[0], ratio=statistics.median(ratios))
     rows[1] = dataclasses.replace(rows[1], ratio=1.0)
-    return rows, rows[0].ratio
+    return rows, ratios
 
