@@ -76,6 +76,8 @@ def test_overhead_reports_the_ratio(bench, helper_models, tmp_path):
     doc = validated(out)
     assert [r["label"] for r in doc["rows"]] == ["bench harness", "bare session.run loop"]
     assert doc["rows"][0]["ratio"] > 0 and doc["rows"][1]["ratio"] == 1.0
+    assert doc["notes"][0].startswith("harness cost per iteration (no-op step):")
+    assert doc["rows"][0]["latency_ms"]["count"] == doc["rows"][1]["latency_ms"]["count"]
 
 
 def test_compare_variants_without_tensorflow(bench, helper_models, tmp_path):
