@@ -28,7 +28,7 @@ from export.onnxfile import loadable_providers
 from export.trainrun import REAL_DATASETS, dataset_beside
 
 DEFAULT_SAMPLES = 256
-DEFAULT_CALIBRATION_SAMPLES = 256
+DEFAULT_CALIBRATION_SAMPLES = 512
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_FLOAT16_TOLERANCE = 1e-2
 DEFAULT_INT8_MIN_AGREEMENT = 0.99
@@ -102,11 +102,11 @@ def _inputs(job: ExportJob, source, split: str, count: int) -> tuple[np.ndarray,
     return source.to_model_input(raw), origin
 
 
-def _row(path: Path, variant: str, opset: int, comparison: verify.Comparison,
+def _row(path: Path, opset: int, vs_keras: verify.Comparison,
          vs_float32: verify.Comparison | None = None) -> report.Row:
-    return report.Row(file=path.name, variant=variant, size_bytes=os.path.getsize(path), opset=opset,
-                      providers=loadable_providers(path), reference=comparison.reference,
-                      max_abs_diff=comparison.max_abs_diff, top1_agreement=comparison.top1_agreement,
+    return report.Row(file=path.name, size_bytes=os.path.getsize(path), opset=opset,
+                      providers=loadable_providers(path),
+                      max_abs_diff=vs_keras.max_abs_diff, top1_agreement=vs_keras.top1_agreement,
                       top1_vs_float32=None if vs_float32 is None else vs_float32.top1_agreement)
 
 
@@ -136,7 +136,7 @@ def run(job: ExportJob, console: Console | None = None) -> dict:
                 float32.require(max_abs_diff=job.tolerance)
         result.path = str(output)
         record["export"] = result.to_json()
-        rows.append(_row(output, "float32", result.opset, float32))
+        rows.append(_row(output, result.opset, float32))
         record["files"].append({"path": str(output), "variant": "float32", "vs_keras": float32.to_json()})
 
         layout_x = np.ascontiguousarray(np.moveaxis(x, -1, 1)) if result.nchw else x
@@ -160,7 +160,7 @@ def run(job: ExportJob, console: Console | None = None) -> dict:
                         vs_keras.require(max_abs_diff=job.float16_tolerance)
                     else:
                         vs_float32.require(min_agreement=job.int8_min_agreement)
-            rows.append(_row(path, variant, result.opset, vs_keras, vs_float32))
+            rows.append(_row(path, result.opset, vs_keras, vs_float32))
             record["files"].append({"path": str(path), "variant": variant, "vs_keras": vs_keras.to_json(),
                                     "vs_float32": vs_float32.to_json()})
     for row, entry in zip(rows, record["files"]):
@@ -168,9 +168,8 @@ def run(job: ExportJob, console: Console | None = None) -> dict:
     record["seconds"] = time.perf_counter() - started
     record["environment"] = collect()
     write_json_atomic(f"{output}.json", record)
-    console.print(report.table(rows, f"{output.name}: opset {result.opset}, {result.layout} input "
-                                     f"{result.input_name} {result.input_dtype} {result.input_shape}, "
-                                     f"verified on {origin}"))
+    console.print(report.table(rows, f"{result.input_name}: {result.input_dtype} {result.layout} "
+                                     f"{result.input_shape}; verified on {origin}"))
     if result.fallback_reason:
         console.print(f"[yellow]note: the fast path failed ({result.fallback_reason}); the stock path was used")
     return record
