@@ -38,7 +38,7 @@ import onnx
 import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 import alexnet.model
 import keras
@@ -415,7 +415,12 @@ def export_keras(
             onnx.checker.check_model(str(tmp), full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
             raise CheckFailed(f"the converted model fails onnx.checker: {str(exc).splitlines()[0]}") from exc
-        load_session(tmp, ["CPUExecutionProvider"])
+        try:
+            load_session(tmp, ["CPUExecutionProvider"])
+        except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.NotImplemented,
+                ort.capi.onnxruntime_pybind11_state.InvalidGraph) as exc:
+            raise CheckFailed(f"the converted model does not load in onnxruntime's CPU provider "
+                              f"({str(exc).splitlines()[0][:200]})") from exc
         timings["check"] = time.perf_counter() - tick
     return ExportResult(
         path=str(output_path), opset=opset, method=method, input_name=input_name, output_name=output_name,

@@ -57,8 +57,9 @@ def _mb(size: int) -> str:
 def table(rows: list[Row], title: str) -> Table:
     """file, size, opset, providers it loads in, max |diff| from Keras, top-1 agreements."""
     t = Table(title=title)
-    for column in ("file", "size", "opset", "loads in", "max |diff| vs Keras", "top-1 = Keras", "top-1 = float32"):
-        t.add_column(column, justify="left" if column in ("file", "loads in") else "right")
+    t.add_column("file", min_width=max((len(r.file) for r in rows), default=4))
+    for column in ("size", "opset", "loads in", "max |diff| vs Keras", "top-1 = Keras", "top-1 = float32"):
+        t.add_column(column, justify="left" if column == "loads in" else "right")
     for r in rows:
         t.add_row(r.file, _mb(r.size_bytes), str(r.opset),
                   ", ".join(p.removesuffix("ExecutionProvider") for p in r.providers) or "-",

@@ -169,3 +169,35 @@ def test_loading_files_that_are_not_keras_models(tmp_path):
 
 def test_onnxruntime_version_is_recorded(small_export):
     assert json.loads(small_export.metadata["versions"])["onnxruntime"] == ort.__version__
+
+
+def test_a_failing_fast_path_falls_back_to_stock_and_says_why(monkeypatch, tmp_path):
+    import keras
+
+    def broken(*args):
+        raise RuntimeError("simulated fast-path failure")
+
+    monkeypatch.setattr(convert, "_convert_fast", broken)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    result = export_keras(model, tmp_path / "fallback.onnx")
+    assert result.method == "stock"
+    assert result.fallback_reason == "RuntimeError: simulated fast-path failure"
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(result.path, x), run_keras(model, x), atol=1e-6)
+
+
+def test_keep_precision_bfloat16_is_a_failed_check_on_cpu_not_a_traceback(tmp_path):
+    import keras
+
+    from alexnet.cli import CheckFailed
+    from alexnet.model import build_alexnet
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = build_alexnet(image_size=67, input_shape=(28, 28, 1))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    # tf2onnx emits mixed float/bfloat16 types here: the checker (or else onnxruntime) catches it.
+    with pytest.raises(CheckFailed, match="the converted model (fails onnx.checker|does not load in onnxruntime)"):
+        export_keras(mixed, tmp_path / "bf16.onnx", keep_precision=True)
+    assert list(tmp_path.iterdir()) == []
