@@ -26,8 +26,8 @@ def _names(text: str) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="alexnet-export", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="alexnet-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a Keras 3 model file (.keras), single input and single output")
     p.add_argument("-o", "--output", help="the ONNX file to write (default: MODEL with the suffix .onnx)")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the newest tf2onnx and onnxruntime both support)")
@@ -38,25 +38,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-precision", action="store_true",
                    help="keep a mixed-precision model's 16-bit compute (default: export float32 compute)")
     p.add_argument("--method", choices=METHODS, default="fast",
-                   help="fast: weights kept out of tf2onnx; stock: plain tf2onnx from_function")
+                   help="fast (default): weights kept out of tf2onnx; stock: plain tf2onnx from_function")
     p.add_argument("--class-names", type=_names, help="comma-separated, one per output "
                    "(default: from summary.json beside MODEL)")
     p.add_argument("--dataset", help="real images for verification and int8 calibration "
                    "(fashion_mnist, cifar10; default: from summary.json beside MODEL, else random inputs)")
     p.add_argument("--data-dir", help="local dataset directory (default: the dataset's usual place)")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="test images (or random inputs) to verify on")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="test images (or random inputs) to verify on (default: %(default)s)")
     p.add_argument("--calibration-samples", type=int, default=DEFAULT_CALIBRATION_SAMPLES,
-                   help="train images to calibrate int8 on")
+                   help="train images to calibrate int8 on (default: %(default)s)")
     p.add_argument("--variants", type=_names,
                    help="comma-separated from float16,int8; 'none' for none (default: float16, and int8 "
                         "when a dataset is known)")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                   help="max |ONNX - Keras| of the float32 model's outputs")
+                   help="max |ONNX - Keras| of the float32 model's outputs (default: %(default)s)")
     p.add_argument("--float16-tolerance", type=float, default=DEFAULT_FLOAT16_TOLERANCE,
-                   help="max |ONNX - Keras| of the float16 variant's outputs")
+                   help="max |ONNX - Keras| of the float16 variant's outputs (default: %(default)s)")
     p.add_argument("--int8-min-agreement", type=float, default=DEFAULT_INT8_MIN_AGREEMENT,
-                   help="min top-1 agreement of the int8 variant with the float32 model")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+                   help="min top-1 agreement of the int8 variant with the float32 model (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: %(default)s)")
     return p
 
 
