@@ -27,8 +27,8 @@ from bench import report, results
 from bench.measure import DEFAULT_MODEL, InputConfig, default_model, harness_cost_seconds, measure_onnx, \
     measure_overhead, onnx_result
 from bench.runner import RunConfig
-from bench.session import EXECUTION_MODES, GRAPH_OPTIMIZATION, IO_BINDING, SessionConfig, open_session, \
-    parse_providers
+from bench.session import DEFAULT_ENTRIES, EXECUTION_MODES, GRAPH_OPTIMIZATION, IO_BINDING, SessionConfig, \
+    open_session, parse_providers, usable_cpus, with_default_entries
 
 PROG = "bench"
 
@@ -69,7 +69,9 @@ def _measuring_options(default_batch: str | None, batch_help: str) -> argparse.A
     g = p.add_argument_group("onnxruntime")
     g.add_argument("--provider", default="cpu", help="cpu, cuda, tensorrt, or a list in preference order")
     g.add_argument("--strict", action="store_true", help="fail (exit 1) instead of falling back to another provider")
-    g.add_argument("--intra-op-threads", type=int, default=0, help="0: onnxruntime's default (physical cores)")
+    g.add_argument("--intra-op-threads", type=int, default=usable_cpus(),
+                   help="default: the logical CPUs this process may use; 0: onnxruntime's default (one per "
+                        "physical core, pinned to it)")
     g.add_argument("--inter-op-threads", type=int, default=0, help="0: onnxruntime's default")
     g.add_argument("--graph-opt", default="all", choices=list(GRAPH_OPTIMIZATION), help="graph optimisation level")
     g.add_argument("--execution-mode", default="sequential", choices=list(EXECUTION_MODES))
@@ -79,7 +81,9 @@ def _measuring_options(default_batch: str | None, batch_help: str) -> argparse.A
     g.add_argument("--trt-fp16", action="store_true", help="let TensorRT build float16 engines")
     g.add_argument("--trt-cache-dir", help="TensorRT engine cache directory (reused across runs)")
     g.add_argument("--session-config", action="append", default=[], metavar="KEY=VALUE",
-                   help="onnxruntime session config entry (repeatable), e.g. session.intra_op.allow_spinning=0")
+                   help="onnxruntime session config entry (repeatable; default: "
+                        f"{', '.join(f'{k}={v}' for k, v in DEFAULT_ENTRIES)}, each overridable), "
+                        "e.g. session.intra_op.allow_spinning=1")
     g = p.add_argument_group("measurement")
     g.add_argument("--warmup", type=int, default=RunConfig.warmup, help="warm-up iterations, not measured")
     g.add_argument("--min-time", type=float, default=RunConfig.min_time, help="measure at least this many seconds")
@@ -152,8 +156,8 @@ def _session_config(args) -> SessionConfig:
                          graph_optimization=args.graph_opt, execution_mode=args.execution_mode,
                          io_binding=args.io_binding, device_id=args.device_id, trt_fp16=args.trt_fp16,
                          trt_cache_dir=args.trt_cache_dir,
-                         entries=tuple(inputs_lib.parse_assignments(args.session_config, "session-config",
-                                                                 "session.intra_op.allow_spinning=0").items()))
+                         entries=with_default_entries(inputs_lib.parse_assignments(
+                             args.session_config, "session-config", "session.intra_op.allow_spinning=1")))
 
 
 def _input_config(args) -> InputConfig:

@@ -9,7 +9,10 @@ engine in a fresh process of its own (one at a time) so no runtime's idle thread
     called through one `tf.function` (the fastest plain-Keras inference path; `model.predict`
     adds a tf.data pipeline per call).
 Every row's ratio is its throughput over TensorFlow's at that batch (onnxruntime float32's
-where TensorFlow is left out).
+where TensorFlow is left out). Both sides run with every usable logical CPU: TensorFlow with its
+own defaults, onnxruntime with the benchmark's session defaults (bench/session.py: one intra-op
+thread per usable CPU, not pinned, no spin-waiting; --intra-op-threads 0 and
+--session-config session.intra_op.allow_spinning=1 give onnxruntime's own defaults back).
 
     bench compare --model runs/alexnet/alexnet.onnx --batch 1,32,256 --json compare.json
 """
@@ -144,6 +147,13 @@ def _child_measure(engine: _Engine, specs: Sequence[inputs_lib.InputSpec] | None
     return times, samples, providers, fallback, record
 
 
+def _session_summary(config: SessionConfig) -> str:
+    threads = (f"{config.intra_op_threads} intra-op threads" if config.intra_op_threads
+               else "onnxruntime's default intra-op threads (physical cores, pinned)")
+    entries = ", ".join(f"{k}={v}" for k, v in config.entries)
+    return f"{threads}, graph optimisation {config.graph_optimization}" + (f", {entries}" if entries else "")
+
+
 def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionConfig, inputs: InputConfig,
                 run_config: RunConfig, keras_path: Path | None, variants: dict[str, Path], rounds: int,
                 progress_for: Callable[[str], Any]) -> BenchResult:
@@ -194,7 +204,11 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
         rows.extend(dataclasses.replace(r, ratio=r.throughput.samples_per_second / base) for r in batch_rows)
     main = info[REFERENCE_LABEL]
     notes = [f"ratio: throughput over {reference}'s at the same batch",
-             f"each engine ran in its own process; at each batch they took turns, {rounds} rounds"]
+             f"each engine ran in its own process; at each batch they took turns, {rounds} rounds",
+             f"onnxruntime session: {_session_summary(session_config)}"]
+    if keras_path is not None:
+        notes.append("tensorflow: its defaults (intra/inter-op threads 0 = every logical CPU), float32, "
+                     "one tf.function around model(x, training=False)")
     notes.extend(f"{label}: {i[1]}" for label, i in info.items() if i[1])
     config = {"batches": list(batches), "rounds": rounds, "session": dataclasses.asdict(session_config),
               "inputs": dataclasses.asdict(inputs), "run": dataclasses.asdict(run_config),

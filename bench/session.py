@@ -52,13 +52,42 @@ def parse_providers(text: str) -> tuple[str, ...]:
     return names
 
 
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask: taskset, cgroup cpusets, Slurm)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+# The benchmark's session defaults, and why (measured on a shared 2-vCPU KVM guest, AlexNet 227 px,
+# onnxruntime 1.31; README "onnxruntime vs TensorFlow"):
+#   * intra-op threads: one per usable logical CPU, given explicitly. onnxruntime's own default (0)
+#     is one thread per physical core *pinned* to its core; pinned threads cannot move away from a
+#     busy neighbour, and on a shared machine that cost 30-80% at batch 1. TensorFlow, the
+#     baseline, also uses every logical CPU (its default); 0 still asks for onnxruntime's default.
+#   * no spin-waiting: idle intra-op threads sleep instead of burning the CPU that the thread with
+#     work (or anything else on the machine) needs. Turn it back on with
+#     --session-config session.intra_op.allow_spinning=1.
+DEFAULT_ENTRIES: tuple[tuple[str, str], ...] = (("session.intra_op.allow_spinning", "0"),)
+
+
+def with_default_entries(entries: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """DEFAULT_ENTRIES, overridden and extended by `entries` (what --session-config gives)."""
+    merged = dict(DEFAULT_ENTRIES)
+    merged.update(entries)
+    return tuple(merged.items())
+
+
 @dataclasses.dataclass(frozen=True)
 class SessionConfig:
     """Every onnxruntime knob the benchmark exposes; recorded verbatim in the result's config."""
 
     providers: tuple[str, ...] = ("cpu",)
     strict: bool = False
-    intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
+    # One per usable logical CPU (see DEFAULT_ENTRIES' comment); 0: onnxruntime's default (one per
+    # physical core, pinned).
+    intra_op_threads: int = dataclasses.field(default_factory=usable_cpus)
     inter_op_threads: int = 0
     graph_optimization: str = "all"
     execution_mode: str = "sequential"
@@ -66,8 +95,8 @@ class SessionConfig:
     device_id: int = 0
     trt_fp16: bool = False
     trt_cache_dir: str | None = None
-    # onnxruntime session config entries, e.g. ("session.intra_op.allow_spinning", "0")
-    entries: tuple[tuple[str, str], ...] = ()
+    # onnxruntime session config entries, e.g. ("session.intra_op.allow_spinning", "1")
+    entries: tuple[tuple[str, str], ...] = DEFAULT_ENTRIES
 
     def __post_init__(self):
         parse_providers(",".join(self.providers))

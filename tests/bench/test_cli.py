@@ -88,6 +88,21 @@ def test_compare_variants_without_tensorflow(bench, helper_models, tmp_path):
     doc = validated(out)
     assert [r["label"] for r in doc["rows"]] == ["onnxruntime float32", "copy"]
     assert doc["rows"][0]["ratio"] == 1.0 and doc["rows"][1]["ratio"] > 0
+    # The benchmark's session defaults are recorded, and said in the notes.
+    threads = len(session.os.sched_getaffinity(0))
+    assert doc["config"]["session"]["intra_op_threads"] == threads
+    assert doc["config"]["session"]["entries"] == [["session.intra_op.allow_spinning", "0"]]
+    assert any(f"{threads} intra-op threads" in n and "allow_spinning=0" in n for n in doc["notes"])
+
+
+def test_session_config_overrides_the_default_entries(bench, helper_models, tmp_path):
+    out = tmp_path / "t.json"
+    done = bench("throughput", "--model", helper_models["fixed"], "--intra-op-threads", 0, "--session-config",
+                 "session.intra_op.allow_spinning=1", "--json", out, quick=True)
+    assert done.returncode == 0, done.stderr
+    session_record = validated(out)["config"]["session"]
+    assert session_record["intra_op_threads"] == 0
+    assert session_record["entries"] == [["session.intra_op.allow_spinning", "1"]]
 
 
 def test_report_renders_compares_and_exports(bench, helper_models, tmp_path):

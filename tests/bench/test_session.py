@@ -117,3 +117,22 @@ def test_cuda_session_runs_on_cuda_with_io_binding(helper_models):
     bs = open_session(helper_models["multi"], SessionConfig(providers=("cuda",), strict=True))
     assert bs.providers[0] == "CUDAExecutionProvider" and bs.io_binding and bs.fallback is None
     bs.runner(_feeds(bs, 8))()
+
+
+def test_defaults_use_every_usable_cpu_unpinned_and_without_spinning(monkeypatch):
+    """The benchmark's defaults (see bench/session.py): explicit thread count, no spin-waiting."""
+    monkeypatch.setattr(session_lib.os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    config = SessionConfig()
+    assert config.intra_op_threads == 3
+    options = config.session_options()
+    assert options.intra_op_num_threads == 3
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # 0 still asks for onnxruntime's own default
+    assert SessionConfig(intra_op_threads=0).session_options().intra_op_num_threads == 0
+
+
+def test_session_config_entries_override_and_extend_the_defaults():
+    assert session_lib.with_default_entries({}) == session_lib.DEFAULT_ENTRIES
+    merged = dict(session_lib.with_default_entries({"session.intra_op.allow_spinning": "1",
+                                                    "session.set_denormal_as_zero": "1"}))
+    assert merged == {"session.intra_op.allow_spinning": "1", "session.set_denormal_as_zero": "1"}
