@@ -31,6 +31,7 @@ class TrainConfig:
     fp16_allreduce: bool = False
     train_samples: int | None = None
     validation_samples: int = TUTORIAL_VALIDATION_SIZE
+    test_samples: int | None = None      # evaluate on the first N test images (default: all)
     steps_per_epoch: int | None = None   # cap, for quick runs
     output_dir: str = "runs/alexnet"
     seed: int = 0
@@ -61,6 +62,8 @@ class TrainConfig:
         need(self.train_samples is None or self.train_samples >= 1,
              f"--train-samples must be at least 1, got {self.train_samples}")
         need(self.validation_samples >= 1, f"--validation-samples must be at least 1, got {self.validation_samples}")
+        need(self.test_samples is None or self.test_samples >= 1,
+             f"--test-samples must be at least 1, got {self.test_samples}")
         need(self.steps_per_epoch is None or self.steps_per_epoch >= 1,
              f"--steps-per-epoch must be at least 1, got {self.steps_per_epoch}")
         need(self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}")

@@ -283,8 +283,9 @@ def load_arrays(name: str, data_dir: str | os.PathLike | None = None) -> Arrays:
 
 
 def split(arrays: Arrays, validation_size: int = TUTORIAL_VALIDATION_SIZE,
-          train_samples: int | None = None) -> Splits:
-    """Validation = the first `validation_size` training images; training = the next `train_samples`.
+          train_samples: int | None = None, test_samples: int | None = None) -> Splits:
+    """Validation = the first `validation_size` training images; training = the next `train_samples`;
+    test = the first `test_samples` test images (all by default).
 
     Both are slices of disjoint index ranges of the same array, so no image can be in both.
     """
@@ -295,11 +296,13 @@ def split(arrays: Arrays, validation_size: int = TUTORIAL_VALIDATION_SIZE,
     if train_samples is not None and not 0 < train_samples <= available:
         raise UsageError(f"--train-samples {train_samples} must be between 1 and {available} "
                          f"(the training images left after {validation_size} for validation)")
+    if test_samples is not None and not 0 < test_samples <= len(arrays.x_test):
+        raise UsageError(f"--test-samples {test_samples} must be between 1 and {len(arrays.x_test)}")
     end = validation_size + (train_samples or available)
     return Splits(
         x_train=arrays.x_train[validation_size:end], y_train=arrays.y_train[validation_size:end],
         x_val=arrays.x_train[:validation_size], y_val=arrays.y_train[:validation_size],
-        x_test=arrays.x_test, y_test=arrays.y_test, train_offset=validation_size,
+        x_test=arrays.x_test[:test_samples], y_test=arrays.y_test[:test_samples], train_offset=validation_size,
     )
 
 

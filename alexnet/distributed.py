@@ -84,6 +84,11 @@ def any_rank(flag: bool) -> bool:
     return bool(hvd.allreduce(tf.constant(int(flag), tf.int32), op=hvd.Max).numpy())
 
 
+def wait_for_all() -> None:
+    """Return once every rank got here (e.g. after rank 0 renamed a checkpoint into place)."""
+    any_rank(False)  # Horovod: an all-reduce is a barrier
+
+
 def gather_over_ranks(values: np.ndarray) -> np.ndarray:
     """Stack one row per rank (rank order), e.g. shard fingerprints and weight checksums."""
     row = tf.constant(np.asarray(values, np.int64)[None])

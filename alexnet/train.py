@@ -48,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
                    help="use only the first N training images (synthetic: the epoch size)")
     p.add_argument("--validation-samples", type=int, default=d.validation_samples,
                    help="the first N training images become the validation set")
+    p.add_argument("--test-samples", type=int, default=None, help="evaluate on the first N test images (default: all)")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap the steps per epoch")
     p.add_argument("--output-dir", default=d.output_dir)
     p.add_argument("--seed", type=int, default=d.seed)

@@ -102,7 +102,7 @@ class Trainer:
         else:
             arrays = data.load_arrays(cfg.dataset, cfg.data_dir)
         self.class_names = data.CLASS_NAMES[cfg.dataset]
-        self.splits = data.split(arrays, cfg.validation_samples, cfg.train_samples)
+        self.splits = data.split(arrays, cfg.validation_samples, cfg.train_samples, cfg.test_samples)
         self.native_shape = arrays.image_shape
         self.steps = data.steps_per_epoch(len(self.splits.x_train), cfg.batch_size, world.size)
         if cfg.steps_per_epoch:
@@ -176,6 +176,17 @@ class Trainer:
         if self.world.is_chief:
             checkpoint.save(self.checkpoint_path, self.model, self.optimizer, state)
 
+    def should_stop(self, stop: StopFlag) -> bool:
+        # Horovod: every rank must take the same decision at the same step, or the rest hang in all-reduce.
+        return distributed.any_rank(stop.is_set()) if self.world.size > 1 else stop.is_set()
+
+    def stop_for_preemption(self, state: dict, message: str) -> None:
+        self.save_checkpoint(state)
+        # Horovod: the other ranks wait for rank 0's checkpoint: when any rank exits, horovodrun
+        # SIGTERMs the rest and SIGKILLs them 5 s later, which could cut a 233 MB write short.
+        distributed.wait_for_all()
+        raise Preempted(f"{message}; checkpoint {self.checkpoint_path}")
+
     def run(self, state: dict, stop: StopFlag, report) -> dict:
         cfg, world = self.cfg, self.world
         shard_info = self._shard_info()
@@ -195,13 +206,11 @@ class Trainer:
                 sums += (loss_sum.numpy(), correct.numpy(), len(labels))
                 timing.step_done()
                 report.step(step + 1, sums[0] / max(sums[2], 1), sums[1] / max(sums[2], 1))
-                stop_now = distributed.any_rank(stop.is_set()) if world.size > 1 else stop.is_set()
-                if stop_now and step + 1 < self.steps:
+                if self.should_stop(stop) and step + 1 < self.steps:
                     state.update(epoch=epoch, step=step + 1, sums=distributed.sum_over_ranks(sums).tolist(),
                                  images_seen=state["images_seen"] + (step + 1 - start_step) * timing.batch)
-                    self.save_checkpoint(state)
-                    raise Preempted(f"stopped by {stop.signal_name or 'a signal on another rank'} at epoch "
-                                    f"{epoch + 1} step {step + 1}/{self.steps}; checkpoint {self.checkpoint_path}")
+                    self.stop_for_preemption(state, f"stopped by {stop.signal_name or 'a signal on another rank'} "
+                                                    f"at epoch {epoch + 1} step {step + 1}/{self.steps}")
             epoch_seconds = time.perf_counter() - epoch_start
             loss_sum, correct, n = distributed.sum_over_ranks(sums)
             self.sync_batchnorm_statistics()
@@ -217,10 +226,10 @@ class Trainer:
                          images_seen=state["images_seen"] + (self.steps - start_step) * timing.batch)
             report.epoch_end(record)
             self.save_checkpoint(state)
-            if stop.is_set() or (world.size > 1 and distributed.any_rank(stop.is_set())):
-                if epoch + 1 < cfg.epochs:
-                    raise Preempted(f"stopped by {stop.signal_name or 'a signal on another rank'} after epoch "
-                                    f"{epoch + 1}; checkpoint {self.checkpoint_path}")
+            # The collective doubles as the barrier that keeps ranks alive until the checkpoint is in place.
+            if self.should_stop(stop) and epoch + 1 < cfg.epochs:
+                raise Preempted(f"stopped by {stop.signal_name or 'a signal on another rank'} after epoch "
+                                f"{epoch + 1}; checkpoint {self.checkpoint_path}")
         test = self.evaluate(self.splits.x_test, self.splits.y_test)
         digests = distributed.gather_over_ranks([weights_digest(self.model)])[:, 0]
         return self.summary(state, test, timing, shard_info, digests)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The main job on the built-in default data (make demo calls this after scripts/setup.sh):
+#   1. train AlexNet on real Fashion-MNIST with 2 Horovod ranks (Gloo, mixed precision: auto);
+#   2. export it to ONNX, verified against TensorFlow, with float16 and int8 variants;
+#   3. benchmark the ONNX models under onnxruntime (throughput and latency sweep, variants vs TF);
+#   4. render the benchmark report as Markdown and plots.
+# Sized to finish in about 10 minutes on a 2-core CPU machine: 67 px images (AlexNet's
+# smallest input), the first 16,000 training images, 3 epochs. Override with the variables
+# below, e.g. `IMAGE_SIZE=227 EPOCHS=50 TRAIN_SAMPLES= RANKS=4 make demo` on a GPU node.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source .venv/bin/activate
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+out=${OUTPUT_DIR:-runs/alexnet}
+ranks=${RANKS:-2}
+image_size=${IMAGE_SIZE:-67}
+epochs=${EPOCHS:-3}
+train_samples=${TRAIN_SAMPLES-16000}
+samples_flag=()
+[[ -n $train_samples ]] && samples_flag=(--train-samples "$train_samples")
+
+rm -rf "$out"
+mkdir -p "$out"
+echo "== 1/4 train: horovodrun -np $ranks, Fashion-MNIST, ${image_size} px, $epochs epochs"
+horovodrun -np "$ranks" -H "localhost:$ranks" --gloo \
+    python -m alexnet.train --dataset fashion_mnist --image-size "$image_size" --epochs "$epochs" \
+    "${samples_flag[@]}" --output-dir "$out" --no-progress
+
+echo "== 2/4 export: $out/model.keras -> $out/alexnet.onnx (+ float16, int8), verified"
+python -m export "$out/model.keras" -o "$out/alexnet.onnx"
+
+echo "== 3/4 bench: onnxruntime sweep, then variants vs TensorFlow"
+bench sweep --model "$out/alexnet.onnx" --batch 1,8,32,128 --min-time 2 \
+    --json "$out/bench-sweep.json" --plot-dir "$out/plots"
+bench compare --model "$out/alexnet.onnx" --batch 1,32 --min-time 2 --rounds 1 \
+    --json "$out/bench-compare.json"
+
+echo "== 4/4 report"
+bench report "$out/bench-sweep.json" "$out/bench-compare.json" --export "$out/report.md" --plot-dir "$out/plots"
+echo "Done. Outputs in $out: model.keras, summary.json, alexnet*.onnx, bench-*.json, report.md, plots/, tensorboard/"
