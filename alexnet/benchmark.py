@@ -100,10 +100,9 @@ def _main(argv) -> int:
         return 0
     if args.json:
         require_parent_dir(args.json)
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=True)
+    console = cli.console(stderr=True)
     rounds = {"tutorial": [], "ours": []}
     policy = None
     for i in range(args.rounds):

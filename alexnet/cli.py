@@ -12,6 +12,15 @@ from typing import Callable, Sequence
 USAGE_EXIT = 2
 
 
+def console(stderr: bool = False, **kwargs):
+    """A console for the user: a pipe or log file gets wide tables rather than rich's
+    80-column default, which would cut the right-hand columns off."""
+    from rich.console import Console
+
+    probe = Console(stderr=stderr, **kwargs)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=160, **kwargs)
+
+
 class UsageError(Exception):
     """Input the user can fix: reported as one line, exit status 2."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rich.console import Console
+from alexnet.cli import console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -26,7 +26,7 @@ class ChiefReporter(SilentReporter):
         import tensorflow as tf
 
         self.cfg, self.world_size = cfg, world_size
-        self.console = Console(stderr=True, soft_wrap=True)
+        self.console = console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}"),
@@ -88,7 +88,7 @@ def for_rank(world, cfg):
 
 
 def print_summary(summary: dict, output_dir) -> None:
-    console = Console(stderr=True)
+    out = console(stderr=True)
     t = Table(title="Training summary", show_header=False)
     t.add_row("test accuracy", f"{summary['test_accuracy']:.4f} ({summary['test_images']:,} images)")
     t.add_row("test loss", f"{summary['test_loss']:.4f}")
@@ -98,4 +98,4 @@ def print_summary(summary: dict, output_dir) -> None:
     t.add_row("ranks x batch", f"{summary['world_size']} x {summary['config']['batch_size']}")
     t.add_row("precision", summary["precision"])
     t.add_row("outputs", str(output_dir))
-    console.print(t)
+    out.print(t)

@@ -179,8 +179,8 @@ class _Output:
     def __init__(self, args):
         self.quiet = args.quiet
         self.json = require_parent_dir(args.json) if args.json else None
-        self.out = report.console()
-        self.err = report.console(stderr=True)
+        self.out = cli.console()
+        self.err = cli.console(stderr=True)
 
     def progress(self, description: str, run: RunConfig):
         return report.progress_bar(self.err, description, self.quiet, run.min_time, run.min_iterations)
@@ -292,7 +292,7 @@ def _cmd_report(args) -> int:
         require_parent_dir(path)
     if args.compare:
         report.comparison_table(loaded[0], loaded[1])  # refuse before writing anything
-    report.print_all(report.console(), loaded, compare=args.compare)
+    report.print_all(cli.console(), loaded, compare=args.compare)
     for path in args.export:
         report.export(loaded, path, compare=args.compare, width=args.width)
     if args.plot_dir:

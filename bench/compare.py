@@ -30,7 +30,7 @@ import numpy as np
 
 from alexnet.cli import UsageError
 from bench import inputs as inputs_lib
-from bench.measure import InputConfig, measure_onnx, model_record, session_environment
+from bench.measure import InputConfig, model_record, session_environment
 from bench.results import BenchResult, Row
 from bench.runner import RunConfig, measure
 from bench.session import SessionConfig, open_session

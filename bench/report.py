@@ -164,12 +164,6 @@ def renderables(result: BenchResult) -> list:
     return items
 
 
-def console(stderr: bool = False) -> Console:
-    """A console for the user: a pipe or file gets a wide table rather than rich's 80-column default."""
-    probe = Console(stderr=stderr)
-    return probe if probe.is_terminal else Console(stderr=stderr, width=160)
-
-
 def print_result(console: Console, result: BenchResult) -> None:
     for item in renderables(result):
         console.print(item)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from alexnet import cli  # noqa: E402
@@ -119,7 +118,7 @@ def _main(argv) -> int:
         model = build_alexnet(image_size=args.image_size, input_shape=(28, 28, 1))
     record = run_benchmark(model, args.samples, args.seed)
     write_json_atomic(output, record)
-    console = Console()
+    console = cli.console()
     console.print(_table(record))
     cpu = record["environment"]["cpu"]
     agreement = record["fast_vs_stock"]

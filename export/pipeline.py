@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from alexnet import cli
 from alexnet.cli import UsageError
 from alexnet.environment import collect
 from alexnet.fsio import atomic_path, require_parent_dir, write_json_atomic
@@ -114,7 +115,7 @@ def run(job: ExportJob, console: Console | None = None) -> dict:
     """Run the export job; returns the record also written to OUTPUT.json. CheckFailed if a check fails."""
     from export.convert import export_keras, load_source
 
-    console = console or Console(stderr=True)
+    console = console or cli.console(stderr=True)
     output = Path(job.output)
     started = time.perf_counter()
     rows: list[report.Row] = []

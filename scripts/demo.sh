@@ -20,7 +20,7 @@ samples_flag=()
 [[ -n $train_samples ]] && samples_flag=(--train-samples "$train_samples")
 
 rm -rf "$out"
-mkdir -p "$out"
+mkdir -p "$out/plots"
 echo "== 1/4 train: horovodrun -np $ranks, Fashion-MNIST, ${image_size} px, $epochs epochs"
 horovodrun -np "$ranks" -H "localhost:$ranks" --gloo \
     python -m alexnet.train --dataset fashion_mnist --image-size "$image_size" --epochs "$epochs" \
