@@ -115,6 +115,15 @@ def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """An IDX file, gzipped or not, as a uint8 array; a one-line UsageError if missing or damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist: pass an IDX file, e.g. "
+                         f"{FASHION_MNIST_DIR / 't10k-images-idx3-ubyte.gz'}")
+    return parse_idx(_read_maybe_gz(path), str(path))
+
+
 def _find_idx(data_dir: Path, stem: str) -> Path:
     for candidate in (data_dir / f"{stem}.gz", data_dir / stem):
         if candidate.is_file():
@@ -128,8 +137,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Arrays:
     _require_dir(data_dir, "apt-get install dataset-fashion-mnist, or pass --data-dir")
     parts = {}
     for key, stem in FASHION_MNIST_FILES.items():
-        path = _find_idx(data_dir, stem)
-        parts[key] = parse_idx(_read_maybe_gz(path), str(path))
+        parts[key] = read_idx(_find_idx(data_dir, stem))
     for split in ("train", "test"):
         x, y = parts[f"x_{split}"], parts[f"y_{split}"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):

@@ -73,7 +73,7 @@ def _main(argv) -> int:
     except training.Preempted as exc:
         print(f"alexnet.train: {exc}; run again with --resume", file=sys.stderr)
         return training.PREEMPTED_EXIT
-    if summary is not None and os.environ.get("HOROVOD_RANK", "0") == "0":
+    if summary is not None:  # rank 0 only
         report.print_summary(summary, cfg.output_dir)
     return 0
 

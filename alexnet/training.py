@@ -324,8 +324,9 @@ class Timing:
         return len(self.intervals) * self.every * self.batch / self.measured_seconds
 
 
-def run(cfg: TrainConfig, reporter_factory) -> dict:
-    """Train as configured; rank 0 writes the outputs. Raises Preempted on a stop signal."""
+def run(cfg: TrainConfig, reporter_factory) -> dict | None:
+    """Train as configured; rank 0 writes the outputs and gets the summary (other ranks None).
+    Raises Preempted on a stop signal."""
     stop = StopFlag()
     world = distributed.init()
     # Everything that can refuse bad input (data, model, checkpoint) runs before the first
@@ -342,7 +343,8 @@ def run(cfg: TrainConfig, reporter_factory) -> dict:
         summary = trainer.run(state, stop, reporter)
     finally:
         reporter.close()
-    if world.is_chief:
-        trainer.save_model(cfg.output_path / "model.keras")
-        write_json_atomic(cfg.output_path / "summary.json", summary)
+    if not world.is_chief:
+        return None
+    trainer.save_model(cfg.output_path / "model.keras")
+    write_json_atomic(cfg.output_path / "summary.json", summary)
     return summary

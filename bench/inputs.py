@@ -14,7 +14,6 @@ runs do not see the very same buffers. Real images: an IDX file (Fashion-MNIST's
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from alexnet.cli import UsageError
+from alexnet.data import read_idx
 
 ORT_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -227,20 +227,9 @@ def _take_images(images: np.ndarray, shape: tuple[int, ...], index: int) -> np.n
 
 
 def read_idx_images(path: str | Path) -> np.ndarray:
-    """Images from an IDX3 file (gzipped or not), as uint8 (N, H, W)."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise UsageError(f"--images {path} does not exist: pass an IDX image file, e.g. "
-                         "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") from None
-    except (OSError, EOFError) as exc:
-        raise UsageError(f"--images {path} cannot be read ({exc}): pass an IDX image file") from None
-    if len(data) < 16 or data[:4] != b"\x00\x00\x08\x03":
-        raise UsageError(f"--images {path} is not an IDX3 uint8 image file: pass e.g. train-images-idx3-ubyte.gz")
-    count, height, width = (int.from_bytes(data[i:i + 4], "big") for i in (4, 8, 12))
-    if len(data) != 16 + count * height * width:
-        raise UsageError(f"--images {path} is truncated: expected {count} {height}x{width} images")
-    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, height, width)
+    """Images from an IDX file (Fashion-MNIST's format, gzipped or not), as uint8 (N, H, W)."""
+    images = read_idx(path)
+    if images.ndim != 3:
+        raise UsageError(f"--images {path} holds {images.ndim}-d data, not an IDX3 image file: "
+                         f"pass e.g. t10k-images-idx3-ubyte.gz")
+    return images

@@ -19,7 +19,7 @@ train_samples=${TRAIN_SAMPLES-16000}
 samples_flag=()
 [[ -n $train_samples ]] && samples_flag=(--train-samples "$train_samples")
 
-rm -rf "$out"
+# A fresh run each time (no --resume): the previous checkpoint and summary are overwritten.
 mkdir -p "$out/plots"
 echo "== 1/4 train: horovodrun -np $ranks, Fashion-MNIST, ${image_size} px, $epochs epochs"
 horovodrun -np "$ranks" -H "localhost:$ranks" --gloo \

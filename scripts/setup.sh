@@ -21,7 +21,7 @@ if ((${#missing[@]})); then
     sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
     echo "Installing Debian packages: ${missing[*]}"
     $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 fi
 python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then

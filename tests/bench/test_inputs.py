@@ -105,6 +105,6 @@ def test_images_that_fit_no_input_are_refused(tmp_path):
         inputs.make_feeds(MULTI[:1], {"images": (2, 8, 8, 3)}, images=images)
     bad = tmp_path / "bad.gz"
     with gzip.open(bad, "wb") as f:
-        f.write(b"\x00\x00\x08\x01" + bytes(12))
+        f.write(b"\x00\x00\x08\x01" + (4).to_bytes(4, "big") + bytes(4))  # a valid 1-d IDX: labels
     with pytest.raises(UsageError, match="not an IDX3"):
         inputs.read_idx_images(bad)
