@@ -16,7 +16,6 @@ of the rounds is reported, with the ratio ours / tutorial.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -27,8 +26,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from alexnet import cli, environment  # noqa: E402
-from alexnet.fsio import require_parent_dir, write_json_atomic  # noqa: E402
+from toolkit import cli, environment  # noqa: E402
+from toolkit.files import require_parent_dir, write_json_atomic  # noqa: E402
+from toolkit.runs import RunDir  # noqa: E402
 
 
 def tutorial_worker(image_size: int, batch: int, warmup: int, steps: int) -> float:
@@ -69,8 +69,8 @@ def ours(image_size: int, batch: int, warmup: int, steps: int) -> tuple[float, s
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode:
             raise cli.CheckFailed(f"training run failed: {result.stderr.strip().splitlines()[-1:]}")
-        summary = json.loads((Path(tmp) / "summary.json").read_text())
-        return summary["images_per_second"], summary["precision"]
+        summary = RunDir(tmp).read_summary()
+        return summary.images_per_second, summary.precision
 
 
 def tutorial(image_size: int, batch: int, warmup: int, steps: int) -> float:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.cli import UsageError
-from alexnet.fsio import atomic_path
+from toolkit.cli import UsageError
+from toolkit.files import atomic_path
 
 FORMAT_VERSION = 1
 FILENAME = "checkpoint.npz"

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from alexnet.cli import UsageError
-from alexnet.data import DATASETS, TUTORIAL_VALIDATION_SIZE
-from alexnet.model import MIN_IMAGE_SIZE, NORMS
-from alexnet.precision import PRECISIONS
+from alexnet.data import TUTORIAL_VALIDATION_SIZE
+from toolkit.cli import UsageError
+from toolkit.constants import DATASETS, MIN_IMAGE_SIZE, NORMS, PRECISIONS
+from toolkit.runs import RunDir
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -74,8 +73,8 @@ class TrainConfig:
              "--dataset synthetic needs --train-samples N (the epoch size)")
 
     @property
-    def output_path(self) -> Path:
-        return Path(self.output_dir)
+    def run_dir(self) -> RunDir:
+        return RunDir(self.output_dir)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,7 +28,6 @@ reproduces the tutorial's host-side standardise + resize to 227, for comparison.
 """
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import pickle
@@ -38,16 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.cli import UsageError
+from toolkit.cli import UsageError
+from toolkit.constants import FASHION_MNIST_DIR, REAL_DATASETS
+from toolkit.files import atomic_path
+from toolkit.idx import read_idx
 
-DATASETS = ("cifar10", "fashion_mnist", "synthetic")
-CLASS_NAMES = {
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                      "Sneaker", "Bag", "Ankle boot"),
-    "synthetic": tuple(f"class_{i}" for i in range(10)),
-}
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
     "x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
     "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte",
@@ -83,46 +77,7 @@ class Splits:
     train_offset: int
 
 
-# ---------------------------------------------------------------- IDX (Fashion-MNIST)
-
-def _read_maybe_gz(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise UsageError(f"{path} is a corrupt or truncated gzip file ({exc}): "
-                             f"download or reinstall it") from None
-    return raw
-
-
-def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
-    """Parse an IDX file (the MNIST format): magic 0x0000 + type 0x08 (uint8) + ndim, big-endian dims."""
-    if len(raw) < 4:
-        raise UsageError(f"{name} is truncated ({len(raw)} bytes): download it again")
-    if raw[0:2] != b"\x00\x00" or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
-        raise UsageError(f"{name} is not a uint8 IDX file (bad magic number): "
-                         f"point --data-dir at the Fashion-MNIST IDX files")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise UsageError(f"{name} is truncated (header incomplete): download it again")
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        raise UsageError(f"{name} is truncated or corrupt: {len(raw)} bytes, its header "
-                         f"promises {expected} for shape {dims}; download it again")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """An IDX file, gzipped or not, as a uint8 array; a one-line UsageError if missing or damaged."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path} does not exist: pass an IDX file, e.g. "
-                         f"{FASHION_MNIST_DIR / 't10k-images-idx3-ubyte.gz'}")
-    return parse_idx(_read_maybe_gz(path), str(path))
-
+# ---------------------------------------------------------------- Fashion-MNIST
 
 def _find_idx(data_dir: Path, stem: str) -> Path:
     for candidate in (data_dir / f"{stem}.gz", data_dir / stem):
@@ -287,7 +242,7 @@ def load_arrays(name: str, data_dir: str | os.PathLike | None = None) -> Arrays:
         return load_fashion_mnist(data_dir)
     if name == "cifar10":
         return load_cifar10(data_dir)
-    raise UsageError(f"unknown dataset {name!r}: use one of {', '.join(d for d in DATASETS if d != 'synthetic')}")
+    raise UsageError(f"unknown dataset {name!r}: use one of {', '.join(REAL_DATASETS)}")
 
 
 def split(arrays: Arrays, validation_size: int = TUTORIAL_VALIDATION_SIZE,
@@ -382,8 +337,6 @@ def save_sample_grid(images: np.ndarray, labels: np.ndarray, class_names, path: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from alexnet.fsio import atomic_path
 
     fig, axes = plt.subplots(1, count, figsize=(2.2 * count, 2.6))
     for ax, image, label in zip(axes, images[:count], labels[:count]):

@@ -9,7 +9,8 @@ The data-parallel story, step by step (each line of logic below is marked `# Hor
      plain gradient tensors works, mixed precision included.
   4. `average_variables()`: BatchNorm moving statistics are per rank; average them before
      evaluating or saving so the model reflects every shard.
-  5. `sum_over_ranks()` / `any_rank()` / `gather_over_ranks()`: metrics and stop decisions.
+  5. `sum_over_ranks()` / `any_rank()` / `gather_over_ranks()` / `gather_objects()`: metrics,
+     stop decisions, and what each rank reports about itself (host, device, shard, weights).
 
 Run with `horovodrun -np N -H localhost:N --gloo python -m alexnet.train`, or as one process
 (Horovod then runs with a single rank).
@@ -30,6 +31,8 @@ class World:
     size: int
     local_rank: int
     local_size: int
+    device: str          # what this rank computes on: "CPU" or "GPU:<index>"
+    allreduce: str       # how tensors cross ranks: "nccl", "mpi", "gloo" (or "none" for one rank)
 
     @property
     def is_chief(self) -> bool:
@@ -40,17 +43,29 @@ class World:
 def init() -> World:
     hvd.init()  # Horovod: join the job (Gloo rendezvous under horovodrun, a single rank otherwise)
     gpus = tf.config.list_physical_devices("GPU")
+    device = "CPU"
     if gpus:
-        gpu = gpus[hvd.local_rank() % len(gpus)]  # Horovod: one GPU per local rank
-        tf.config.experimental.set_memory_growth(gpu, True)
-        tf.config.set_visible_devices(gpu, "GPU")
+        index = hvd.local_rank() % len(gpus)  # Horovod: one GPU per local rank
+        tf.config.experimental.set_memory_growth(gpus[index], True)
+        tf.config.set_visible_devices(gpus[index], "GPU")
+        device = f"GPU:{index}"
     else:
         # Horovod: ranks on one host share its cores; each TF defaulting to all of them
         # oversubscribes the CPU (measured: 2 ranks on 2 cores ran 2x slower per step).
         cores = len(os.sched_getaffinity(0))
         tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // hvd.local_size()))
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, cores // hvd.local_size())))
-    return World(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size())
+    return World(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size(), device,
+                 allreduce_backend(on_gpu=bool(gpus)))
+
+
+def allreduce_backend(on_gpu: bool) -> str:
+    """Which library carries the all-reduce: NCCL for GPU tensors when built in, else MPI or Gloo."""
+    if hvd.size() == 1:  # Horovod: one rank reduces nothing
+        return "none"
+    if on_gpu and hvd.nccl_built():  # Horovod: GPU tensors go through NCCL when it is compiled in
+        return "nccl"
+    return "mpi" if hvd.mpi_enabled() else "gloo"  # Horovod: the controller the job was launched with
 
 
 def broadcast_variables(variables, root_rank: int = 0) -> None:
@@ -93,6 +108,11 @@ def gather_over_ranks(values: np.ndarray) -> np.ndarray:
     """Stack one row per rank (rank order), e.g. shard fingerprints and weight checksums."""
     row = tf.constant(np.asarray(values, np.int64)[None])
     return hvd.allgather(row).numpy()  # Horovod:
+
+
+def gather_objects(obj) -> list:
+    """One small picklable object per rank, in rank order, on every rank."""
+    return hvd.allgather_object(obj)  # Horovod:
 
 
 def broadcast_object(obj, root_rank: int = 0):

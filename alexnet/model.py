@@ -25,10 +25,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-NORMS = ("batch", "lrn")
-# Smallest input the three valid 3x3/2 max-pools leave at least 1x1 after conv1's
-# 11x11/4: (67-11)//4+1 = 15 -> 7 -> 3 -> 1.
-MIN_IMAGE_SIZE = 67
+from toolkit.constants import MIN_IMAGE_SIZE, NORMS
+
 PACKAGE = "alexnet"
 
 

@@ -7,9 +7,8 @@ Only the caller (alexnet.train) sets the global policy; the model never does.
 """
 from __future__ import annotations
 
-from alexnet.cli import UsageError
-
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+from toolkit.cli import UsageError
+from toolkit.constants import PRECISIONS
 
 
 def resolve(precision: str, gpu_compute_capabilities: list[tuple[int, int]], cpu_bf16: bool) -> str:
@@ -26,7 +25,7 @@ def resolve(precision: str, gpu_compute_capabilities: list[tuple[int, int]], cpu
 def detect_and_resolve(precision: str) -> str:
     import tensorflow as tf
 
-    from alexnet.environment import cpu_has_native_bf16
+    from toolkit.environment import cpu_has_native_bf16
 
     caps = []
     for gpu in tf.config.list_physical_devices("GPU"):

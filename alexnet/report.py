@@ -6,11 +6,19 @@ so the training loop never asks "am I rank 0?" to print.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from alexnet.cli import console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+
+from toolkit.cli import console
+from toolkit.runs import EpochRecord, TrainSummary
 
 
 class SilentReporter:
@@ -34,7 +42,7 @@ class ChiefReporter(SilentReporter):
             disable=not cfg.progress, transient=True,
         )
         self.task = None
-        log_dir = Path(cfg.output_dir) / "tensorboard" / time.strftime("%Y%m%d-%H%M%S")
+        log_dir = cfg.run_dir.tensorboard / time.strftime("%Y%m%d-%H%M%S")
         # TensorBoard's usual layout: one run directory, train/ and validation/ beside each other.
         self.writers = {k: tf.summary.create_file_writer(str(log_dir / k)) for k in ("train", "validation")}
         self.tf = tf
@@ -59,21 +67,19 @@ class ChiefReporter(SilentReporter):
     def step(self, step, loss, accuracy):
         self.progress.update(self.task, completed=step, loss=loss, acc=accuracy)
 
-    def epoch_end(self, record):
-        r = record
+    def epoch_end(self, r: EpochRecord):
         self.console.print(
-            f"epoch {r['epoch']:>3}/{self.cfg.epochs}  loss {r['loss']:.4f}  acc {r['accuracy']:.4f}  "
-            f"val_loss {r['val_loss']:.4f}  val_acc {r['val_accuracy']:.4f}  lr {r['learning_rate']:.2e}  "
-            f"{r['images_per_second']:.1f} img/s  {r['seconds']:.1f} s")
-        step = r["epoch"]
-        with self.writers["train"].as_default(step=step):
-            self.tf.summary.scalar("epoch_loss", r["loss"])
-            self.tf.summary.scalar("epoch_accuracy", r["accuracy"])
-            self.tf.summary.scalar("learning_rate", r["learning_rate"])
-            self.tf.summary.scalar("images_per_second", r["images_per_second"])
-        with self.writers["validation"].as_default(step=step):
-            self.tf.summary.scalar("epoch_loss", r["val_loss"])
-            self.tf.summary.scalar("epoch_accuracy", r["val_accuracy"])
+            f"epoch {r.epoch:>3}/{self.cfg.epochs}  loss {r.loss:.4f}  acc {r.accuracy:.4f}  "
+            f"val_loss {r.val_loss:.4f}  val_acc {r.val_accuracy:.4f}  lr {r.learning_rate:.2e}  "
+            f"{r.images_per_second:.1f} img/s  {r.seconds:.1f} s")
+        with self.writers["train"].as_default(step=r.epoch):
+            self.tf.summary.scalar("epoch_loss", r.loss)
+            self.tf.summary.scalar("epoch_accuracy", r.accuracy)
+            self.tf.summary.scalar("learning_rate", r.learning_rate)
+            self.tf.summary.scalar("images_per_second", r.images_per_second)
+        with self.writers["validation"].as_default(step=r.epoch):
+            self.tf.summary.scalar("epoch_loss", r.val_loss)
+            self.tf.summary.scalar("epoch_accuracy", r.val_accuracy)
         for w in self.writers.values():
             w.flush()
 
@@ -87,15 +93,16 @@ def for_rank(world, cfg):
     return ChiefReporter(cfg, world.size) if world.is_chief else SilentReporter()
 
 
-def print_summary(summary: dict, output_dir) -> None:
+def print_summary(summary: TrainSummary, output_dir) -> None:
     out = console(stderr=True)
     t = Table(title="Training summary", show_header=False)
-    t.add_row("test accuracy", f"{summary['test_accuracy']:.4f} ({summary['test_images']:,} images)")
-    t.add_row("test loss", f"{summary['test_loss']:.4f}")
-    ips = summary["images_per_second"]
-    t.add_row("throughput", f"{ips:.1f} img/s total, {ips / summary['world_size']:.1f} per rank"
+    t.add_row("test accuracy", f"{summary.test_accuracy:.4f} ({summary.test_images:,} images)")
+    t.add_row("test loss", f"{summary.test_loss:.4f}")
+    ips = summary.images_per_second
+    t.add_row("throughput", f"{ips:.1f} img/s total, {ips / summary.world_size:.1f} per rank"
               if ips else "not measured (too few steps after warm-up)")
-    t.add_row("ranks x batch", f"{summary['world_size']} x {summary['config']['batch_size']}")
-    t.add_row("precision", summary["precision"])
+    t.add_row("ranks x batch", f"{summary.world_size} x {summary.batch_size}")
+    t.add_row("precision", summary.precision)
+    t.add_row("all-reduce", summary.allreduce)
     t.add_row("outputs", str(output_dir))
     out.print(t)

@@ -20,11 +20,9 @@ import sys
 # Before anything imports TensorFlow: keep its C++ info/warning chatter off the console.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from alexnet import cli  # noqa: E402
 from alexnet.config import OPTIMIZERS, TrainConfig  # noqa: E402
-from alexnet.data import DATASETS  # noqa: E402
-from alexnet.model import NORMS  # noqa: E402
-from alexnet.precision import PRECISIONS  # noqa: E402
+from toolkit import cli  # noqa: E402
+from toolkit.constants import DATASETS, NORMS, PRECISIONS  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:

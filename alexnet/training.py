@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -17,11 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet import checkpoint, data, distributed, environment, precision
-from alexnet.cli import UsageError
+from alexnet import checkpoint, data, distributed, precision
 from alexnet.config import TrainConfig
-from alexnet.fsio import atomic_path, write_json_atomic
 from alexnet.model import build_alexnet
+from toolkit import environment
+from toolkit.cli import UsageError
+from toolkit.constants import CLASS_NAMES
+from toolkit.files import atomic_path
+from toolkit.runs import EpochRecord, ModelInput, RankRecord, TrainSummary, TrainThroughput, to_json
 
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkpoint; resume me
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
@@ -101,7 +105,7 @@ class Trainer:
             arrays = data.synthetic_arrays(cfg.train_samples, cfg.image_size, seed=cfg.seed)
         else:
             arrays = data.load_arrays(cfg.dataset, cfg.data_dir)
-        self.class_names = data.CLASS_NAMES[cfg.dataset]
+        self.class_names = CLASS_NAMES[cfg.dataset]
         self.splits = data.split(arrays, cfg.validation_samples, cfg.train_samples, cfg.test_samples)
         self.native_shape = arrays.image_shape
         self.steps = data.steps_per_epoch(len(self.splits.x_train), cfg.batch_size, world.size)
@@ -117,7 +121,7 @@ class Trainer:
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
-        self.checkpoint_path = cfg.output_path / checkpoint.FILENAME
+        self.checkpoint_path = cfg.run_dir.checkpoint
 
     def _build_model(self, **overrides):
         input_shape = None if self.cfg.host_preprocess else self.native_shape
@@ -189,7 +193,6 @@ class Trainer:
 
     def run(self, state: dict, stop: StopFlag, report) -> dict:
         cfg, world = self.cfg, self.world
-        shard_info = self._shard_info()
         timing = Timing(cfg.batch_size * world.size, cfg.warmup_steps, cfg.log_every)
         for epoch in range(state["epoch"], cfg.epochs):
             start_step = state["step"]
@@ -215,14 +218,14 @@ class Trainer:
             loss_sum, correct, n = distributed.sum_over_ranks(sums)
             self.sync_batchnorm_statistics()
             val = self.evaluate(self.splits.x_val, self.splits.y_val)
-            record = {
-                "epoch": epoch + 1, "loss": loss_sum / n, "accuracy": correct / n,
-                "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                "learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
-                "images_per_second": (self.steps - start_step) * timing.batch / epoch_seconds,
-                "seconds": epoch_seconds, "resumed_at_step": start_step or None,
-            }
-            state.update(epoch=epoch + 1, step=0, sums=[0.0, 0.0, 0.0], history=state["history"] + [record],
+            record = EpochRecord(
+                epoch=epoch + 1, loss=loss_sum / n, accuracy=correct / n,
+                val_loss=val["loss"], val_accuracy=val["accuracy"],
+                learning_rate=float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
+                images_per_second=(self.steps - start_step) * timing.batch / epoch_seconds,
+                seconds=epoch_seconds, resumed_at_step=start_step or None)
+            state.update(epoch=epoch + 1, step=0, sums=[0.0, 0.0, 0.0],
+                         history=state["history"] + [to_json(record)],
                          images_seen=state["images_seen"] + (self.steps - start_step) * timing.batch)
             report.epoch_end(record)
             self.save_checkpoint(state)
@@ -231,49 +234,38 @@ class Trainer:
                 raise Preempted(f"stopped by {stop.signal_name or 'a signal on another rank'} after epoch "
                                 f"{epoch + 1}; checkpoint {self.checkpoint_path}")
         test = self.evaluate(self.splits.x_test, self.splits.y_test)
-        digests = distributed.gather_over_ranks([weights_digest(self.model)])[:, 0]
-        return self.summary(state, test, timing, shard_info, digests)
+        ranks = self._rank_records()
+        return self.summary(state, test, timing, ranks)
 
-    def _shard_info(self) -> list[dict]:
-        """Which training images each rank holds (gathered, so rank 0 can record all of them)."""
+    def _rank_records(self) -> tuple[RankRecord, ...]:
+        """What each rank held and ran on, gathered so rank 0 can record every rank."""
         idx = data.shard_indices(len(self.splits.x_train), self.world.rank, self.world.size)
-        rows = distributed.gather_over_ranks([self.world.rank, len(idx), index_digest(idx),
-                                              int(idx[0]) if len(idx) else -1])
-        return [{"rank": int(r), "images": int(n), "indices_sha256_63": int(d), "first_index": int(f)}
-                for r, n, d, f in rows]
+        mine = RankRecord(rank=self.world.rank, hostname=socket.gethostname(), device=self.world.device,
+                          images=len(idx), indices_sha256_63=index_digest(idx),
+                          first_index=int(idx[0]) if len(idx) else -1,
+                          weights_sha256_63=weights_digest(self.model))
+        return tuple(distributed.gather_objects(mine))
 
-    def summary(self, state, test, timing: "Timing", shard_info, digests) -> dict:
+    def summary(self, state, test, timing: "Timing", ranks: tuple[RankRecord, ...]) -> TrainSummary:
         cfg, world = self.cfg, self.world
-        total = timing.images_per_second()
-        return {
-            "test_accuracy": test["accuracy"],
-            "test_loss": test["loss"],
-            "test_images": test["images"],
-            "world_size": world.size,
-            "images_per_second": total,
-            "throughput": {
-                "images_per_second": total,
-                "images_per_second_per_rank": total / world.size if total else None,
-                "interval_images_per_second": timing.intervals,
-                "warmup_steps": cfg.warmup_steps, "log_every": cfg.log_every,
-                "global_batch": timing.batch,
-            },
-            "epochs": state["history"],
-            "images_trained": state["images_seen"],
-            "precision": self.policy,
-            "parameters": self.model.count_params(),
-            "steps_per_epoch": self.steps,
-            "shards": shard_info,
-            "trainable_weights_sha256_63": [int(d) for d in digests],
-            "class_names": list(self.class_names),
-            "input": {"shape": list(self.model.inputs[0].shape[1:]), "dtype": str(self.model.inputs[0].dtype),
-                      "preprocessing": "none (host-side standardise + resize already applied)"
-                      if cfg.host_preprocess else "in model: per-image standardisation, grey->RGB, "
-                      f"resize to {cfg.image_size}x{cfg.image_size}; feed raw uint8 NHWC"},
-            "config": cfg.to_dict(),
-            "environment": environment.collect(
-                world_size=world.size, tensorflow_devices=[d.name for d in tf.config.list_logical_devices()]),
-        }
+        model_input = self.model.inputs[0]
+        return TrainSummary(
+            test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=test["images"],
+            world_size=world.size, precision=self.policy, allreduce=world.allreduce,
+            parameters=self.model.count_params(), steps_per_epoch=self.steps, images_trained=state["images_seen"],
+            throughput=TrainThroughput(images_per_second=timing.images_per_second(),
+                                       interval_images_per_second=tuple(timing.intervals),
+                                       warmup_steps=cfg.warmup_steps, log_every=cfg.log_every,
+                                       global_batch=timing.batch),
+            epochs=tuple(EpochRecord(**record) for record in state["history"]),
+            ranks=ranks, class_names=tuple(self.class_names),
+            input=ModelInput(shape=tuple(model_input.shape[1:]), dtype=str(model_input.dtype),
+                             preprocessing="none (host-side standardise + resize already applied)"
+                             if cfg.host_preprocess else "in model: per-image standardisation, grey->RGB, "
+                             f"resize to {cfg.image_size}x{cfg.image_size}; feed raw uint8 NHWC"),
+            config=cfg.to_dict(),
+            environment=environment.collect(
+                world_size=world.size, tensorflow_devices=[d.name for d in tf.config.list_logical_devices()]))
 
     def save_model(self, path: Path) -> None:
         """Save for inference: the same weights in a float32-compute copy of the model, so exporters
@@ -324,7 +316,7 @@ class Timing:
         return len(self.intervals) * self.every * self.batch / self.measured_seconds
 
 
-def run(cfg: TrainConfig, reporter_factory) -> dict | None:
+def run(cfg: TrainConfig, reporter_factory) -> TrainSummary | None:
     """Train as configured; rank 0 writes the outputs and gets the summary (other ranks None).
     Raises Preempted on a stop signal."""
     stop = StopFlag()
@@ -334,9 +326,9 @@ def run(cfg: TrainConfig, reporter_factory) -> dict | None:
     trainer = Trainer(cfg, world)
     state = trainer.restore()
     if world.is_chief:
-        cfg.output_path.mkdir(parents=True, exist_ok=True)
+        cfg.run_dir.root.mkdir(parents=True, exist_ok=True)
         data.save_sample_grid(trainer.splits.x_train, trainer.splits.y_train, trainer.class_names,
-                              cfg.output_path / "samples.png")
+                              cfg.run_dir.samples)
     reporter = reporter_factory(world, cfg)
     reporter.start(trainer, state, trainer.checkpoint_path if state["epoch"] or state["step"] else None)
     try:
@@ -345,6 +337,7 @@ def run(cfg: TrainConfig, reporter_factory) -> dict | None:
         reporter.close()
     if not world.is_chief:
         return None
-    trainer.save_model(cfg.output_path / "model.keras")
-    write_json_atomic(cfg.output_path / "summary.json", summary)
+    run_dir = cfg.run_dir
+    trainer.save_model(run_dir.model)
+    run_dir.write_summary(summary)
     return summary

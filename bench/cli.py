@@ -20,15 +20,31 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from alexnet import cli
-from alexnet.fsio import require_parent_dir, write_json_atomic
 from bench import inputs as inputs_lib
 from bench import report, results
-from bench.measure import DEFAULT_MODEL, InputConfig, default_model, harness_cost_seconds, measure_onnx, \
-    measure_overhead, onnx_result
+from bench.measure import (
+    DEFAULT_MODEL,
+    InputConfig,
+    default_model,
+    harness_cost_seconds,
+    measure_onnx,
+    measure_overhead,
+    onnx_result,
+)
 from bench.runner import RunConfig
-from bench.session import DEFAULT_ENTRIES, EXECUTION_MODES, GRAPH_OPTIMIZATION, IO_BINDING, SessionConfig, \
-    open_session, parse_providers, usable_cpus, with_default_entries
+from bench.session import (
+    DEFAULT_ENTRIES,
+    EXECUTION_MODES,
+    GRAPH_OPTIMIZATION,
+    IO_BINDING,
+    SessionConfig,
+    open_session,
+    parse_providers,
+    usable_cpus,
+    with_default_entries,
+)
+from toolkit import cli
+from toolkit.files import require_parent_dir, write_json_atomic
 
 PROG = "bench"
 

@@ -28,12 +28,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from alexnet.cli import UsageError
 from bench import inputs as inputs_lib
 from bench.measure import InputConfig, model_record, session_environment
 from bench.results import BenchResult, Row
 from bench.runner import RunConfig, measure
 from bench.session import SessionConfig, open_session
+from toolkit.cli import UsageError
+from toolkit.runs import VARIANTS, RunDir, variant_path
 
 REFERENCE_LABEL = "onnxruntime float32"
 TF_LABEL = "tensorflow float32"
@@ -41,7 +42,6 @@ TF_LABEL = "tensorflow float32"
 
 def default_variants(model: Path) -> dict[str, Path]:
     """The export step's variants beside the model (alexnet.float16.onnx, alexnet.int8.onnx), where present."""
-    from export.variants import VARIANTS, variant_path
     found = {}
     for variant in VARIANTS:
         path = variant_path(model, variant)
@@ -51,7 +51,7 @@ def default_variants(model: Path) -> dict[str, Path]:
 
 
 def default_keras(model: Path) -> Path | None:
-    path = model.with_name("model.keras")
+    path = RunDir.of(model).model
     return path if path.is_file() else None
 
 

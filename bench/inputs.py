@@ -20,8 +20,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from alexnet.cli import UsageError
-from alexnet.data import read_idx
+from toolkit.cli import UsageError
+from toolkit.idx import read_idx
 
 ORT_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from alexnet import environment
-from alexnet.cli import UsageError
 from bench import inputs as inputs_lib
 from bench.results import BenchResult, Row
 from bench.runner import Progress, RunConfig, measure
 from bench.session import BenchSession
+from toolkit import environment
+from toolkit.cli import UsageError
 
 DEFAULT_MODEL = Path("runs/alexnet/alexnet.onnx")
 

@@ -23,9 +23,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from alexnet.cli import UsageError
-from alexnet.fsio import atomic_path, require_parent_dir, write_text_atomic
 from bench.results import BenchResult, Row
+from toolkit.cli import UsageError
+from toolkit.files import atomic_path, require_parent_dir, write_text_atomic
 
 EXPORT_FORMATS = (".md", ".html", ".svg", ".txt")
 NUMERIC = {"batch", "samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters", "ratio", "np",

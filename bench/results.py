@@ -36,7 +36,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
-from alexnet.cli import UsageError
+from toolkit.cli import UsageError
 
 SCHEMA = "alexnet-toolkit/bench"
 SCHEMA_VERSION = 1

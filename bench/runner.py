@@ -14,7 +14,7 @@ import dataclasses
 import time
 from typing import Any, Callable
 
-from alexnet.cli import UsageError
+from toolkit.cli import UsageError
 
 # Progress callbacks are throttled: a rich refresh per iteration would cost microseconds
 # that a 1 ms model would feel.

@@ -24,16 +24,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
-from alexnet.cli import CheckFailed, UsageError
-from export import onnxfile as onnx_file
+from toolkit.cli import CheckFailed, UsageError
+from toolkit.constants import PROVIDERS, SHORT_NAMES
+from toolkit.environment import usable_cpus
+from toolkit.onnxfile import check_model_file, short_error
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-             "tensorrt": "TensorrtExecutionProvider"}
-SHORT_NAMES = {"CPUExecutionProvider": "CPU", "CUDAExecutionProvider": "CUDA",
-               "TensorrtExecutionProvider": "TensorRT"}
 GRAPH_OPTIMIZATION = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                       "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                       "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -50,14 +47,6 @@ def parse_providers(text: str) -> tuple[str, ...]:
         what = f"unknown provider {', '.join(unknown)}" if unknown else f"no provider in {text!r}"
         raise UsageError(f"{what}: choose from {', '.join(PROVIDERS)} (comma-separated, in order of preference)")
     return names
-
-
-def usable_cpus() -> int:
-    """Logical CPUs this process may run on (its affinity mask: taskset, cgroup cpusets, Slurm)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
 
 
 # The benchmark's session defaults, and why (measured on a shared 2-vCPU KVM guest, AlexNet 227 px,
@@ -186,29 +175,6 @@ def unavailable_reason(log: list[str], provider: str) -> str:
             if "install TensorRT" in line:
                 return "TensorRT libraries not found"
     return "provider could not be created"
-
-
-def short_error(exc: BaseException) -> str:
-    """onnxruntime's exceptions carry source paths and C++ signatures; keep the sentence after them."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if "onnxruntime_src" in text and ") " in text:
-        text = text.rsplit(") ", 1)[1]
-    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text).strip()
-
-
-def check_model_file(path: str | os.PathLike) -> Path:
-    """A readable ONNX model whose external data stays beside it, or a one-line UsageError.
-
-    The project's one loading rule (export.onnxfile) refuses missing files, non-ONNX files and
-    external data outside the model's directory; a file that parses but holds no graph is
-    refused here.
-    """
-    path = Path(path)
-    onnx_file.check_external_data(path)
-    graph = onnx.load(str(path), load_external_data=False).graph
-    if not graph.node and not graph.output:
-        raise UsageError(f"model {path} holds no graph: pass an .onnx model (re-export it if it was truncated)")
-    return path
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ size N it launches
         --image-size S --batch-size B --train-samples M --epochs 1 --warmup-steps W \\
         --log-every K --output-dir TMP/npN
 
-and reads TMP/npN/summary.json `throughput.interval_images_per_second` (total img/s over all
+and reads TMP/npN/summary.json's `throughput.interval_images_per_second` (total img/s over all
 ranks for each K-step interval after warm-up). Reported like Horovod's synthetic benchmark:
 mean +- 1.96 std over intervals, per rank and in total, and scaling efficiency
 (per-rank img/s at N over per-rank img/s at the smallest N given, i.e. one rank for -np 1,...).
@@ -15,7 +15,6 @@ mean +- 1.96 std over intervals, per rank and in total, and scaling efficiency
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
@@ -24,9 +23,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from alexnet import environment
-from alexnet.cli import CheckFailed, UsageError
 from bench.results import BenchResult, TrainRow
+from toolkit import environment
+from toolkit.cli import CheckFailed, UsageError
+from toolkit.constants import MIN_IMAGE_SIZE
+from toolkit.runs import RunDir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +54,8 @@ class TrainBenchConfig:
         if self.steps < self.log_every:
             raise UsageError(f"--steps {self.steps} is less than --log-every {self.log_every}: no interval would "
                              "be measured; raise --steps")
-        if self.image_size < 67:  # alexnet.model.MIN_IMAGE_SIZE, not imported: that would load TensorFlow
-            raise UsageError(f"--image-size {self.image_size} is below AlexNet's minimum of 67")
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise UsageError(f"--image-size {self.image_size} is below AlexNet's minimum of {MIN_IMAGE_SIZE}")
 
     def command(self, np: int, output_dir: Path) -> list[str]:
         steps_per_rank = self.warmup_steps + self.steps
@@ -86,12 +87,11 @@ def run_one(config: TrainBenchConfig, np: int, workdir: Path) -> list[float]:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=config.timeout_s)
     except subprocess.TimeoutExpired:
         raise CheckFailed(f"training at -np {np} did not finish in {config.timeout_s:.0f} s") from None
-    summary_path = output_dir / "summary.json"
-    if done.returncode != 0 or not summary_path.is_file():
+    run_dir = RunDir(output_dir)
+    if done.returncode != 0 or not run_dir.summary.is_file():
         tail = " | ".join(line for line in (done.stderr or done.stdout).strip().splitlines()[-3:])
         raise CheckFailed(f"training at -np {np} failed (exit {done.returncode}): {tail}")
-    summary = json.loads(summary_path.read_text())
-    intervals = summary.get("throughput", {}).get("interval_images_per_second") or []
+    intervals = run_dir.read_summary().throughput.interval_images_per_second
     if not intervals:
         raise CheckFailed(f"training at -np {np} logged no throughput interval after warm-up: raise --steps")
     return [float(v) for v in intervals]

@@ -8,13 +8,10 @@ Modules:
   verify    the one place that compares ONNX outputs with Keras (max |diff|, top-1 agreement)
   variants  float16 and int8 (static QDQ, per-channel, calibrated on real images)
   samples   verification/calibration inputs: real dataset images or random ones
-  trainrun  what summary.json beside a model.keras says (dataset, class names)
   pipeline  the whole job: convert, verify, variants, table, OUTPUT.json
   report    rich progress display and the closing table
   cli       `python -m export` / `alexnet-export`
   benchmark `python -m export.benchmark`: stock tf2onnx vs the fast path, full AlexNet
-  onnxfile  safe loading of ONNX files (external data must stay beside the model);
-            imports no TensorFlow, for bench/ on GPU machines
 
 Importing this package imports neither TensorFlow nor tf2onnx.
 """

@@ -23,9 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from rich.table import Table  # noqa: E402
 
-from alexnet import cli  # noqa: E402
-from alexnet.environment import collect  # noqa: E402
-from alexnet.fsio import require_parent_dir, write_json_atomic  # noqa: E402
+from toolkit import cli  # noqa: E402
+from toolkit.environment import collect  # noqa: E402
+from toolkit.files import require_parent_dir, write_json_atomic  # noqa: E402
 
 TARGET_RATIO = 1 / 3
 DEFAULT_OUTPUT = "runs/export-benchmark.json"

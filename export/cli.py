@@ -15,10 +15,17 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from alexnet import cli  # noqa: E402
 from export import METHODS  # noqa: E402
-from export.pipeline import (DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FLOAT16_TOLERANCE,  # noqa: E402
-                             DEFAULT_INT8_MIN_AGREEMENT, DEFAULT_SAMPLES, DEFAULT_TOLERANCE, ExportJob, run)
+from export.pipeline import (  # noqa: E402
+    DEFAULT_CALIBRATION_SAMPLES,
+    DEFAULT_FLOAT16_TOLERANCE,
+    DEFAULT_INT8_MIN_AGREEMENT,
+    DEFAULT_SAMPLES,
+    DEFAULT_TOLERANCE,
+    ExportJob,
+    run,
+)
+from toolkit import cli  # noqa: E402
 
 
 def _names(text: str) -> list[str]:

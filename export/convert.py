@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import keras
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -46,13 +47,12 @@ import tf2onnx
 from onnx import helper
 
 import alexnet.model
-import keras
-from alexnet.cli import CheckFailed, UsageError
-from alexnet.environment import package_versions
-from alexnet.fsio import atomic_path, require_parent_dir
 from export import METHODS, graph
-from export.onnxfile import load_session
-from export.trainrun import class_names_beside
+from toolkit.cli import UsageError
+from toolkit.environment import package_versions
+from toolkit.files import require_parent_dir
+from toolkit.onnxfile import write_checked
+from toolkit.runs import RunDir
 
 # Layers that transform raw input without learning anything: the leading run of them is
 # "the preprocessing" that --no-preprocessing leaves out of the exported graph.
@@ -292,8 +292,9 @@ def load_source(model_or_path: keras.Model | str | os.PathLike, *, preprocessing
     else:
         model = load_keras(model_or_path)
         sha256 = sha256_file(model_or_path)
-        if class_names is None:
-            class_names = class_names_beside(model_or_path)
+        summary = RunDir.of(model_or_path).summary_if_any()
+        if class_names is None and summary is not None:
+            class_names = summary.class_names
     check_single_io(model)
     if not keep_precision:
         model = as_float32(model)
@@ -411,22 +412,8 @@ def export_keras(
     proto.doc_string = f"{model.name} exported by alexnet-toolkit export.convert; input: {description}"
 
     tick = time.perf_counter()
-    with atomic_path(output_path, suffix=".onnx") as tmp:
-        with open(tmp, "wb") as f:
-            f.write(proto.SerializeToString())
-        timings["write"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            raise CheckFailed(f"the converted model fails onnx.checker: {str(exc).splitlines()[0]}") from exc
-        try:
-            load_session(tmp, ["CPUExecutionProvider"])
-        except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.NotImplemented,
-                ort.capi.onnxruntime_pybind11_state.InvalidGraph) as exc:
-            raise CheckFailed(f"the converted model does not load in onnxruntime's CPU provider "
-                              f"({str(exc).splitlines()[0][:200]})") from exc
-        timings["check"] = time.perf_counter() - tick
+    write_checked(proto, output_path)
+    timings["write_and_check"] = time.perf_counter() - tick
     return ExportResult(
         path=str(output_path), opset=opset, method=method, input_name=input_name, output_name=output_name,
         input_dtype=input_dtype, input_shape=input_shape, layout=layout, preprocessing=description,

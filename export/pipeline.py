@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from alexnet import cli
-from alexnet.cli import UsageError
-from alexnet.environment import collect
-from alexnet.fsio import atomic_path, require_parent_dir, write_json_atomic
 from export import METHODS, report, samples, variants, verify
-from export.onnxfile import loadable_providers
-from export.trainrun import REAL_DATASETS, dataset_beside
+from toolkit import cli
+from toolkit.cli import UsageError
+from toolkit.constants import REAL_DATASETS
+from toolkit.environment import collect
+from toolkit.files import atomic_path, require_parent_dir, write_json_atomic
+from toolkit.onnxfile import loadable_providers
+from toolkit.runs import VARIANTS, RunDir, export_record_path, variant_path
 
 DEFAULT_SAMPLES = 256
 DEFAULT_CALIBRATION_SAMPLES = 512
@@ -75,14 +76,15 @@ class ExportJob:
         if not 0 <= self.int8_min_agreement <= 1:
             raise UsageError(f"--int8-min-agreement must be between 0 and 1, got {self.int8_min_agreement}")
         if self.dataset is None:
-            self.dataset = dataset_beside(self.model)
+            summary = RunDir.of(self.model).summary_if_any()
+            self.dataset = summary.dataset if summary and summary.dataset in REAL_DATASETS else None
         elif self.dataset not in REAL_DATASETS:
             raise UsageError(f"unknown dataset {self.dataset!r}: use one of {', '.join(REAL_DATASETS)}")
         if self.variants is None:
             self.variants = ("float16", "int8") if self.dataset else ("float16",)
-        unknown = set(self.variants) - set(variants.VARIANTS)
+        unknown = set(self.variants) - set(VARIANTS)
         if unknown:
-            raise UsageError(f"unknown variant(s) {', '.join(sorted(unknown))}: use {', '.join(variants.VARIANTS)}")
+            raise UsageError(f"unknown variant(s) {', '.join(sorted(unknown))}: use {', '.join(VARIANTS)}")
         if "int8" in self.variants and not self.dataset:
             raise UsageError("the int8 variant is calibrated on real images: pass --dataset (e.g. fashion_mnist) "
                              "or leave int8 out of --variants")
@@ -142,7 +144,7 @@ def run(job: ExportJob, console: Console | None = None) -> dict:
 
         layout_x = np.ascontiguousarray(np.moveaxis(x, -1, 1)) if result.nchw else x
         for variant in job.variants:
-            path = variants.variant_path(output, variant)
+            path = variant_path(output, variant)
             with atomic_path(path, suffix=".onnx") as tmp:
                 if variant == "float16":
                     with steps.step(f"float16 variant {path.name}"):
@@ -168,7 +170,7 @@ def run(job: ExportJob, console: Console | None = None) -> dict:
         entry.update(size_bytes=row.size_bytes, providers=row.providers)
     record["seconds"] = time.perf_counter() - started
     record["environment"] = collect()
-    write_json_atomic(f"{output}.json", record)
+    write_json_atomic(export_record_path(output), record)
     console.print(report.table(rows, f"{result.input_name}: {result.input_dtype} {result.layout} "
                                      f"{result.input_shape}; verified on {origin}"))
     if result.fallback_reason:

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from alexnet import data
-from alexnet.cli import UsageError
+from toolkit.cli import UsageError
 
 SPLITS = ("train", "test")
 

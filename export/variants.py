@@ -22,40 +22,31 @@ from typing import Iterator
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                      quantize_static)
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from alexnet.cli import UsageError
-from alexnet.fsio import atomic_path
 from export.graph import topological_sort
-from export.onnxfile import check_external_data, load_model, load_session
+from toolkit.cli import UsageError
+from toolkit.files import atomic_path
+from toolkit.onnxfile import check_external_data, load_model, verify_file, write_checked
 
-VARIANTS = ("float16", "int8")
 # QDQ with per-channel axes needs QuantizeLinear/DequantizeLinear from opset 13.
 INT8_MIN_OPSET = 13
 CALIBRATION_BATCH = 16
-
-
-def variant_path(path: str | os.PathLike, variant: str) -> Path:
-    """alexnet.onnx -> alexnet.float16.onnx"""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.{variant}{path.suffix or '.onnx'}")
-
-
-def _write_checked(model: onnx.ModelProto, output_path: str | os.PathLike) -> None:
-    with atomic_path(output_path, suffix=".onnx") as tmp:
-        onnx.save(model, str(tmp))
-        onnx.checker.check_model(str(tmp), full_check=True)
-        load_session(tmp)
 
 
 def to_float16(src: str | os.PathLike, output_path: str | os.PathLike) -> None:
     model = convert_float_to_float16(load_model(src), keep_io_types=True)
     # The converter appends its Cast nodes at the end of the node list.
     topological_sort(model.graph)
-    _write_checked(model, output_path)
+    write_checked(model, output_path)
 
 
 class _Batches(CalibrationDataReader):
@@ -90,5 +81,4 @@ def to_int8(src: str | os.PathLike, output_path: str | os.PathLike, calibration:
         quantize_static(str(prepared), str(tmp), _Batches(input_name, calibration), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=last)
-        onnx.checker.check_model(str(tmp), full_check=True)
-        load_session(tmp)
+        verify_file(tmp)

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from alexnet.cli import CheckFailed
-from export.onnxfile import load_session
+from toolkit.cli import CheckFailed
+from toolkit.onnxfile import load_session
 
 BATCH = 64
 

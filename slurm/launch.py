@@ -32,9 +32,9 @@ from typing import Callable, Mapping, Sequence
 
 import psutil
 
-import alexnet.cli
-from alexnet.cli import UsageError
 from slurm.render import LAUNCHERS
+from toolkit import cli
+from toolkit.cli import UsageError
 
 FORWARDED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 # The signal the trainer handles as "checkpoint and exit 75".
@@ -187,7 +187,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return alexnet.cli.run("slurm.launch", _main, argv)
+    return cli.run("slurm.launch", _main, argv)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from alexnet.cli import UsageError
+from toolkit.cli import UsageError
+from toolkit.constants import PROVIDERS
 
 LAUNCHERS = ("horovodrun", "srun-pmi2", "srun-pmix")
 SIGNALS = ("USR1", "USR2", "TERM")
 MODES = ("throughput", "latency")
-PROVIDERS = ("cpu", "cuda", "tensorrt")
 MAX_ARRAY_TASKS = 1000
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 TEMPLATES = Path(__file__).parent / "templates"

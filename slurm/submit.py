@@ -23,10 +23,20 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import alexnet.cli
-from alexnet.cli import CheckFailed, UsageError
-from alexnet.fsio import write_text_atomic
-from slurm.render import LAUNCHERS, MODES, SIGNALS, BenchJob, ExportJob, Job, Resources, TrainJob, render
+from slurm.render import (
+    LAUNCHERS,
+    MODES,
+    SIGNALS,
+    BenchJob,
+    ExportJob,
+    Job,
+    Resources,
+    TrainJob,
+    render,
+)
+from toolkit import cli
+from toolkit.cli import CheckFailed, UsageError
+from toolkit.files import write_text_atomic
 
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
          "BOOT_FAIL", "DEADLINE"}
@@ -223,7 +233,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return alexnet.cli.run("slurm-submit", _main, argv)
+    return cli.run("slurm-submit", _main, argv)
 
 
 if __name__ == "__main__":

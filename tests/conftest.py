@@ -28,3 +28,20 @@ def fashion_mnist_dir() -> Path:
     assert (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(), \
         "Fashion-MNIST is missing: scripts/setup.sh installs dataset-fashion-mnist"
     return FASHION_MNIST
+
+
+def summary_for(dataset: str = "fashion_mnist", **overrides):
+    """A minimal, valid TrainSummary, as a training run on `dataset` would write it (for tests that
+    need a run directory beside a model without training one)."""
+    from toolkit.constants import CLASS_NAMES
+    from toolkit.runs import ModelInput, RankRecord, TrainSummary, TrainThroughput
+
+    fields = dict(
+        test_accuracy=0.5, test_loss=1.0, test_images=64, world_size=1, precision="float32", allreduce="none",
+        parameters=1, steps_per_epoch=1, images_trained=32,
+        throughput=TrainThroughput(None, (), 0, 1, 32), epochs=(),
+        ranks=(RankRecord(0, "localhost", "CPU", 32, 0, 0, 0),), class_names=CLASS_NAMES[dataset],
+        input=ModelInput((28, 28, 1), "uint8", "in model"), config={"dataset": dataset, "batch_size": 32},
+        environment={})
+    fields.update(overrides)
+    return TrainSummary(**fields)

@@ -1,7 +1,7 @@
 import pytest
 
-from alexnet.cli import UsageError
 from alexnet.config import TrainConfig
+from toolkit.cli import UsageError
 
 
 def test_defaults_are_the_tutorials():

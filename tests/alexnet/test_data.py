@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from alexnet import data
-from alexnet.cli import UsageError
+from toolkit.cli import UsageError
+from toolkit.constants import CLASS_NAMES
+from toolkit.idx import parse_idx
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def test_corrupt_gzip_and_bad_magic_are_refused(tmp_path):
     with pytest.raises(UsageError, match="corrupt or truncated gzip"):
         data.load_fashion_mnist(tmp_path)
     with pytest.raises(UsageError, match="bad magic"):
-        data.parse_idx(b"PK\x03\x04" + bytes(100))
+        parse_idx(b"PK\x03\x04" + bytes(100))
 
 
 def test_missing_and_empty_directories(tmp_path):
@@ -187,6 +189,6 @@ def test_host_preprocessing_is_the_tutorials(fashion):
 
 
 def test_sample_grid_png(fashion, tmp_path):
-    data.save_sample_grid(fashion.x_train, fashion.y_train, data.CLASS_NAMES["fashion_mnist"], tmp_path / "s.png")
+    data.save_sample_grid(fashion.x_train, fashion.y_train, CLASS_NAMES["fashion_mnist"], tmp_path / "s.png")
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["s.png"]

@@ -1,7 +1,7 @@
 import pytest
 
-from alexnet.cli import UsageError
 from alexnet.precision import resolve, uses_loss_scaling
+from toolkit.cli import UsageError
 
 
 @pytest.mark.parametrize("caps,bf16,expected", [

@@ -3,7 +3,12 @@ import pickle
 
 import pytest
 
-from tests.alexnet.test_data import Payload, cifar_batches, write_cifar_python, write_idx_dir
+from tests.alexnet.test_data import (
+    Payload,
+    cifar_batches,
+    write_cifar_python,
+    write_idx_dir,
+)
 from tests.conftest import run_module
 
 QUICK = ["--image-size", "67", "--train-samples", "64", "--validation-samples", "32", "--epochs", "1",

@@ -1,5 +1,4 @@
 """Real training runs: Horovod with 2 ranks over Gloo, mixed precision, resume, SIGTERM."""
-import json
 import os
 import signal
 import subprocess
@@ -12,14 +11,15 @@ import pytest
 
 from alexnet import checkpoint, data
 from tests.conftest import ROOT, cli_env, run_module
+from toolkit.runs import RunDir, TrainSummary
 
 HOROVODRUN = str(Path(sys.executable).with_name("horovodrun"))
 SMALL = ["--image-size", "67", "--train-samples", "1024", "--validation-samples", "256", "--test-samples", "512",
          "--batch-size", "32", "--no-progress", "--seed", "3"]
 
 
-def summary(out: Path) -> dict:
-    return json.loads((out / "summary.json").read_text())
+def summary(out: Path) -> TrainSummary:
+    return RunDir(out).read_summary()
 
 
 @pytest.mark.slow
@@ -39,20 +39,20 @@ def test_two_ranks_with_gloo_on_real_fashion_mnist(tmp_path, fashion_mnist_dir):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = tmp_path / "rank0" / "out"
     s = summary(out)
-    assert s["world_size"] == 2
-    assert s["test_accuracy"] >= 0.75, s["epochs"]
-    assert s["test_images"] == 10000
+    assert s.world_size == 2 and s.allreduce == "gloo"
+    assert s.test_accuracy >= 0.75, s.epochs
+    assert s.test_images == 10000
     # Both ranks ended with bit-identical trainable weights.
-    assert len(s["trainable_weights_sha256_63"]) == 2 and len(set(s["trainable_weights_sha256_63"])) == 1
+    assert [r.rank for r in s.ranks] == [0, 1] and len({r.weights_sha256_63 for r in s.ranks}) == 1
+    assert all(r.device == "CPU" and r.hostname for r in s.ranks)
     # Each rank trained on its own shard: disjoint, together the whole training set.
-    shards = {row["rank"]: row for row in s["shards"]}
     for rank in (0, 1):
         expected = data.shard_indices(8000, rank, 2)
-        assert shards[rank]["images"] == len(expected) == 4000
-        assert shards[rank]["first_index"] == rank
-    assert shards[0]["indices_sha256_63"] != shards[1]["indices_sha256_63"]
-    assert s["images_per_second"] > 0 and s["throughput"]["images_per_second_per_rank"] > 0
-    assert [e["epoch"] for e in s["epochs"]] == [1, 2]
+        assert s.ranks[rank].images == len(expected) == 4000
+        assert s.ranks[rank].first_index == rank
+    assert s.ranks[0].indices_sha256_63 != s.ranks[1].indices_sha256_63
+    assert s.images_per_second > 0 and s.throughput.per_rank(2) > 0
+    assert [e.epoch for e in s.epochs] == [1, 2]
     # Only rank 0 wrote files, and only rank 0 printed.
     assert list((tmp_path / "rank1").iterdir()) == []
     assert {p.name for p in out.iterdir()} == {"model.keras", "checkpoint.npz", "summary.json", "samples.png",
@@ -77,9 +77,9 @@ def test_short_run_lowers_the_loss_in_each_mixed_policy(tmp_path, fashion_mnist_
                         "--output-dir", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     s = summary(tmp_path)
-    assert s["precision"] == policy
-    assert s["epochs"][1]["loss"] < s["epochs"][0]["loss"]
-    assert np.isfinite(s["test_loss"])
+    assert s.precision == policy
+    assert s.epochs[1].loss < s.epochs[0].loss
+    assert np.isfinite(s.test_loss)
 
 
 def test_float16_uses_loss_scaling_and_bfloat16_does_not():
@@ -98,11 +98,11 @@ def test_float16_uses_loss_scaling_and_bfloat16_does_not():
 RESUME_RTOL = 1e-5
 
 
-def assert_same_epochs(a: list[dict], b: list[dict]):
-    assert [e["epoch"] for e in a] == [e["epoch"] for e in b]
+def assert_same_epochs(a, b):
+    assert [e.epoch for e in a] == [e.epoch for e in b]
     for ea, eb in zip(a, b):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            assert eb[key] == pytest.approx(ea[key], rel=RESUME_RTOL), (key, ea, eb)
+            assert getattr(eb, key) == pytest.approx(getattr(ea, key), rel=RESUME_RTOL), (key, ea, eb)
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +121,8 @@ def test_stopped_after_epoch_one_and_resumed_matches_uninterrupted(tmp_path, uni
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from" in resumed.stderr
     s = summary(tmp_path)
-    assert_same_epochs(uninterrupted["epochs"], s["epochs"])
-    assert s["test_accuracy"] == pytest.approx(uninterrupted["test_accuracy"], rel=RESUME_RTOL)
+    assert_same_epochs(uninterrupted.epochs, s.epochs)
+    assert s.test_accuracy == pytest.approx(uninterrupted.test_accuracy, rel=RESUME_RTOL)
 
 
 @pytest.mark.slow
@@ -145,8 +145,8 @@ def test_sigterm_mid_epoch_leaves_a_checkpoint_that_resumes_exactly(tmp_path, un
     resumed = run_module("alexnet.train", *SMALL, "--epochs", "2", "--resume", "--output-dir", tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     s = summary(tmp_path)
-    assert s["epochs"][0]["resumed_at_step"] == meta["state"]["step"]
-    assert_same_epochs(uninterrupted["epochs"], s["epochs"])
+    assert s.epochs[0].resumed_at_step == meta["state"]["step"]
+    assert_same_epochs(uninterrupted.epochs, s.epochs)
 
 
 def test_sigterm_handler_is_installed_for_both_signals():

@@ -4,9 +4,9 @@ import gzip
 import numpy as np
 import pytest
 
-from alexnet.cli import UsageError
 from bench import inputs
 from bench.inputs import InputSpec
+from toolkit.cli import UsageError
 
 MULTI = [InputSpec("images", "tensor(float)", ("batch", 8, 8, 3)), InputSpec("ids", "tensor(int64)", ("batch", "seq")),
          InputSpec("scale", "tensor(float16)", (1,))]

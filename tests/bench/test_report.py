@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from alexnet.cli import UsageError
 from bench import report
 from bench.results import BenchResult, Row, TrainRow
+from toolkit.cli import UsageError
 
 GOLDEN = Path(__file__).parent / "golden"
 ENVIRONMENT = {"cpu": {"model": "Test CPU @ 1.00GHz", "usable_cores": 2}, "gpus": [],

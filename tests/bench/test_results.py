@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from alexnet.cli import UsageError
 from bench import results
 from bench.results import BenchResult, Latency, Row, Spread, Throughput, TrainRow
+from toolkit.cli import UsageError
 
 
 def test_percentiles_are_exact_on_known_values():

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from alexnet.cli import UsageError
 from bench.runner import RunConfig, measure
+from toolkit.cli import UsageError
 
 
 def test_warmup_is_excluded_and_min_iterations_met():

@@ -3,10 +3,10 @@ import numpy as np
 import onnx
 import pytest
 
-from alexnet.cli import CheckFailed, UsageError
 from bench import session as session_lib
 from bench.inputs import input_specs, make_feeds, resolve_shapes
 from bench.session import SessionConfig, open_session
+from toolkit.cli import CheckFailed, UsageError
 
 CUDA = session_lib.cuda_usable()
 

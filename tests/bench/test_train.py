@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from alexnet.cli import UsageError
 from bench import results
 from bench.train import TrainBenchConfig
+from toolkit.cli import UsageError
 
 
 def test_command_keeps_steps_per_rank_constant():

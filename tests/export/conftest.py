@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
 
 import numpy as np
 import pytest
+
+from tests.conftest import summary_for
+from toolkit.runs import RunDir
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,7 +38,7 @@ def small_alexnet_path(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     path = run_dir / "model.keras"
     build_alexnet(image_size=SMALL_IMAGE, input_shape=(28, 28, 1)).save(path)
-    (run_dir / "summary.json").write_text(json.dumps({"config": {"dataset": "fashion_mnist"}}))
+    RunDir(run_dir).write_summary(summary_for("fashion_mnist"))
     return path
 
 

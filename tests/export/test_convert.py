@@ -9,11 +9,11 @@ import onnxruntime as ort
 import pytest
 import tf2onnx
 
-from alexnet.cli import UsageError
 from export import convert
 from export.convert import export_keras
-from export.onnxfile import load_session
 from export.verify import run_keras, run_onnx
+from toolkit.cli import UsageError
+from toolkit.onnxfile import load_session
 
 from .conftest import other_layers_model
 
@@ -189,8 +189,8 @@ def test_a_failing_fast_path_falls_back_to_stock_and_says_why(monkeypatch, tmp_p
 def test_keep_precision_bfloat16_is_a_failed_check_on_cpu_not_a_traceback(tmp_path):
     import keras
 
-    from alexnet.cli import CheckFailed
     from alexnet.model import build_alexnet
+    from toolkit.cli import CheckFailed
 
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
@@ -198,6 +198,6 @@ def test_keep_precision_bfloat16_is_a_failed_check_on_cpu_not_a_traceback(tmp_pa
     finally:
         keras.config.set_dtype_policy("float32")
     # tf2onnx emits mixed float/bfloat16 types here: the checker (or else onnxruntime) catches it.
-    with pytest.raises(CheckFailed, match="the converted model (fails onnx.checker|does not load in onnxruntime)"):
+    with pytest.raises(CheckFailed, match="the model (fails onnx.checker|does not load in onnxruntime)"):
         export_keras(mixed, tmp_path / "bf16.onnx", keep_precision=True)
     assert list(tmp_path.iterdir()) == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alexnet.cli import UsageError
 from export import samples
+from toolkit.cli import UsageError
 
 
 def test_dataset_images_are_real_fashion_mnist(fashion_mnist_dir, test_images):

@@ -5,9 +5,10 @@ import numpy as np
 import onnx
 import pytest
 
-from alexnet.cli import UsageError
 from export import variants
 from export.verify import compare, run_onnx
+from toolkit.cli import UsageError
+from toolkit.runs import variant_path
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def float32_outputs(small_export, test_images):
 
 
 def test_variant_names():
-    assert variants.variant_path("runs/alexnet/alexnet.onnx", "int8").as_posix() == "runs/alexnet/alexnet.int8.onnx"
+    assert variant_path("runs/alexnet/alexnet.onnx", "int8").as_posix() == "runs/alexnet/alexnet.int8.onnx"
 
 
 def test_float16_variant_is_half_the_size_and_close(small_export, test_images, float32_outputs, tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alexnet.cli import CheckFailed
 from export.verify import compare, run_onnx
+from toolkit.cli import CheckFailed
 
 
 def test_compare_reports_max_diff_and_top1_agreement():

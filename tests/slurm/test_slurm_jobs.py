@@ -18,6 +18,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from toolkit.runs import RunDir
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 TINY_TRAIN = ["--dataset", "fashion_mnist", "--image-size", "67", "--train-samples", "2000", "--batch-size", "32"]
@@ -52,9 +54,9 @@ def test_two_rank_training_job_completes_with_its_outputs(slurm_cluster, tmp_pat
     log = (tmp_path / "slurm-logs" / f"train-{job_id}.err").read_text()
     assert result.returncode == 0, result.stdout + log
     assert f"job {job_id}: COMPLETED, exit code 0:0" in result.stdout
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["world_size"] == 2
-    assert [e["epoch"] for e in summary["epochs"]] == [1]
+    summary = RunDir(tmp_path / "run").read_summary()
+    assert summary.world_size == 2
+    assert [e.epoch for e in summary.epochs] == [1]
     assert (tmp_path / "run" / "checkpoint.npz").stat().st_size > 0
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "run" / "tensorboard").rglob("*"))
     assert (tmp_path / "slurm-logs" / f"train-{job_id}.sbatch").read_text().startswith("#!/bin/bash")
@@ -80,9 +82,9 @@ def test_preempted_training_requeues_and_resumes_without_losing_or_repeating_epo
     assert f"preempted: checkpoint written; requeueing job {job_id}" in out
     assert f"job {job_id} (restart 1)" in out
     assert "stopped by SIGUSR1 at epoch 2" in err
-    epochs = json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"]
-    assert [e["epoch"] for e in epochs] == [1, 2, 3]
-    assert epochs[1]["resumed_at_step"] and not epochs[2]["resumed_at_step"]
+    epochs = RunDir(tmp_path / "run").read_summary().epochs
+    assert [e.epoch for e in epochs] == [1, 2, 3]
+    assert epochs[1].resumed_at_step and not epochs[2].resumed_at_step
 
 
 def _tiny_onnx(path: Path) -> None:

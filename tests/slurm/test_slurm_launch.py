@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from alexnet.cli import UsageError
 from slurm.launch import allocation_hosts, catches, launch_command, parse_tasks_per_node
+from toolkit.cli import UsageError
 
 
 @pytest.mark.parametrize("value,counts", [("4", [4]), ("4(x2)", [4, 4]), ("2(x2),1", [2, 2, 1]), ("1,3", [1, 3])])

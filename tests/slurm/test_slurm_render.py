@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from alexnet.cli import UsageError
-from slurm.render import BenchJob, ExportJob, Resources, TrainJob, render, time_limit_seconds
+from slurm.render import (
+    BenchJob,
+    ExportJob,
+    Resources,
+    TrainJob,
+    render,
+    time_limit_seconds,
+)
+from toolkit.cli import UsageError
 
 HOSTILE = ["x; rm -rf ~", "$(touch PWNED)", "`touch PWNED`", "a'b\"c", "${IFS}$HOME", "*", "-- --x", "{{header}}"]
 

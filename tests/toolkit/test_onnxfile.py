@@ -9,8 +9,13 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from alexnet.cli import UsageError
-from export.onnxfile import check_external_data, load_model, load_session, loadable_providers
+from toolkit.cli import UsageError
+from toolkit.onnxfile import (
+    check_external_data,
+    load_model,
+    load_session,
+    loadable_providers,
+)
 
 
 def _model_with_weight(location: str | None) -> onnx.ModelProto:
@@ -91,10 +96,3 @@ def test_missing_file_and_non_onnx_file_are_usage_errors(tmp_path):
     junk.write_bytes(b"\xff\x00 certainly not protobuf \x12\x99")
     with pytest.raises(UsageError, match="not an ONNX model"):
         load_session(junk)
-
-
-def test_importing_onnxfile_needs_no_tensorflow():
-    import subprocess
-
-    code = "import sys, export.onnxfile; sys.exit('tensorflow' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -3,6 +3,10 @@
 Versions are read from package metadata, not by importing the packages, so this
 works (and stays cheap) where TensorFlow is absent, e.g. on a GPU box that only
 has onnxruntime.
+
+    from toolkit import environment
+    environment.collect(world_size=2)      # host, CPU, GPUs, memory, versions, SLURM job
+    environment.usable_cpus()              # CPUs this process may run on (affinity mask)
 """
 from __future__ import annotations
 
@@ -29,6 +33,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask: taskset, cgroup cpusets, SLURM)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def cpu_info() -> dict[str, Any]:
     model = platform.processor() or platform.machine()
     flags: set[str] = set()
@@ -48,7 +60,7 @@ def cpu_info() -> dict[str, Any]:
     return {
         "model": model,
         "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "usable_cores": usable_cpus(),
         "bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
     }
 

@@ -1,0 +1,61 @@
+"""Command-line conventions shared by every entry point of the toolkit.
+
+Bad input is a `UsageError`: the command prints one line, `PROG: error: MESSAGE`, naming
+the problem and the fix, and exits with status 2 (argparse's own convention), with no
+traceback and no usage dump. A check the user asked for that does not hold is `CheckFailed`
+(exit 1). `ArgumentParser` turns argparse's own errors into the same one line.
+
+    def _main(argv) -> int: ...
+    def main(argv=None) -> int:
+        return cli.run("bench", _main, argv)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, NoReturn, Sequence
+
+OK_EXIT = 0
+CHECK_FAILED_EXIT = 1
+USAGE_EXIT = 2
+PREEMPTED_EXIT = 75     # EX_TEMPFAIL: stopped on a signal after writing a checkpoint; resume me
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report it
+
+
+class UsageError(Exception):
+    """Input the user can fix: reported as one line, exit status 2."""
+
+
+class CheckFailed(Exception):
+    """A check the user asked for did not hold (e.g. ONNX vs TF outputs): exit status 1."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are the toolkit's one-liners (no usage dump), exit 2 like argparse."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def console(stderr: bool = False, **kwargs):
+    """A rich console for the user: a pipe or log file gets wide tables rather than rich's
+    80-column default, which would cut the right-hand columns off."""
+    from rich.console import Console
+
+    probe = Console(stderr=stderr, **kwargs)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=160, **kwargs)
+
+
+def run(prog: str, main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run `main(argv)`, turning the toolkit's exceptions into one-line messages and exit codes."""
+    try:
+        return int(main(argv) or OK_EXIT)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    except CheckFailed as exc:
+        print(f"{prog}: check failed: {exc}", file=sys.stderr)
+        return CHECK_FAILED_EXIT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
