@@ -9,6 +9,7 @@ Modules (none imports TensorFlow; only `onnxfile` imports onnx and onnxruntime):
   idx          the IDX image format (Fashion-MNIST), read without TensorFlow
   runs         the run contract: `RunDir` names every artifact of a run; `TrainSummary` and
                `EpochRecord` are summary.json, typed and versioned
+  kerasfile    loading Keras model files with their custom layers (modules from an allow-list)
   onnxfile     safe ONNX opening (external data must stay beside the model) and the one
                "write -> onnx.checker -> load in onnxruntime" helper
 """
