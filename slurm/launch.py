@@ -34,7 +34,7 @@ import psutil
 
 from slurm.render import LAUNCHERS
 from toolkit import cli
-from toolkit.cli import UsageError
+from toolkit.cli import ArgumentParser, UsageError
 
 FORWARDED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 # The signal the trainer handles as "checkpoint and exit 75".
@@ -177,7 +177,7 @@ class Launch:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m slurm.launch", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m slurm.launch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--launcher", default="horovodrun", choices=LAUNCHERS,
                         help="horovodrun for Horovod built with Gloo; srun-pmi2/srun-pmix for MPI builds")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the per-rank command, after --")

@@ -4,24 +4,31 @@
         -- --dataset fashion_mnist --epochs 50 --batch-size 32
     python -m slurm.submit export --model runs/alexnet/model.keras --output runs/alexnet/alexnet.onnx
     python -m slurm.submit bench --model runs/alexnet/alexnet.onnx --batch 1,8,32,128 --provider cuda
-    python -m slurm.submit status 1234 [--wait]
+    python -m slurm.submit status 1234 [--wait [--timeout 600]]
 
 (`slurm-submit` is the same command.) Arguments after `--` go to the job's program unchanged.
 `--dry-run` prints the job script; otherwise it is submitted with sbatch, a copy is kept as
 LOG_DIR/KIND-JOBID.sbatch beside the job's .out/.err files, and the job id is printed on stdout.
-`status` prints each job's (or array task's) state and exit code, and for a failed job the end of
-its error file; it exits 1 when a job failed, 0 otherwise.
+`status` prints each job's (or array task's) state, exit code, restarts and log files, and for a
+failed job the end of its error file; it exits 1 when a job failed, 0 otherwise, 2 when SLURM
+cannot tell. It reads only SLURM's machine-readable records, never text a job name, path or
+comment could imitate: `squeue --json` while the controller holds the job (queued, running, or
+ended less than MinJobAge ago; Slurm 22.05's format), then `sacct --parsable2` with fields that
+hold no user text (JobID, State, ExitCode: no restarts or log paths), which needs an accounting
+database.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from slurm.render import (
     LAUNCHERS,
@@ -35,16 +42,26 @@ from slurm.render import (
     render,
 )
 from toolkit import cli
-from toolkit.cli import CheckFailed, UsageError
+from toolkit.cli import ArgumentParser, CheckFailed, UsageError
 from toolkit.files import write_text_atomic
+from toolkit.runs import RunDir
 
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
          "BOOT_FAIL", "DEADLINE"}
 # horovodrun adds a ~25-line traceback after the failing rank's own message.
 ERROR_TAIL_LINES = 40
+# Slurm 22.05's `squeue --json` lists every job the controller holds, whoever's (it ignores -j,
+# -u, --me): a long wait backs off so as not to load a busy controller.
 POLL_S = 1.0
-# `scontrol show job -o` prints Key=Value pairs separated by spaces; values (JobName) may hold spaces.
-_KEY = re.compile(r" (?=[A-Za-z][\w/:]*=)")
+MAX_POLL_S = 10.0
+# The only `squeue --json` layout read here (Slurm 22.05); 23.02 and later changed the job fields.
+SQUEUE_FORMAT = "openapi/v0.0.38"
+# Fields that cannot hold user text, so `|` splits them safely (JobName, WorkDir, Comment could hold one).
+SACCT = ["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State,ExitCode", "--jobs"]
+# What slurmd expands in --output/--error file names that status can know: %% %A %a %j %u %x, with widths.
+_LOG_PATTERN = re.compile(r"%(\d*)([%Aajux])")
+# `python -m alexnet.train`'s default --output-dir: where the export and bench jobs look by default.
+DEFAULT_RUN = RunDir("runs/alexnet")
 
 
 def _int_list(text: str) -> list[int]:
@@ -69,9 +86,8 @@ def _common(parser: argparse.ArgumentParser, job_name: str, time_limit: str) -> 
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m slurm.submit", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = ArgumentParser(prog="python -m slurm.submit", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="Horovod training over NODES x GPUS-PER-NODE ranks (args after -- go "
                            "to python -m alexnet.train)")
@@ -90,13 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="Keras -> ONNX export (args after -- go to python -m export)")
     _common(export, "alexnet-export", "01:00:00")
     export.add_argument("--gpus", type=int, default=0, help="GPUs for the export (default 0)")
-    export.add_argument("--model", default="runs/alexnet/model.keras", help="default: runs/alexnet/model.keras")
-    export.add_argument("--output", default="runs/alexnet/alexnet.onnx", help="default: runs/alexnet/alexnet.onnx")
+    export.add_argument("--model", default=str(DEFAULT_RUN.model), help=f"default: {DEFAULT_RUN.model}")
+    export.add_argument("--output", default=str(DEFAULT_RUN.onnx), help=f"default: {DEFAULT_RUN.onnx}")
     bench = sub.add_parser("bench", help="benchmark job array over batch sizes x providers (args after -- go to "
                            "python -m bench MODE)")
     _common(bench, "alexnet-bench", "01:00:00")
     bench.add_argument("--gpus", type=int, default=0, help="GPUs per array task (default 0; 1 for cuda/tensorrt)")
-    bench.add_argument("--model", default="runs/alexnet/alexnet.onnx", help="default: runs/alexnet/alexnet.onnx")
+    bench.add_argument("--model", default=str(DEFAULT_RUN.onnx), help=f"default: {DEFAULT_RUN.onnx}")
     bench.add_argument("--batch", type=_int_list, default=[1, 8, 32], help="batch sizes (default 1,8,32)")
     bench.add_argument("--provider", type=lambda s: s.split(","), default=["cpu"],
                        help="providers, e.g. cpu,cuda (default cpu)")
@@ -104,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--results-dir", default="runs/bench",
                        help="one JSON per array task, relative to --workdir (default runs/bench; created at submit)")
     status = sub.add_parser("status", help="state and exit code of a job; the end of its error file if it failed")
-    status.add_argument("job_id")
+    status.add_argument("job_id", help="the number sbatch printed (for an array: every task)")
     status.add_argument("--wait", action="store_true", help="poll until every task of the job has ended")
     status.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
     return parser
@@ -140,6 +156,13 @@ def _in_workdir(job: Job, path: str) -> Path:
     return Path(job.resources.workdir, path)
 
 
+def _slurm(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise UsageError(f"{argv[0]} not found: run this on a SLURM login node") from None
+
+
 def submit(job: Job, script: str) -> str:
     """sbatch the script (on stdin); keep a copy beside its logs; return the job id."""
     workdir = Path(job.resources.workdir)
@@ -154,10 +177,7 @@ def submit(job: Job, script: str) -> str:
     log_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(job, BenchJob):
         _in_workdir(job, job.results_dir).mkdir(parents=True, exist_ok=True)
-    try:
-        proc = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise UsageError("sbatch not found: run this on a SLURM login node (or use --dry-run)") from None
+    proc = _slurm(["sbatch", "--parsable"], script)
     if proc.returncode != 0:
         raise UsageError(f"sbatch rejected the job: {proc.stderr.strip() or proc.stdout.strip()}")
     job_id = proc.stdout.strip().split(";")[0]
@@ -165,21 +185,114 @@ def submit(job: Job, script: str) -> str:
     return job_id
 
 
-def parse_scontrol_record(line: str) -> dict[str, str]:
-    """One `scontrol show job -o` line as a dict; on repeated keys (a JobName holding `Key=`) the last wins."""
-    record = {}
-    for token in _KEY.split(line.strip()):
-        key, _, value = token.partition("=")
-        record[key] = value
-    return record
+@dataclass(frozen=True)
+class Task:
+    """One job, or one array task, as SLURM records it."""
+
+    job_id: str                # 1234; 1234_5 for an array task; 1234_[6-9%2] for array tasks not started
+    state: str
+    exit_code: str             # EXIT:SIGNAL, as scontrol and sacct print it
+    restarts: int | None       # None: not recorded (sacct)
+    stdout: str | None         # None: no file (tasks not started, not a batch job) or not recorded (sacct)
+    stderr: str | None
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED
+
+    @property
+    def failed(self) -> bool:
+        return self.ended and self.state != "COMPLETED"
 
 
-def job_records(job_id: str) -> list[dict[str, str]]:
-    proc = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True)
+def _job_number(job_id: str) -> int:
+    if not (job_id.isascii() and job_id.isdigit() and int(job_id) > 0):
+        raise UsageError(f"{job_id!r} is not a job id: give the number sbatch printed, e.g. 1234 "
+                         "(for an array job, status shows every task)")
+    return int(job_id)
+
+
+def _log_path(pattern: str, record: dict[str, Any]) -> str:
+    """An --output/--error pattern of a `squeue --json` job record as the file name slurmd writes."""
+    def expand(match: re.Match) -> str:
+        width, key = match.groups()
+        if key == "%":
+            return "%"
+        if key in "ux":
+            return record["user_name" if key == "u" else "name"]
+        number = {"A": record["array_job_id"] or record["job_id"], "a": record["array_task_id"],
+                  "j": record["job_id"]}[key]
+        # %a of a job that is not an array is left as written.
+        return match.group(0) if number is None else str(number).zfill(min(int(width or 0), 10))
+
+    path = _LOG_PATTERN.sub(expand, pattern)
+    return path if path.startswith("/") else f"{record['current_working_directory']}/{path}"
+
+
+def _controller_task(record: dict[str, Any]) -> Task:
+    code = record["exit_code"]
+    array_job, array_task, pending = record["array_job_id"], record["array_task_id"], record["array_task_string"]
+    if array_task is not None:
+        job_id = f"{array_job}_{array_task}"
+    elif pending:
+        job_id = f"{array_job}_[{pending}]"
+    else:
+        job_id = str(record["job_id"])
+    stdout = stderr = None
+    # Array tasks that have not started share one record and have no files yet; jobs started by
+    # srun or salloc write none.
+    if record["batch_flag"] and not pending:
+        default = "slurm-%A_%a.out" if array_task is not None else "slurm-%j.out"
+        stdout = _log_path(record["standard_output"] or default, record)
+        stderr = _log_path(record["standard_error"], record) if record["standard_error"] else stdout
+    return Task(job_id, record["job_state"], f"{os.WEXITSTATUS(code)}:{os.WTERMSIG(code)}", record["restart_cnt"],
+                stdout, stderr)
+
+
+def _controller_tasks(job: int) -> tuple[list[Task], str]:
+    """The job's (or array's) tasks as the controller lists them; when there are none, why not."""
+    proc = _slurm(["squeue", "--json"])
     if proc.returncode != 0:
-        raise UsageError(f"job {job_id}: {proc.stderr.strip() or 'unknown'} "
-                         "(finished jobs leave scontrol after MinJobAge: try sacct -j JOB)")
-    return [parse_scontrol_record(line) for line in proc.stdout.splitlines() if line.strip()]
+        return [], f"squeue --json failed ({proc.stderr.strip() or proc.returncode})"
+    try:
+        doc = json.loads(proc.stdout)
+        layout = doc["meta"]["plugin"]["type"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        layout = "an unknown layout"
+    if layout != SQUEUE_FORMAT:
+        return [], f"squeue --json prints {layout}, not {SQUEUE_FORMAT} (Slurm 22.05's), the only one read here"
+    # The job itself, or every task of the array it is the id of.
+    tasks = [_controller_task(r) for r in doc["jobs"] if job in (r["job_id"], r["array_job_id"])]
+    return tasks, "the controller does not list it (it forgets ended jobs MinJobAge after they end)"
+
+
+def _accounting_tasks(text: str) -> list[Task]:
+    """`sacct` lines of the fields in SACCT."""
+    tasks = []
+    for line in text.splitlines():
+        fields = line.split("|")
+        if len(fields) != 3:
+            raise UsageError(f"unexpected sacct output {line!r}: expected JobID|State|ExitCode")
+        job_id, state, exit_code = fields
+        # "CANCELLED by 1000": the state is the first word.
+        tasks.append(Task(job_id, state.split(" ")[0], exit_code, None, None, None))
+    return tasks
+
+
+def job_tasks(job_id: str) -> list[Task]:
+    """The job's (or array's) tasks: from the controller while it holds the job, else from accounting."""
+    job = _job_number(job_id)
+    tasks, why = _controller_tasks(job)
+    if tasks:
+        return tasks
+    proc = _slurm([*SACCT, str(job)])
+    if proc.returncode != 0:
+        raise UsageError(f"job {job}: {why}, and sacct cannot tell ({proc.stderr.strip() or proc.returncode}): "
+                         f"look at its log files (LOG_DIR/KIND-{job}[_TASK].out and .err for jobs submitted here)")
+    tasks = _accounting_tasks(proc.stdout)
+    if not tasks:
+        raise UsageError(f"job {job}: {why}, and sacct does not know it either: check the id sbatch printed")
+    return tasks
 
 
 def _tail(path: str, lines: int) -> str:
@@ -187,28 +300,35 @@ def _tail(path: str, lines: int) -> str:
         with open(path, errors="replace") as f:
             return "".join(f.readlines()[-lines:])
     except OSError as exc:
-        return f"(cannot read {path}: {exc.strerror})\n"
+        return f"(cannot read {_shown(path)}: {exc.strerror})\n"
+
+
+def _shown(path: str | None) -> str:
+    # A path with a line break (sbatch accepts one) would print a line that looks like another job's.
+    if path is None:
+        return "unknown"
+    return path if path.isprintable() else repr(path)
 
 
 def status(job_id: str, wait: bool = False, timeout: float | None = None) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
-    records = job_records(job_id)
-    while wait and not all(r.get("JobState") in ENDED for r in records):
+    tasks, pause = job_tasks(job_id), POLL_S
+    while wait and not all(t.ended for t in tasks):
         if deadline is not None and time.monotonic() > deadline:
             raise CheckFailed(f"job {job_id} has not ended after {timeout:g} s")
-        time.sleep(POLL_S)
-        records = job_records(job_id)
-    failed = 0
-    for r in records:
-        state = r.get("JobState", "?")
-        print(f"job {r.get('JobId')}{'_' + r['ArrayTaskId'] if 'ArrayTaskId' in r else ''}: {state}, "
-              f"exit code {r.get('ExitCode', '?')}, restarts {r.get('Restarts', '0')}, "
-              f"stdout {r.get('StdOut')}, stderr {r.get('StdErr')}")
-        if state in ENDED and state != "COMPLETED":
-            failed += 1
-            print(f"--- last {ERROR_TAIL_LINES} lines of {r.get('StdErr')}:")
-            print(_tail(r.get("StdErr", ""), ERROR_TAIL_LINES), end="")
-    return 1 if failed else 0
+        time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+        tasks, pause = job_tasks(job_id), min(pause * 1.5, MAX_POLL_S)
+    for t in tasks:
+        restarts = "unknown" if t.restarts is None else t.restarts
+        print(f"job {t.job_id}: {t.state}, exit code {t.exit_code}, restarts {restarts}, "
+              f"stdout {_shown(t.stdout)}, stderr {_shown(t.stderr)}")
+        if t.failed:
+            if t.stderr is None:
+                print("--- no error file to show: SLURM does not record one for this job")
+            else:
+                print(f"--- last {ERROR_TAIL_LINES} lines of {_shown(t.stderr)}:")
+                print(_tail(t.stderr, ERROR_TAIL_LINES), end="")
+    return 1 if any(t.failed for t in tasks) else 0
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -3,24 +3,28 @@
 munged, slurmctld and slurmd run in the foreground under a temporary directory, on free
 ports, so a second test session on the same machine does not collide with this one.
 They are stopped by PID after every job is cancelled. Needs Debian's slurm-wlm and munge
-(scripts/setup.sh installs them); without them the slurm tests are skipped.
+(scripts/setup.sh installs them); without them the slurm tests are skipped. `slurm_cluster`
+keeps ended jobs for 10 minutes; `forgetful_cluster`, a second one started only for the tests
+that ask for it, forgets them within seconds, as a busy cluster does after its MinJobAge.
 
     .venv/bin/pytest tests/slurm -m slurm
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
-
-from slurm.submit import parse_scontrol_record
 
 PROGRAMS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch")
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -28,6 +32,10 @@ SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]
 NODE_CPUS = 8
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 10
+# Ended jobs stay in the controller (squeue, scontrol) this long; the suite's jobs are read after they end.
+MIN_JOB_AGE_S = 600
+# The controller's smallest recommended MinJobAge; it purged such jobs about 10 s after they ended here.
+FORGETFUL_MIN_JOB_AGE_S = 2
 
 
 def _free_port() -> int:
@@ -52,23 +60,26 @@ class LocalCluster:
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(list(args), env=self.env, capture_output=True, text=True, check=check)
 
-    def job_field(self, job_id: str, field: str) -> str:
-        """One field of `scontrol show job` (e.g. JobState, ExitCode, Restarts)."""
-        out = self.run("scontrol", "show", "job", "-o", job_id).stdout
-        return parse_scontrol_record(out.splitlines()[0])[field]
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job the controller holds, as `squeue --json` records (Slurm 22.05 ignores its filters)."""
+        return json.loads(self.run("squeue", "--json").stdout)["jobs"]
 
-    def wait_state(self, job_id: str, states: set[str], timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            state = self.job_field(job_id, "JobState")
-            if state in states:
-                return state
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is {state} after {timeout_s} s, expected one of {states}")
-            time.sleep(0.5)
+    def job(self, job_id: str) -> dict[str, Any]:
+        """The controller's record of one job (e.g. job_state, name, current_working_directory)."""
+        return next(j for j in self.jobs() if j["job_id"] == int(job_id))
+
+    def status(self, job_id: str, *args: str, path: str | None = None) -> subprocess.CompletedProcess:
+        """`python -m slurm.submit status JOB_ID ARGS` as a user runs it; `path` replaces PATH."""
+        env = self.env if path is None else {**self.env, "PATH": path}
+        return subprocess.run([sys.executable, "-m", "slurm.submit", "status", job_id, *args], env=env,
+                              capture_output=True, text=True)
+
+    def sbatch(self, *args: str) -> str:
+        """Submit with sbatch itself (any text it accepts, unchecked by slurm.render); return the job id."""
+        return self.run("sbatch", "--parsable", *args).stdout.strip()
 
 
-def _write_config(root: Path, node: str) -> Path:
+def _write_config(root: Path, node: str, min_job_age_s: int) -> Path:
     conf = root / "etc" / "slurm.conf"
     ctld_port, slurmd_port = _free_port(), _free_port()
     lines = [
@@ -101,7 +112,7 @@ def _write_config(root: Path, node: str) -> Path:
         "MailProg=/bin/true",
         "ReturnToService=2",
         "KillWait=5",
-        "MinJobAge=600",
+        f"MinJobAge={min_job_age_s}",
         "EnforcePartLimits=ALL",
         "SlurmdParameters=config_overrides",
         f"NodeName={node} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} RealMemory={_real_memory_mb()} State=UNKNOWN",
@@ -111,13 +122,13 @@ def _write_config(root: Path, node: str) -> Path:
     return conf
 
 
-def _start(root: Path) -> LocalCluster:
+def _start(root: Path, min_job_age_s: int) -> LocalCluster:
     for sub in ("etc", "munge", "state", "spool", "log", "run"):
         (root / sub).mkdir()
     # munged refuses a socket directory that others can write to; it needs o+x for clients.
     (root / "munge").chmod(0o755)
     node = socket.gethostname().split(".")[0]
-    conf = _write_config(root, node)
+    conf = _write_config(root, node, min_job_age_s)
     env = {**os.environ, "SLURM_CONF": str(conf), "PATH": SEARCH_PATH}
     key = root / "etc" / "munge.key"
     subprocess.run(["mungekey", "-c", "-k", str(key)], check=True, capture_output=True)
@@ -168,8 +179,8 @@ def _stop(cluster: LocalCluster) -> None:
                 proc.wait()
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster() -> LocalCluster:
+@contextlib.contextmanager
+def _local_cluster(min_job_age_s: int) -> Iterator[LocalCluster]:
     missing = [p for p in PROGRAMS if shutil.which(p, path=SEARCH_PATH) is None]
     if missing:
         pytest.skip(f"SLURM/munge not installed ({', '.join(missing)}): run scripts/setup.sh")
@@ -178,10 +189,23 @@ def slurm_cluster() -> LocalCluster:
     root = Path(tempfile.mkdtemp(prefix="slurm-test-"))
     root.chmod(0o755)
     try:
-        cluster = _start(root)
+        cluster = _start(root, min_job_age_s)
         try:
             yield cluster
         finally:
             _stop(cluster)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[LocalCluster]:
+    with _local_cluster(MIN_JOB_AGE_S) as cluster:
+        yield cluster
+
+
+# Per module: stopped once the module that needs it is done.
+@pytest.fixture(scope="module")
+def forgetful_cluster() -> Iterator[LocalCluster]:
+    with _local_cluster(FORGETFUL_MIN_JOB_AGE_S) as cluster:
+        yield cluster

@@ -43,8 +43,7 @@ def submitted(proc: subprocess.CompletedProcess) -> str:
 
 
 def status(cluster, job_id: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slurm.submit", "status", job_id, "--wait",
-                           "--timeout", str(JOB_TIMEOUT_S)], env=cluster.env, capture_output=True, text=True)
+    return cluster.status(job_id, "--wait", "--timeout", str(JOB_TIMEOUT_S))
 
 
 def test_two_rank_training_job_completes_with_its_outputs(slurm_cluster, tmp_path):
@@ -71,7 +70,7 @@ def test_preempted_training_requeues_and_resumes_without_losing_or_repeating_epo
     # After epoch 1's checkpoint, so the signal lands mid-epoch 2, with every rank's handler installed.
     while not checkpoint.exists():
         assert time.monotonic() < deadline, "no checkpoint after epoch 1"
-        assert slurm_cluster.job_field(job_id, "JobState") in {"PENDING", "RUNNING"}
+        assert slurm_cluster.job(job_id)["job_state"] in {"PENDING", "RUNNING"}
         time.sleep(0.5)
     slurm_cluster.run("scancel", "--signal=USR1", "--batch", job_id)
     result = status(slurm_cluster, job_id)
@@ -130,11 +129,14 @@ def test_hostile_text_in_every_field_stays_literal(slurm_cluster, tmp_path):
                               "--signal-seconds", "60", "--job-name", HOSTILE, "--log-dir", HOSTILE,
                               job_args=("--dataset", HOSTILE)))
     result = status(slurm_cluster, job_id)
-    assert slurm_cluster.job_field(job_id, "JobName") == HOSTILE
-    assert slurm_cluster.job_field(job_id, "WorkDir") == str(workdir)
-    err = workdir / HOSTILE / f"train-{job_id}.err"
-    assert slurm_cluster.job_field(job_id, "StdErr") == str(err)
+    record = slurm_cluster.job(job_id)
+    assert record["name"] == HOSTILE
+    assert record["current_working_directory"] == str(workdir)
+    logs = workdir / HOSTILE / f"train-{job_id}"
     # The trainer got the text as one argument and rejected it as a dataset name.
-    assert f"job {job_id}: FAILED, exit code 2:0" in result.stdout
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"job {job_id}: FAILED, exit code 2:0, restarts 0, "
+                                    f"stdout {logs}.out, stderr {logs}.err\n")
+    err = Path(f"{logs}.err")
     assert f"alexnet.train: error: unknown dataset {HOSTILE!r}" in err.read_text()
     assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()

@@ -1,6 +1,9 @@
-"""`python -m slurm.submit` as users run it, without a scheduler: --dry-run and bad input."""
+"""`python -m slurm.submit` and `python -m slurm.launch` as users run them, without a scheduler:
+--dry-run, bad input, and what they import."""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +41,68 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert proc.stdout == ""
     assert proc.stderr.startswith("slurm-submit: error: ") and message in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["train", "--launcher", "mpirun"], "argument --launcher: invalid choice: 'mpirun'"),
+    (["bench", "--batch", "1,x"], "argument --batch: expected comma-separated integers like 1,8,32, got '1,x'"),
+    (["trian"], "argument command: invalid choice: 'trian'"),
+    (["status"], "the following arguments are required: job_id"),
+    (["status", "1234_5"], "'1234_5' is not a job id: give the number sbatch printed"),
+    (["status", "12;34"], "'12;34' is not a job id"),
+    (["status", "0"], "'0' is not a job id"),
+])
+def test_argparse_errors_and_bad_job_ids_are_one_line_and_exit_2(args, message):
+    proc = submit(*args)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith("slurm-submit: error: ") and message in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_status_without_slurm_commands_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "slurm.submit", "status", "1234"], capture_output=True, text=True,
+                          env={**os.environ, "PATH": str(tmp_path)})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == "slurm-submit: error: squeue not found: run this on a SLURM login node\n"
+
+
+def test_launch_argparse_errors_are_one_line_and_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "slurm.launch", "--launcher", "mpirun", "--", "true"],
+                          capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith("slurm.launch: error: argument --launcher: invalid choice: 'mpirun'")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_default_paths_are_the_run_directory_artifacts():
+    export = submit("export", "--workdir", "/w", "--dry-run").stdout
+    bench = submit("bench", "--workdir", "/w", "--dry-run").stdout
+    assert "python -m export runs/alexnet/model.keras -o runs/alexnet/alexnet.onnx " in export
+    assert "--model runs/alexnet/alexnet.onnx " in bench
+
+
+# Run in a fresh interpreter: the command's own main, then the heavy modules it left loaded.
+IMPORT_PROBE = """
+import json, runpy, sys
+try:
+    runpy.run_module(sys.argv.pop(1), run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "onnxruntime", "onnx"))),
+      file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [
+    ["slurm.submit", "--help"], ["slurm.submit", "status", "--help"],
+    ["slurm.submit", "train", "--dry-run"], ["slurm.submit", "export", "--dry-run"],
+    ["slurm.submit", "bench", "--provider", "cuda", "--dry-run"], ["slurm.launch", "--help"],
+], ids=" ".join)
+def test_help_and_dry_run_import_neither_tensorflow_nor_onnxruntime(argv):
+    proc = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *argv], capture_output=True, text=True)
+    assert proc.stdout.startswith(("usage: ", "#!/bin/bash")), proc.stderr
+    assert json.loads(proc.stderr.splitlines()[-1]) == []
 
 
 def test_submit_checks_the_venv_before_sbatch(tmp_path):
