@@ -1,15 +1,18 @@
 """onnxruntime benchmarks users can quote, with rich reports; `bench --help` is the manual.
 
 Modules:
-  results   dataclasses (Latency.from_values, Throughput.from_latency), JSON schema, loader
+  results   dataclasses (Latency.from_values, Throughput.from_latency, Spread), JSON schema, loader
   inputs    inputs from the model's own signature (any rank/dtype, dynamic dims), random or real
   session   onnxruntime sessions: providers and honest fallback, threads, IO binding, TensorRT
+  engines   one interface over onnxruntime (a session) and TensorFlow (a Keras file, one tf.function)
   runner    the timing loop: warm-up excluded, minimum time and count, raw per-iteration times
-  measure   the above combined; the harness-overhead check
+  measure   an engine + inputs + the timing loop -> rows; the harness-overhead check
   report    the one renderer: rich tables, Markdown/HTML/SVG/text, PNG plots, progress bar
-  compare   onnxruntime vs TensorFlow, fp32 vs fp16 vs int8 (imports TensorFlow)
+  compare   onnxruntime vs TensorFlow, fp32 vs fp16 vs int8, each engine in its own process
   train     Horovod training throughput and scaling (runs alexnet.train under horovodrun)
   cli       `bench` / `python -m bench`
 
-Everything but `compare`'s TensorFlow side and `train` works without TensorFlow installed.
+onnxruntime and TensorFlow are imported only where a session or a Keras model is made:
+`bench --help`, `bench SUBCOMMAND --help` and `bench report` load neither, and everything but
+`compare`'s TensorFlow side and `train` works without TensorFlow installed.
 """

@@ -22,15 +22,8 @@ from typing import Any, Sequence
 
 from bench import inputs as inputs_lib
 from bench import report, results
-from bench.measure import (
-    DEFAULT_MODEL,
-    InputConfig,
-    default_model,
-    harness_cost_seconds,
-    measure_onnx,
-    measure_overhead,
-    onnx_result,
-)
+from bench.inputs import InputConfig
+from bench.measure import DEFAULT_MODEL, default_model
 from bench.runner import RunConfig
 from bench.session import (
     DEFAULT_ENTRIES,
@@ -38,22 +31,14 @@ from bench.session import (
     GRAPH_OPTIMIZATION,
     IO_BINDING,
     SessionConfig,
-    open_session,
     parse_providers,
-    usable_cpus,
     with_default_entries,
 )
 from toolkit import cli
+from toolkit.environment import usable_cpus
 from toolkit.files import require_parent_dir, write_json_atomic
 
 PROG = "bench"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but its errors are the toolkit's one-liners (no usage dump)."""
-
-    def error(self, message: str):
-        raise cli.UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def _batch_list(text: str) -> tuple[int, ...]:
@@ -67,7 +52,7 @@ def _batch_list(text: str) -> tuple[int, ...]:
 
 
 def _measuring_options(default_batch: str | None, batch_help: str) -> argparse.ArgumentParser:
-    p = _Parser(add_help=False)
+    p = cli.ArgumentParser(add_help=False)
     g = p.add_argument_group("model and inputs")
     g.add_argument("--model", help=f"ONNX model (default: {DEFAULT_MODEL}, relative to the current directory: "
                                    "where the main training job exports)")
@@ -116,9 +101,11 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True, parser_class=_Parser)
+    parser = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True,
+                                parser_class=cli.ArgumentParser)
     fmt = argparse.ArgumentDefaultsHelpFormatter
     sub.add_parser("throughput", help="samples/s at one batch size", formatter_class=fmt,
                    parents=[_measuring_options(None, "samples per run (default: the model's fixed batch, else 256)")])
@@ -211,18 +198,23 @@ class _Output:
         return 0
 
 
+def _run_config(args) -> RunConfig:
+    return RunConfig(warmup=args.warmup, min_time=args.min_time, min_iterations=args.min_iterations)
+
+
 def _measure_cmd(args, kind: str, batches: Sequence[int | None], fallback_batch: int) -> results.BenchResult:
-    output = args.output
-    run = RunConfig(warmup=args.warmup, min_time=args.min_time, min_iterations=args.min_iterations)
-    session_config, inputs = _session_config(args), _input_config(args)
-    bs = open_session(args.model or default_model(), session_config)
-    specs = inputs_lib.input_specs(bs.session)
+    from bench.engines import OnnxEngine
+    from bench.measure import engine_result, measure_engine
+
+    run, session_config, inputs = _run_config(args), _session_config(args), _input_config(args)
+    engine = OnnxEngine.open(args.model or default_model(), session_config)
     rows = []
     for batch in batches:
-        batch = batch or inputs_lib.default_batch(specs, fallback_batch, dict(inputs.shapes))
-        with output.progress(f"{kind} batch {batch}", run) as progress:
-            rows.append(measure_onnx(bs, batch=batch, inputs=inputs, run=run, progress=progress))
-    return onnx_result(kind, bs, rows, _config_record(args, session=session_config, inputs=inputs, run=run))
+        batch = batch or inputs_lib.default_batch(engine.specs, fallback_batch, dict(inputs.shapes))
+        with args.output.progress(f"{kind} batch {batch}", run) as progress:
+            rows.append(measure_engine(engine, batch=batch, inputs=inputs, run=run, progress=progress))
+    return engine_result(kind, engine.record(), rows,
+                         _config_record(args, session=session_config, inputs=inputs, run=run))
 
 
 def _cmd_throughput(args) -> results.BenchResult:
@@ -250,25 +242,23 @@ def _cmd_sweep(args) -> results.BenchResult:
 
 
 def _cmd_overhead(args) -> results.BenchResult:
-    run = RunConfig(warmup=args.warmup, min_time=args.min_time, min_iterations=args.min_iterations)
-    session_config, inputs = _session_config(args), _input_config(args)
-    bs = open_session(args.model or default_model(), session_config)
+    from bench.engines import OnnxEngine
+    from bench.measure import engine_result, measure_overhead, overhead_notes
+
+    run, session_config, inputs = _run_config(args), _session_config(args), _input_config(args)
+    engine = OnnxEngine.open(args.model or default_model(), session_config)
     with args.output.progress("harness vs bare loop", run) as progress:
-        rows, ratios = measure_overhead(bs, batch=_single_batch(args.batch), inputs=inputs, run=run,
+        rows, ratios = measure_overhead(engine, batch=_single_batch(args.batch), inputs=inputs, run=run,
                                         rounds=args.rounds, progress=progress)
-    cost = harness_cost_seconds([{}])
-    notes = [f"harness cost per iteration (no-op step): {cost * 1e6:.3f} us = "
-             f"{cost * 1000 / rows[1].latency.mean:.4%} of the bare loop's mean run",
-             f"harness throughput / bare loop throughput: {rows[0].ratio:.4f}, median of {args.rounds} interleaved "
-             f"rounds ({', '.join(f'{r:.3f}' for r in ratios)})",
-             "the bare loop is timed as a whole: its per-iteration times are its mean"]
-    return onnx_result("overhead", bs, rows, _config_record(args, session=session_config, inputs=inputs, run=run),
-                       notes)
+    return engine_result("overhead", engine.record(), rows,
+                         _config_record(args, session=session_config, inputs=inputs, run=run),
+                         overhead_notes(rows, ratios))
 
 
 def _cmd_compare(args) -> results.BenchResult:
     from bench import compare
-    run = RunConfig(warmup=args.warmup, min_time=args.min_time, min_iterations=args.min_iterations)
+
+    run = _run_config(args)
     model = Path(args.model) if args.model else default_model()
     given = inputs_lib.parse_assignments(args.variant, "variant", "int8=alexnet.int8.onnx")
     variants = {label: Path(p) for label, p in given.items()} if given else compare.default_variants(model)

@@ -10,6 +10,7 @@ runs do not see the very same buffers. Real images: an IDX file (Fashion-MNIST's
     specs = input_specs(session)
     shapes = resolve_shapes(specs, batch=32, dims={"seq": 128})
     feeds = make_feeds(specs, shapes, seed=0, distinct=4)
+    InputConfig(dims=(("seq", 128),)).feeds(specs, 32)     # the same, as the options give it
 """
 from __future__ import annotations
 
@@ -47,6 +48,28 @@ class InputSpec:
             raise UsageError(f"input {self.name!r} has type {self.dtype}, which bench cannot generate: "
                              f"supported: {', '.join(t[7:-1] for t in ORT_DTYPES)}")
         return ORT_DTYPES[self.dtype]
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """How inputs are made: dynamic dims, shapes, seed, how many distinct feeds, int range, real images."""
+
+    dims: tuple[tuple[str, int], ...] = ()
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    seed: int = 0
+    distinct: int = 4
+    int_range: tuple[int, int] = (1, 100)
+    images: str | None = None
+
+    def __post_init__(self):
+        if self.distinct < 1:
+            raise UsageError(f"--distinct-inputs {self.distinct} must be >= 1")
+
+    def feeds(self, specs: Sequence[InputSpec], batch: int) -> list[dict[str, np.ndarray]]:
+        shapes = resolve_shapes(specs, batch, dict(self.dims), dict(self.shapes))
+        images = read_idx_images(self.images) if self.images else None
+        return make_feeds(specs, shapes, seed=self.seed, distinct=self.distinct, int_range=self.int_range,
+                          images=images)
 
 
 def input_specs(session) -> list[InputSpec]:

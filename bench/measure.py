@@ -1,31 +1,35 @@
-"""Measuring an ONNX model: session + generated inputs + timing loop -> result rows.
+"""Measuring an engine: prepared inputs + timing loop -> result rows; the harness-overhead check.
 
 This is the library behind `bench throughput|latency|sweep|overhead`; the CLI only parses.
 
-    from bench.measure import InputConfig, measure_onnx
+    from bench.engines import OnnxEngine
+    from bench.inputs import InputConfig
+    from bench.measure import measure_engine, measure_overhead
     from bench.runner import RunConfig
-    from bench.session import SessionConfig, open_session
-    bs = open_session("runs/alexnet/alexnet.onnx", SessionConfig())
-    row = measure_onnx(bs, batch=32, inputs=InputConfig(), run=RunConfig())
+    from bench.session import SessionConfig
+    engine = OnnxEngine.open("runs/alexnet/alexnet.onnx", SessionConfig())
+    row = measure_engine(engine, batch=32, inputs=InputConfig(), run=RunConfig())
     row.throughput.samples_per_second, row.latency.p99
+    rows, ratios = measure_overhead(engine, batch=1, inputs=InputConfig(), run=RunConfig(), rounds=5)
 """
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from bench import inputs as inputs_lib
+from bench.engines import Engine, EngineRecord, cycling_step
+from bench.inputs import InputConfig
 from bench.results import BenchResult, Row
 from bench.runner import Progress, RunConfig, measure
-from bench.session import BenchSession
 from toolkit import environment
 from toolkit.cli import UsageError
 
 DEFAULT_MODEL = Path("runs/alexnet/alexnet.onnx")
+HARNESS_LABEL = "bench harness"
+BARE_LABEL = "bare session.run loop"
 
 
 def default_model() -> Path:
@@ -35,113 +39,93 @@ def default_model() -> Path:
     return DEFAULT_MODEL
 
 
-@dataclasses.dataclass(frozen=True)
-class InputConfig:
-    """How inputs are made: dynamic dims, shapes, seed, how many distinct feeds, int range, real images."""
-
-    dims: tuple[tuple[str, int], ...] = ()
-    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
-    seed: int = 0
-    distinct: int = 4
-    int_range: tuple[int, int] = (1, 100)
-    images: str | None = None
-
-    def __post_init__(self):
-        if self.distinct < 1:
-            raise UsageError(f"--distinct-inputs {self.distinct} must be >= 1")
-
-    def feeds(self, specs: Sequence[inputs_lib.InputSpec], batch: int) -> list[dict]:
-        shapes = inputs_lib.resolve_shapes(specs, batch, dict(self.dims), dict(self.shapes))
-        images = inputs_lib.read_idx_images(self.images) if self.images else None
-        return inputs_lib.make_feeds(specs, shapes, seed=self.seed, distinct=self.distinct,
-                                     int_range=self.int_range, images=images)
+def measure_engine(engine: Engine, *, batch: int, inputs: InputConfig, run: RunConfig, label: str | None = None,
+                   progress: Progress | None = None) -> Row:
+    prepared = engine.prepare(batch, inputs)
+    times = measure(engine.step(prepared), run, progress)
+    return engine.record().row(label or engine.name, prepared.samples, times)
 
 
-def measure_onnx(bs: BenchSession, *, batch: int, inputs: InputConfig, run: RunConfig, label: str = "onnxruntime",
-                 progress: Progress | None = None) -> Row:
-    specs = inputs_lib.input_specs(bs.session)
-    pool = inputs.feeds(specs, batch)
-    samples = inputs_lib.batch_of(specs, {name: a.shape for name, a in pool[0].items()})
-    times = measure(bs.runner(pool), run, progress)
-    return Row.from_times(label=label, engine="onnxruntime", model=str(bs.model_path), batch=samples,
-                          providers=bs.providers, times_s=times)
+def engine_result(kind: str, main: EngineRecord, rows: Sequence[Row], config: dict[str, Any],
+                  notes: Sequence[str] = (), others: Sequence[EngineRecord] = ()) -> BenchResult:
+    """A result whose model, providers and fallback are `main`'s; each runtime's record is in the environment."""
+    runtimes: dict[str, dict[str, Any]] = {}
+    for record in (main, *others):
+        runtimes.setdefault(record.engine, record.runtime)
+    return BenchResult(kind=kind, config=config, environment=environment.collect(**runtimes), rows=tuple(rows),
+                       model=main.model_json(), requested_providers=main.requested_providers,
+                       providers=main.providers, fallback=main.fallback, notes=tuple(notes))
 
 
-def session_environment(bs: BenchSession) -> dict[str, Any]:
-    import onnxruntime as ort
-    return environment.collect(onnxruntime={
-        "version": ort.__version__, "device": ort.get_device(), "providers": list(bs.providers),
-        "available_providers": ort.get_available_providers(),
-        "intra_op_threads": bs.config.intra_op_threads, "inter_op_threads": bs.config.inter_op_threads,
-        "io_binding": bs.io_binding})
+def bare_loop_times(run: Callable[[Any], Any], feeds: Sequence[Any], iterations: int) -> list[float]:
+    """The reference for the harness-overhead check: the engine's run call in a plain for loop.
+
+    Its per-run times are real, and it stays as bare as a loop that reports them can be: one
+    clock read and one list append per run, the differences taken after the loop. The harness
+    adds to that its feed cycling, a closure call and its stop checks.
+    """
+    order = [feeds[i % len(feeds)] for i in range(iterations)]
+    clock = time.perf_counter
+    stamps = [clock()]
+    stamp = stamps.append
+    for feed in order:
+        run(feed)
+        stamp(clock())
+    return [after - before for before, after in zip(stamps, stamps[1:])]
 
 
-def model_record(bs: BenchSession) -> dict[str, Any]:
-    return {"path": str(bs.model_path),
-            "inputs": [s.to_json() for s in inputs_lib.input_specs(bs.session)],
-            "outputs": [o.name for o in bs.session.get_outputs()]}
-
-
-def onnx_result(kind: str, bs: BenchSession, rows: Sequence[Row], config: dict[str, Any],
-                notes: Sequence[str] = ()) -> BenchResult:
-    return BenchResult(kind=kind, config=config, environment=session_environment(bs), rows=tuple(rows),
-                       model=model_record(bs), requested_providers=bs.config.providers,
-                       providers=bs.providers, fallback=bs.fallback, notes=tuple(notes))
-
-
-def bare_loop_seconds(bs: BenchSession, pool: Sequence[dict], iterations: int) -> float:
-    """The reference for the harness-overhead check: nothing but `session.run` in a for loop."""
-    run = bs.session.run
-    feeds = [pool[i % len(pool)] for i in range(iterations)]
-    start = time.perf_counter()
-    for feed in feeds:
-        run(None, feed)
-    return time.perf_counter() - start
-
-
-def harness_cost_seconds(pool: Sequence[dict], iterations: int = 100_000) -> float:
-    """Mean per-iteration cost of the timing loop around a no-op shaped like `BenchSession.runner`'s step.
+def harness_cost_seconds(iterations: int = 100_000) -> float:
+    """Mean per-iteration cost of the timing loop around a no-op run, stepped as the engines step.
 
     A bound that load on the machine cannot blur: what the harness adds to every measured run.
     """
-    def noop(names, feed):
-        return None
-    feeds = itertools.cycle(pool)
-    times = measure(lambda: noop(None, next(feeds)), RunConfig(warmup=0, min_time=0, min_iterations=iterations))
+    times = measure(cycling_step(lambda feed: None, [{}]),
+                    RunConfig(warmup=0, min_time=0, min_iterations=iterations))
     return statistics.fmean(times)
 
 
-def measure_overhead(bs: BenchSession, *, batch: int, inputs: InputConfig, run: RunConfig, rounds: int,
+def measure_overhead(engine: Engine, *, batch: int, inputs: InputConfig, run: RunConfig, rounds: int,
                      progress: Progress | None = None) -> tuple[list[Row], list[float]]:
     """Harness vs bare loop, interleaved `rounds` times on the same feeds; returns rows and per-round ratios.
 
     Interleaving, in alternating order (ABBA...), spreads any drift of the machine (turbo, a
     neighbour's job) over both sides; the median ratio resists a round hit by a burst of load.
+    Each ratio is harness throughput / bare throughput over the same number of runs.
     """
     if rounds < 1:
         raise UsageError(f"--rounds {rounds} must be >= 1")
-    specs = inputs_lib.input_specs(bs.session)
-    pool = inputs.feeds(specs, batch)
-    samples = inputs_lib.batch_of(specs, {name: a.shape for name, a in pool[0].items()})
+    prepared = engine.prepare(batch, inputs)
+    bare_run = engine.runner()
     harness_times: list[float] = []
     bare_times: list[float] = []
     ratios = []
+    iterations = 0
     for index in range(rounds):
-        if index % 2:
-            bare = bare_loop_seconds(bs, pool, len(times))
-            times = measure(bs.runner(pool), dataclasses.replace(run, min_time=0, min_iterations=len(times)),
-                            progress)
+        step = engine.step(prepared)
+        if index % 2:  # bare loop first, as many runs as the harness made in the round before
+            bare = bare_loop_times(bare_run, prepared.feeds, iterations)
+            times = measure(step, dataclasses.replace(run, min_time=0, min_iterations=iterations), progress)
         else:
-            times = measure(bs.runner(pool), run, progress)
-            bare = bare_loop_seconds(bs, pool, len(times))
+            times = measure(step, run, progress)
+            iterations = len(times)
+            bare = bare_loop_times(bare_run, prepared.feeds, iterations)
         harness_times.extend(times)
-        # One bare "iteration" per run: the mean, since the bare loop does not time each run.
-        bare_times.extend([bare / len(times)] * len(times))
-        ratios.append((samples * len(times) / sum(times)) / (samples * len(times) / bare))
-    rows = [Row.from_times(label=label, engine="onnxruntime", model=str(bs.model_path), batch=samples,
-                           providers=bs.providers, times_s=times)
-            for label, times in (("bench harness", harness_times), ("bare session.run loop", bare_times))]
-    rows[0] = dataclasses.replace(rows[0], ratio=statistics.median(ratios))
-    rows[1] = dataclasses.replace(rows[1], ratio=1.0)
+        bare_times.extend(bare)
+        ratios.append(sum(bare) / sum(times))
+    record = engine.record()
+    rows = [dataclasses.replace(record.row(HARNESS_LABEL, prepared.samples, harness_times),
+                                ratio=statistics.median(ratios)),
+            dataclasses.replace(record.row(BARE_LABEL, prepared.samples, bare_times), ratio=1.0)]
     return rows, ratios
 
+
+def overhead_notes(rows: Sequence[Row], ratios: Sequence[float]) -> list[str]:
+    cost = harness_cost_seconds()
+    harness, bare = rows
+    return [f"harness cost per iteration (no-op step): {cost * 1e6:.3f} us = "
+            f"{cost * 1000 / bare.latency.mean:.4%} of the bare loop's mean run",
+            f"harness throughput / bare loop throughput: {harness.ratio:.4f}, median of {len(ratios)} interleaved "
+            f"rounds ({', '.join(f'{r:.3f}' for r in ratios)})",
+            f"median run: harness {harness.latency.p50 * 1000:.2f} us, bare loop {bare.latency.p50 * 1000:.2f} us "
+            "(medians are blind to the preemptions that inflate the means on a busy machine)",
+            "the bare loop reads the clock once per run: its per-run times are measured, not its mean"]

@@ -23,13 +23,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from bench.results import BenchResult, Row
+from bench.results import BenchResult, Row, Spread
 from toolkit.cli import UsageError
 from toolkit.files import atomic_path, require_parent_dir, write_text_atomic
 
 EXPORT_FORMATS = (".md", ".html", ".svg", ".txt")
 NUMERIC = {"batch", "samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters", "ratio", "np",
-           "efficiency", "intervals", "delta", "new/old", "p50 delta", "p50 new/old"}
+           "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,13 +72,20 @@ def inference_table(result: BenchResult) -> TableData:
     return TableData(f"bench {result.kind} (latency in ms per run of one batch)", columns, tuple(rows))
 
 
+def _mean_and_ci(spread: Spread) -> str:
+    if spread.mean_ci95 is None:
+        return _rate(spread.mean)
+    return f"{_rate(spread.mean)} +- {_rate(spread.mean_ci95[1] - spread.mean)}"
+
+
 def train_table(result: BenchResult) -> TableData:
-    columns = ("np", "total img/s", "per rank img/s", "efficiency", "intervals")
-    rows = tuple((str(t.np), f"{t.total.mean:,.1f} +- {t.total.ci95:,.1f}",
-                  f"{t.per_rank.mean:,.1f} +- {t.per_rank.ci95:,.1f}",
+    columns = ("np", "total img/s", "1.96 sd", "per rank img/s", "efficiency", "intervals")
+    rows = tuple((str(t.np), _mean_and_ci(t.total), _rate(t.total.half_range95), _mean_and_ci(t.per_rank),
                   "-" if t.efficiency is None else f"{t.efficiency:.1%}", str(len(t.intervals)))
                  for t in result.train)
-    return TableData("bench train (Horovod, synthetic data; +- is 1.96 std over intervals)", columns, rows)
+    return TableData("bench train (Horovod, synthetic data; img/s: mean over intervals +- the 95% confidence "
+                     "interval of the mean, Student's t; 1.96 sd: ~95% of intervals lie within the mean +- this, "
+                     "if normal)", columns, rows)
 
 
 def tables(result: BenchResult) -> list[TableData]:
@@ -262,8 +269,9 @@ def plot_train(result: BenchResult, path: str | Path) -> None:
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     nps = [t.np for t in result.train]
-    axis.errorbar(nps, [t.total.mean for t in result.train], yerr=[t.total.ci95 for t in result.train],
-                  marker="o", capsize=4, label="measured")
+    errors = [0.0 if t.total.mean_ci95 is None else t.total.mean_ci95[1] - t.total.mean for t in result.train]
+    axis.errorbar(nps, [t.total.mean for t in result.train], yerr=errors, marker="o", capsize=4,
+                  label="measured (95% confidence interval of the mean)")
     base = result.train[0]
     axis.plot(nps, [base.per_rank.mean * n for n in nps], linestyle="--", label="linear scaling")
     axis.set_xlabel("ranks (-np)")

@@ -5,10 +5,10 @@ milliseconds -> mean, stdev, min, p50, p90, p95, p99, max) and `Throughput.from_
 (batch / mean iteration time). The raw per-iteration times are kept in the JSON so runs can
 be merged and re-analysed later.
 
-JSON schema (version 1), written by `bench ... --json PATH`:
+JSON schema (version 2), written by `bench ... --json PATH`:
 
     {
-      "schema": "alexnet-toolkit/bench", "version": 1,
+      "schema": "alexnet-toolkit/bench", "version": 2,
       "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train",
       "created": ISO-8601 UTC,
       "model": {"path", "inputs": [{"name", "dtype", "shape"}]} | null,
@@ -20,11 +20,18 @@ JSON schema (version 1), written by `bench ... --json PATH`:
       "rows": [{"label", "engine", "model", "batch", "providers",
                 "latency_ms": {...}, "throughput": {"samples_per_second", "batch", "iterations",
                 "seconds"}, "times_ms": [raw per-iteration times], "ratio": float | null}],
-      "train": [{"np", "total": {"mean", "ci95"}, "per_rank": {"mean", "ci95"},
-                 "efficiency", "intervals": [total img/s per interval]}],   # kind "train"
-      "config": {every option, resolved}, "environment": {host, CPU, GPUs, versions, threads},
+      "train": [{"np", "total": SPREAD, "per_rank": SPREAD, "efficiency",
+                 "intervals": [total img/s per interval]}],                 # kind "train"
+      "config": {every option, resolved},
+      "environment": {host, CPU, GPUs, versions, "onnxruntime" | "tensorflow": {version, device, threads}},
       "notes": [str]
     }
+    SPREAD = {"mean", "half_range95": 1.96 x population sd of the intervals,
+              "mean_ci95": [low, high] (Student's t 95% confidence interval of the mean) | null}
+
+Version 1 differs only in SPREAD: {"mean", "ci95"}, where "ci95" held what version 2 calls
+"half_range95" (it was never a confidence interval). Version-1 files load: "ci95" is read as
+"half_range95", and "mean_ci95" is computed from the intervals the file kept.
 """
 from __future__ import annotations
 
@@ -39,7 +46,7 @@ from typing import Any, Sequence
 from toolkit.cli import UsageError
 
 SCHEMA = "alexnet-toolkit/bench"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train")
 PERCENTILES = (50, 90, 95, 99)
 
@@ -142,16 +149,45 @@ class Row:
 
 @dataclasses.dataclass(frozen=True)
 class Spread:
-    """Mean and half-width of the 95% interval (1.96 * std), as Horovod's synthetic benchmark prints."""
+    """The mean of per-interval values, how widely the intervals scatter, and how well the mean is known.
+
+    `half_range95` = 1.96 x the population standard deviation of the intervals: the half-width of
+    the range that would hold ~95% of the intervals if they were normally distributed (Horovod's
+    synthetic benchmark prints it after "+-"). It describes the intervals, so it does not shrink
+    as more are measured. `mean_ci95` = (low, high), the 95% confidence interval of the mean:
+    mean -+ t(0.975, n-1) * s / sqrt(n), s the sample standard deviation; Student's t because the
+    intervals are few. None for a single interval.
+    """
 
     mean: float
-    ci95: float
+    half_range95: float
+    mean_ci95: tuple[float, float] | None
 
     @classmethod
     def from_values(cls, values: Sequence[float]) -> "Spread":
         if not values:
             raise ValueError("spread of no values")
-        return cls(mean=statistics.fmean(values), ci95=1.96 * statistics.pstdev(values))
+        mean = statistics.fmean(values)
+        ci = None
+        if len(values) > 1:
+            from scipy.special import stdtrit  # the t quantile; scipy.special loads faster than scipy.stats
+
+            half = float(stdtrit(len(values) - 1, 0.975)) * statistics.stdev(values) / math.sqrt(len(values))
+            ci = (mean - half, mean + half)
+        return cls(mean=mean, half_range95=1.96 * statistics.pstdev(values), mean_ci95=ci)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": self.mean, "half_range95": self.half_range95,
+                "mean_ci95": None if self.mean_ci95 is None else list(self.mean_ci95)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], values: Sequence[float], version: int) -> "Spread":
+        """`values`: the intervals this spread summarises, for version 1, which had no confidence interval."""
+        if version == 1:
+            return cls(mean=obj["mean"], half_range95=obj["ci95"], mean_ci95=cls.from_values(values).mean_ci95)
+        ci = obj["mean_ci95"]
+        return cls(mean=obj["mean"], half_range95=obj["half_range95"],
+                   mean_ci95=None if ci is None else (float(ci[0]), float(ci[1])))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,14 +209,15 @@ class TrainRow:
         return cls(np=np, total=total, per_rank=per_rank, efficiency=efficiency, intervals=tuple(intervals))
 
     def to_json(self) -> dict[str, Any]:
-        return {"np": self.np, "total": dataclasses.asdict(self.total),
-                "per_rank": dataclasses.asdict(self.per_rank), "efficiency": self.efficiency,
-                "intervals": list(self.intervals)}
+        return {"np": self.np, "total": self.total.to_json(), "per_rank": self.per_rank.to_json(),
+                "efficiency": self.efficiency, "intervals": list(self.intervals)}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "TrainRow":
-        return cls(np=int(obj["np"]), total=Spread(**obj["total"]), per_rank=Spread(**obj["per_rank"]),
-                   efficiency=obj["efficiency"], intervals=tuple(obj["intervals"]))
+    def from_json(cls, obj: dict[str, Any], version: int) -> "TrainRow":
+        np, intervals = int(obj["np"]), tuple(obj["intervals"])
+        return cls(np=np, total=Spread.from_json(obj["total"], intervals, version),
+                   per_rank=Spread.from_json(obj["per_rank"], [v / np for v in intervals], version),
+                   efficiency=obj["efficiency"], intervals=intervals)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,7 +268,7 @@ class BenchResult:
         try:
             return cls(kind=doc["kind"], config=doc["config"], environment=doc["environment"],
                        rows=tuple(Row.from_json(r) for r in doc["rows"]),
-                       train=tuple(TrainRow.from_json(r) for r in doc["train"]),
+                       train=tuple(TrainRow.from_json(r, version) for r in doc["train"]),
                        model=doc.get("model"), requested_providers=tuple(doc["requested_providers"]),
                        providers=tuple(doc["providers"]), fallback=doc.get("fallback"),
                        notes=tuple(doc.get("notes", ())), created=doc["created"])

@@ -9,33 +9,34 @@ is created with its log captured, and the providers it *really* runs on are read
     from bench.session import SessionConfig, open_session
     bs = open_session("runs/alexnet/alexnet.onnx", SessionConfig(providers=("cuda",)))
     bs.providers, bs.fallback
+
+onnxruntime is imported only when a session is made: option names stay strings until then, so
+`bench --help` and `bench report` never load it.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import io
-import itertools
 import os
 import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
-
-import numpy as np
-import onnxruntime as ort
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from toolkit.cli import CheckFailed, UsageError
 from toolkit.constants import PROVIDERS, SHORT_NAMES
 from toolkit.environment import usable_cpus
-from toolkit.onnxfile import check_model_file, short_error
 
-GRAPH_OPTIMIZATION = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                      "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                      "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                      "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-EXECUTION_MODES = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime as ort
+
+# Option value -> the name of onnxruntime's enum member (ort.GraphOptimizationLevel, ort.ExecutionMode).
+GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                      "all": "ORT_ENABLE_ALL"}
+EXECUTION_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 IO_BINDING = ("auto", "on", "off")
 _QUIET = 3  # onnxruntime log severity: 3 = ERROR; warnings about node placement are noise here
 
@@ -104,11 +105,14 @@ class SessionConfig:
             raise UsageError("--device-id must be >= 0")
 
     def session_options(self) -> ort.SessionOptions:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = self.inter_op_threads
-        options.graph_optimization_level = GRAPH_OPTIMIZATION[self.graph_optimization]
-        options.execution_mode = EXECUTION_MODES[self.execution_mode]
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                                   GRAPH_OPTIMIZATION[self.graph_optimization])
+        options.execution_mode = getattr(ort.ExecutionMode, EXECUTION_MODES[self.execution_mode])
         options.log_severity_level = _QUIET
         for key, value in self.entries:
             options.add_session_config_entry(key, value)
@@ -191,21 +195,7 @@ class BenchSession:
     def io_binding(self) -> bool:
         return self.config.uses_io_binding(self.providers)
 
-    def runner(self, pool: Sequence[Mapping[str, np.ndarray]]) -> Callable[[], Any]:
-        """A zero-argument callable running one inference per call, cycling through `pool`'s feeds."""
-        if not self.io_binding:
-            run, feeds = self.session.run, itertools.cycle([dict(f) for f in pool])
-            return lambda: run(None, next(feeds))
-        bindings = itertools.cycle([self._bind(feed) for feed in pool])
-        run_bound = self.session.run_with_iobinding
-
-        def step():
-            binding = next(bindings)
-            run_bound(binding)
-            binding.synchronize_outputs()
-        return step
-
-    def _bind(self, feed: Mapping[str, np.ndarray]) -> ort.IOBinding:
+    def bind(self, feed: Mapping[str, np.ndarray]) -> ort.IOBinding:
         binding = self.session.io_binding()
         device = "cpu" if self.providers[0] == PROVIDERS["cpu"] else "cuda"
         for name, array in feed.items():
@@ -218,6 +208,10 @@ class BenchSession:
 
 
 def open_session(model_path: str | os.PathLike, config: SessionConfig) -> BenchSession:
+    import onnxruntime as ort
+
+    from toolkit.onnxfile import check_model_file, short_error
+
     path = check_model_file(model_path)
     providers = config.provider_list()
     with captured_output() as log:
@@ -248,6 +242,8 @@ def open_session(model_path: str | os.PathLike, config: SessionConfig) -> BenchS
 
 def cuda_usable() -> bool:
     """True where a CUDA session really runs on CUDA (what `gpu` tests need), not merely listed."""
+    import onnxruntime as ort
+
     if PROVIDERS["cuda"] not in ort.get_available_providers():
         return False
     from onnx import TensorProto, helper

@@ -8,9 +8,11 @@ size N it launches
         --log-every K --output-dir TMP/npN
 
 and reads TMP/npN/summary.json's `throughput.interval_images_per_second` (total img/s over all
-ranks for each K-step interval after warm-up). Reported like Horovod's synthetic benchmark:
-mean +- 1.96 std over intervals, per rank and in total, and scaling efficiency
-(per-rank img/s at N over per-rank img/s at the smallest N given, i.e. one rank for -np 1,...).
+ranks for each K-step interval after warm-up). Reported per rank and in total: the mean over
+intervals with its 95% confidence interval (Student's t), 1.96 sd of the intervals (what
+Horovod's synthetic benchmark prints as "+-": the intervals' scatter, not the mean's
+uncertainty), and scaling efficiency (per-rank img/s at N over per-rank img/s at the smallest
+N given, i.e. one rank for -np 1,...).
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ def test_compare_onnxruntime_tensorflow_and_variants(bench, small_alexnet, tmp_p
     import numpy as np
 
     from bench.inputs import read_idx_images
-    from export.variants import to_float16, to_int8, variant_path
+    from export.variants import to_float16, to_int8
+    from toolkit.runs import variant_path
     to_float16(small_alexnet, variant_path(small_alexnet, "float16"))
     to_int8(small_alexnet, variant_path(small_alexnet, "int8"), read_idx_images(FASHION)[:32, :, :, np.newaxis])
     out = tmp_path / "compare.json"

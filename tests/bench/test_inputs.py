@@ -49,7 +49,8 @@ def test_unnamed_dynamic_dim_asks_for_a_shape():
 
 
 def test_default_batch_follows_a_fixed_model():
-    assert inputs.default_batch([InputSpec("x", "tensor(float)", (2, 5)), InputSpec("t", "tensor(float)", ())], 256) == 2
+    fixed = [InputSpec("x", "tensor(float)", (2, 5)), InputSpec("t", "tensor(float)", ())]
+    assert inputs.default_batch(fixed, 256) == 2
     assert inputs.default_batch(MULTI, 256) == 256
 
 

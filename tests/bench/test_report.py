@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import report
+from bench import report, results
 from bench.results import BenchResult, Row, TrainRow
 from toolkit.cli import UsageError
 
 GOLDEN = Path(__file__).parent / "golden"
+DATA = Path(__file__).parent / "data"
 ENVIRONMENT = {"cpu": {"model": "Test CPU @ 1.00GHz", "usable_cores": 2}, "gpus": [],
                "packages": {"onnxruntime-gpu": "1.31.1", "onnx": "1.23.2"}}
 
@@ -37,12 +38,22 @@ def test_table_renders_to_golden_text():
     check_golden("sweep.txt", report.render_text([fixed_result()], width=100))
 
 
-def test_train_table_renders_to_golden_text():
+def train_result() -> BenchResult:
     one = TrainRow.from_intervals(1, [100.0, 110.0, 90.0])
     two = TrainRow.from_intervals(2, [160.0, 150.0, 170.0], base=one)
-    result = BenchResult(kind="train", config={}, environment=ENVIRONMENT, train=(one, two),
-                         notes=("efficiency: per-rank img/s relative to -np 1",), created="2026-01-01T00:00:00+00:00")
-    check_golden("train.txt", report.render_text([result], width=100))
+    return BenchResult(kind="train", config={}, environment=ENVIRONMENT, train=(one, two),
+                       notes=("efficiency: per-rank img/s relative to -np 1",), created="2026-01-01T00:00:00+00:00")
+
+
+def test_train_table_renders_to_golden_text():
+    check_golden("train.txt", report.render_text([train_result()], width=100))
+
+
+@pytest.mark.parametrize("name", ["sweep", "train"])
+def test_version_1_files_render_as_their_version_2_twins(name):
+    """data/NAME-v1.json hold the very results the golden tests build, as bench's version 1 wrote them."""
+    text = report.render_text([results.load(DATA / f"{name}-v1.json")], width=100)
+    assert text == (GOLDEN / f"{name}.txt").read_text()
 
 
 def test_comparison_has_delta_and_ratio_per_row():
@@ -81,7 +92,8 @@ def test_unknown_export_format_is_refused(tmp_path):
 
 
 def test_plots_are_png_files(tmp_path):
-    written = report.plot([fixed_result()], tmp_path)
-    assert sorted(p.name for p in written) == ["latency-histogram.png", "throughput-vs-batch.png"]
+    written = report.plot([fixed_result(), train_result()], tmp_path)
+    assert sorted(p.name for p in written) == ["latency-histogram.png", "throughput-vs-batch.png",
+                                               "train-scaling.png"]
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,12 +1,16 @@
 """Pure result logic: exact percentiles, constructors, JSON round trip, refusing unknown versions."""
 import json
 import math
+import statistics
+from pathlib import Path
 
 import pytest
 
 from bench import results
 from bench.results import BenchResult, Latency, Row, Spread, Throughput, TrainRow
 from toolkit.cli import UsageError
+
+DATA = Path(__file__).parent / "data"
 
 
 def test_percentiles_are_exact_on_known_values():
@@ -35,14 +39,34 @@ def test_throughput_from_latency():
     assert (throughput.iterations, throughput.seconds) == (2, pytest.approx(0.040))
 
 
-def test_train_rows_report_ci_and_efficiency():
+def test_train_rows_report_spread_and_efficiency():
     one = TrainRow.from_intervals(1, [100.0, 100.0])
     two = TrainRow.from_intervals(2, [150.0, 170.0], base=one)
-    assert one.efficiency == 1.0 and one.total.ci95 == 0.0
+    assert one.efficiency == 1.0 and one.total.half_range95 == 0.0 and one.total.mean_ci95 == (100.0, 100.0)
     assert two.per_rank.mean == pytest.approx(80.0)
-    assert two.total.ci95 == pytest.approx(1.96 * 10.0)  # population std of 150, 170
+    assert two.total.half_range95 == pytest.approx(1.96 * 10.0)  # population std of 150, 170
     assert two.efficiency == pytest.approx(0.8)
     assert Spread.from_values([1.0, 3.0]).mean == 2.0
+
+
+@pytest.mark.parametrize("values, t_quantile", [
+    # t(0.975, n-1) from a printed table of Student's t: 4.303 for 2 degrees of freedom, 2.262 for 9.
+    ([100.0, 110.0, 90.0], 4.303),
+    ([float(v) for v in range(1, 11)], 2.262),
+])
+def test_mean_ci95_is_a_student_t_confidence_interval_of_the_mean(values, t_quantile):
+    spread = Spread.from_values(values)
+    mean, sample_sd = sum(values) / len(values), statistics.stdev(values)
+    half = t_quantile * sample_sd / math.sqrt(len(values))
+    assert spread.mean_ci95 == pytest.approx((mean - half, mean + half), rel=2e-4)
+    # The other figure, the intervals' scatter: 1.96 x their population sd.
+    assert spread.half_range95 == pytest.approx(1.96 * statistics.pstdev(values))
+
+
+def test_one_interval_has_no_confidence_interval():
+    spread = Spread.from_values([5.0])
+    assert (spread.mean, spread.half_range95, spread.mean_ci95) == (5.0, 0.0, None)
+    assert Spread.from_json(spread.to_json(), [5.0], results.SCHEMA_VERSION) == spread
 
 
 def sample_result(kind="sweep") -> BenchResult:
@@ -62,6 +86,29 @@ def test_json_round_trip_keeps_everything():
     assert BenchResult.from_json(doc) == result
 
 
+def test_train_json_round_trip():
+    one = TrainRow.from_intervals(1, [100.0, 110.0, 90.0])
+    result = BenchResult(kind="train", config={}, environment={}, train=(one, TrainRow.from_intervals(2, [150.0], one)),
+                         created="2026-01-01T00:00:00+00:00")
+    doc = json.loads(json.dumps(result.to_json()))
+    ci = [pytest.approx(75.159, abs=1e-3), pytest.approx(124.841, abs=1e-3)]  # 100 -+ 4.303 * 10 / sqrt(3)
+    assert doc["train"][0]["total"] == {"mean": 100.0, "half_range95": pytest.approx(16.0033, abs=1e-4),
+                                        "mean_ci95": ci}
+    assert doc["train"][1]["total"]["mean_ci95"] is None
+    assert BenchResult.from_json(doc) == result
+
+
+def test_version_1_files_load_with_the_old_field_mapped():
+    """tests/bench/data/*-v1.json were written by bench's version-1 code (commit 51b1ac9)."""
+    train = results.load(DATA / "train-v1.json")
+    spread = train.train[1].per_rank
+    assert spread.half_range95 == 8.001666493091715  # v1's "ci95", verbatim
+    assert spread.mean_ci95 == Spread.from_values([75.0, 80.0, 85.0]).mean_ci95  # from the intervals kept
+    assert train.train[0].total == Spread.from_values([100.0, 110.0, 90.0])
+    sweep = results.load(DATA / "sweep-v1.json")
+    assert sweep.rows[0].latency.p50 == 2.5 and sweep.fallback == "CUDA unavailable, ran on CPU"
+
+
 def test_single_row_runs_have_top_level_throughput_and_latency():
     result = sample_result("latency")
     doc = BenchResult(**{**result.__dict__, "rows": result.rows[:1]}).to_json()
@@ -70,7 +117,7 @@ def test_single_row_runs_have_top_level_throughput_and_latency():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"version": 2}, "newer than this bench reads"),
+    ({"version": results.SCHEMA_VERSION + 1}, "newer than this bench reads"),
     ({"version": 0}, "unknown schema version"),
     ({"version": "1"}, "no integer schema version"),
     ({"schema": "other"}, "is not a bench results file"),

@@ -1,10 +1,9 @@
-"""onnxruntime sessions: honest provider reporting, clean errors for bad models, IO binding, thread options."""
+"""onnxruntime sessions: honest provider reporting, clean errors for bad models, thread and graph options."""
 import numpy as np
 import onnx
 import pytest
 
 from bench import session as session_lib
-from bench.inputs import input_specs, make_feeds, resolve_shapes
 from bench.session import SessionConfig, open_session
 from toolkit.cli import CheckFailed, UsageError
 
@@ -28,10 +27,14 @@ def test_strict_refuses_to_fall_back(helper_models, capfd):
 
 
 def test_cpu_session_has_no_fallback_and_records_options(helper_models):
+    import onnxruntime as ort
+
     config = SessionConfig(intra_op_threads=1, inter_op_threads=1, graph_optimization="basic",
                            execution_mode="parallel", entries=(("session.intra_op.allow_spinning", "0"),))
     options = config.session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert options.execution_mode == ort.ExecutionMode.ORT_PARALLEL
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     bs = open_session(helper_models["fixed"], config)
     assert bs.fallback is None and bs.providers == ("CPUExecutionProvider",)
@@ -91,32 +94,6 @@ def test_external_data_outside_the_model_directory_is_refused(tmp_path):
     path.write_bytes(onnx.helper.make_model(graph, ir_version=10).SerializeToString())
     with pytest.raises(UsageError, match="outside its own directory"):
         open_session(path, SessionConfig())
-
-
-def _feeds(bs, batch):
-    specs = input_specs(bs.session)
-    return make_feeds(specs, resolve_shapes(specs, batch, {"seq": 3}, {"scale": (1,)}), distinct=2)
-
-
-def test_io_binding_on_cpu_runs_the_model(helper_models):
-    bs = open_session(helper_models["multi"], SessionConfig(io_binding="on"))
-    assert bs.io_binding
-    pool = _feeds(bs, 4)
-    step = bs.runner(pool)
-    for _ in range(3):
-        step()
-    plain = bs.session.run(["score"], pool[0])[0]
-    binding = bs._bind(pool[0])
-    bs.session.run_with_iobinding(binding)
-    np.testing.assert_allclose(binding.copy_outputs_to_cpu()[0], plain, rtol=1e-6)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not CUDA, reason="onnxruntime's CUDA provider is not usable here")
-def test_cuda_session_runs_on_cuda_with_io_binding(helper_models):
-    bs = open_session(helper_models["multi"], SessionConfig(providers=("cuda",), strict=True))
-    assert bs.providers[0] == "CUDAExecutionProvider" and bs.io_binding and bs.fallback is None
-    bs.runner(_feeds(bs, 8))()
 
 
 def test_defaults_use_every_usable_cpu_unpinned_and_without_spinning(monkeypatch):

@@ -1,0 +1,49 @@
+"""`bench compare`'s parts: what it finds beside the model, and what an engine's process sends back.
+
+The whole command runs in tests/bench/test_cli.py (without TensorFlow) and test_alexnet.py (with it).
+"""
+import pytest
+
+from bench import compare
+from bench.compare import Contender, Measured
+from bench.inputs import InputConfig
+from bench.runner import RunConfig
+from bench.session import SessionConfig
+from toolkit.cli import UsageError
+
+
+def test_variants_and_keras_model_are_found_beside_the_onnx_file(tmp_path):
+    model = tmp_path / "alexnet.onnx"
+    assert compare.default_variants(model) == {} and compare.default_keras(model) is None
+    for name in ("alexnet.int8.onnx", "model.keras"):
+        (tmp_path / name).touch()
+    assert compare.default_variants(model) == {"onnxruntime int8": tmp_path / "alexnet.int8.onnx"}
+    assert compare.default_keras(model) == tmp_path / "model.keras"
+
+
+def test_an_engine_process_warms_up_once_per_batch_and_sends_dataclasses(helper_models, monkeypatch):
+    configs = []
+
+    def fake_measure(step, config):
+        step()
+        configs.append(config)
+        return [0.001] * config.min_iterations
+    monkeypatch.setattr(compare, "measure", fake_measure)
+    monkeypatch.setattr(compare, "_CHILD", {})
+    contender = Contender("multi", helper_models["multi"])
+    run = RunConfig(warmup=3, min_time=0, min_iterations=2)
+    inputs = InputConfig(dims=(("seq", 4),), shapes=(("scale", (1,)),))
+    sent = [compare._child_measure(contender, (), batch, SessionConfig(intra_op_threads=1), inputs, run)
+            for batch in (2, 2, 5)]
+    assert [c.warmup for c in configs] == [3, 0, 3]
+    assert all(isinstance(m, Measured) for m in sent)
+    assert [m.samples for m in sent] == [2, 2, 5] and sent[0].times == (0.001, 0.001)
+    assert sent[0].record.engine == "onnxruntime" and sent[0].record.model == str(helper_models["multi"])
+    assert [s.name for s in sent[0].record.inputs] == ["images", "ids", "scale"]
+
+
+def test_rounds_must_be_positive(helper_models):
+    with pytest.raises(UsageError, match="--rounds 0 must be >= 1"):
+        compare.run_compare(helper_models["fixed"], batches=(2,), session_config=SessionConfig(),
+                            inputs=InputConfig(), run_config=RunConfig(), keras_path=None, variants={}, rounds=0,
+                            progress_for=None)
