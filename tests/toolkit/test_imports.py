@@ -1,0 +1,73 @@
+"""Light imports: help, dry runs and reports start without TensorFlow or onnxruntime.
+
+Each command runs in a fresh interpreter (as `python -m MODULE ARGS`); afterwards the test
+lists which heavy frameworks ended up in sys.modules. Importing TensorFlow alone takes
+seconds here, and a login node or a GPU box may not have it at all.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, cli_env
+
+HEAVY = ("tensorflow", "keras", "onnxruntime", "tf2onnx", "horovod")
+PROBE = """
+import runpy, sys
+sys.argv = [{module!r}] + {args!r}
+try:
+    runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))
+print("HEAVY=" + ",".join(heavy), "CODE=" + str(code), file=sys.__stderr__)
+"""
+
+
+def heavy_modules(module: str, *args: str, cwd=None) -> tuple[list[str], str]:
+    code = PROBE.format(module=module, args=list(args), heavy=HEAVY)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(),
+                          cwd=cwd or ROOT, timeout=120)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("HEAVY="), done.stderr[-2000:]
+    heavy, exit_code = last.split(" ")
+    return [h for h in heavy.removeprefix("HEAVY=").split(",") if h], exit_code.removeprefix("CODE=")
+
+
+@pytest.mark.parametrize("module,args", [
+    ("alexnet.train", ["--help"]),
+    ("alexnet.benchmark", ["--help"]),
+    ("export", ["--help"]),
+    ("export.benchmark", ["--help"]),
+    ("bench", ["--help"]),
+    ("bench", ["throughput", "--help"]),
+    ("bench", ["compare", "--help"]),
+    ("slurm.submit", ["--help"]),
+    ("slurm.submit", ["train", "--nodes", "2", "--dry-run"]),
+    ("slurm.submit", ["bench", "--batch", "1,8", "--dry-run"]),
+    ("slurm.launch", ["--help"]),
+])
+def test_help_and_dry_runs_import_no_framework(module, args):
+    heavy, code = heavy_modules(module, *args)
+    assert code == "0"
+    assert heavy == [], f"`python -m {module} {' '.join(args)}` imported {heavy}"
+
+
+def test_bench_report_renders_without_a_framework(tmp_path):
+    from tests.bench.test_report import fixed_result
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(fixed_result().to_json()))
+    heavy, code = heavy_modules("bench", "report", str(path), "--export", str(tmp_path / "r.md"), cwd=tmp_path)
+    assert code == "0" and (tmp_path / "r.md").is_file()
+    assert heavy == []
+
+
+def test_the_probe_sees_a_framework_when_one_is_imported():
+    heavy, code = heavy_modules("toolkit.onnxfile")
+    assert code == "0" and heavy == ["onnxruntime"]
