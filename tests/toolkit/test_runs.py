@@ -9,8 +9,15 @@ import pytest
 
 from tests.conftest import summary_for
 from toolkit.cli import UsageError
-from toolkit.runs import (SUMMARY_SCHEMA, SUMMARY_VERSION, EpochRecord, RunDir, TrainSummary, export_record_path,
-                          variant_path)
+from toolkit.runs import (
+    SUMMARY_SCHEMA,
+    SUMMARY_VERSION,
+    EpochRecord,
+    RunDir,
+    TrainSummary,
+    export_record_path,
+    variant_path,
+)
 
 
 def test_every_artifact_is_named_by_the_run_directory():
