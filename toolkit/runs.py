@@ -6,7 +6,7 @@ only reader and writer of summary.json: typed, versioned like bench results (sch
 version), refused with one line when it is from a newer version or malformed.
 
     run = RunDir("runs/alexnet")
-    run.model, run.summary, run.checkpoint, run.onnx, run.variant("int8"), run.bench("sweep")
+    run.model, run.summary, run.checkpoint, run.progress, run.onnx, run.variant("int8"), run.bench("sweep")
     summary = run.read_summary()            # TrainSummary
     summary.test_accuracy, summary.dataset, summary.epochs[-1].val_accuracy
     RunDir.of("runs/alexnet/alexnet.onnx")  # the run a file belongs to
@@ -178,6 +178,24 @@ class TrainSummary:
             raise UsageError(f"{source} is a malformed training summary ({type(exc).__name__}: {exc}): {fix}") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainProgress:
+    """progress.json: where the chief is, for whoever watches a run from outside (a SLURM user,
+    a test that must signal at a given step, a dashboard). Rewritten atomically during training."""
+
+    epoch: int                       # 1-based, the epoch in progress
+    epochs: int
+    step: int                        # steps done in this epoch
+    steps_per_epoch: int
+    images_trained: int              # over all ranks, since the run's first start
+    loss: float                      # this epoch's running means
+    accuracy: float
+    updated: str = dataclasses.field(default_factory=now_utc)
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
+
+
 def variant_path(onnx_path: str | os.PathLike, variant: str) -> Path:
     """alexnet.onnx -> alexnet.float16.onnx: where the export writes a variant of a model."""
     path = Path(onnx_path)
@@ -216,6 +234,11 @@ class RunDir:
     @property
     def checkpoint(self) -> Path:
         return self.root / "checkpoint.npz"
+
+    @property
+    def progress(self) -> Path:
+        """Where the chief is (epoch, step, images so far), rewritten atomically during training."""
+        return self.root / "progress.json"
 
     @property
     def samples(self) -> Path:
@@ -269,3 +292,13 @@ class RunDir:
 
     def write_summary(self, summary: TrainSummary) -> None:
         write_json_atomic(self.summary, summary.to_json())
+
+    def write_progress(self, progress: TrainProgress) -> None:
+        write_json_atomic(self.progress, progress.to_json())
+
+    def read_progress(self) -> TrainProgress | None:
+        """The last progress written, or None before the first (or for a file being replaced)."""
+        try:
+            return _from_json(TrainProgress, read_json(self.progress, "progress file", "wait for training to start"))
+        except (UsageError, KeyError, TypeError):
+            return None
