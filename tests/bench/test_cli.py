@@ -1,14 +1,9 @@
 """Every subcommand as a user runs it (`python -m bench ...` in a subprocess); its JSON validated."""
-import ast
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-import bench
 from bench import results, session
 
 CUDA = session.cuda_usable()
@@ -120,43 +115,6 @@ def test_report_renders_compares_and_exports(bench, helper_models, tmp_path):
     assert "new/old" in done.stdout and "onnxruntime @ 2" in done.stdout
     assert "| onnxruntime @ 2 |" in (tmp_path / "r.md").read_text()
     assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
-
-
-LIGHT_IMPORTS = """
-import sys
-from bench.cli import main, COMMANDS
-
-HEAVY = ("tensorflow", "keras", "onnxruntime", "onnx")
-for argv in [["--help"], *([name, "--help"] for name in [*COMMANDS, "report"]), ["report", *sys.argv[1:]]]:
-    try:
-        main(argv)
-    except SystemExit:
-        pass  # --help exits
-    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
-    if loaded:
-        print(" ".join(argv[:1]), "imported", ", ".join(loaded))
-        break
-else:
-    print("light")
-"""
-
-
-def test_help_and_report_import_neither_tensorflow_nor_onnxruntime():
-    data = Path(__file__).parent / "data"
-    done = subprocess.run([sys.executable, "-c", LIGHT_IMPORTS, str(data / "sweep-v1.json"),
-                           str(data / "train-v1.json")], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "light"
-    assert "1.96 sd" in done.stdout and "samples/s" in done.stdout  # the report did render
-
-
-def test_bench_never_imports_alexnet():
-    """bench runs where only onnxruntime is installed; Keras files are loaded by toolkit.kerasfile."""
-    for path in Path(bench.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            assert not any(n.split(".")[0] == "alexnet" for n in names), f"{path.name}:{node.lineno}"
 
 
 @pytest.mark.parametrize("args, message", [
