@@ -48,7 +48,8 @@ def test_sweep_table_and_plots(bench, helper_models, tmp_path):
     assert "samples/s" in done.stdout and "p99" in done.stdout
     doc = validated(out)
     assert [r["batch"] for r in doc["rows"]] == [1, 4]
-    assert (tmp_path / "throughput-vs-batch.png").is_file() and (tmp_path / "latency-histogram.png").is_file()
+    assert {p.name for p in tmp_path.glob("*.png")} == {"throughput-vs-batch.png", "latency-batch-1.png",
+                                                       "latency-batch-4.png"}
 
 
 @pytest.mark.skipif(CUDA, reason="CUDA really works here: no fallback to observe")
@@ -147,3 +148,44 @@ def test_bad_input_is_one_line_exit_2(bench, helper_models, tmp_path, args, mess
     assert len(lines) == 1 and lines[0].startswith("bench: error: "), done.stderr
     assert re.search(message, lines[0]), lines[0]
     assert not (tmp_path / "no").exists()
+
+
+def _in_a_terminal(argv: list[str], timeout: float = 120) -> str:
+    """What `argv` writes to stderr when stderr is a terminal (a pseudo-terminal here), escapes and all."""
+    import os
+    import pty
+
+    from tests.conftest import cli_env
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+                            env=cli_env(TERM="xterm-256color", COLUMNS="150"))
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the process closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        proc.wait(timeout=timeout)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_shows_on_a_terminal_only(bench, helper_models, tmp_path):
+    args = ["sweep", "--model", str(helper_models["image"]), "--batch", "1,4", "--warmup", "1", "--min-time", "0.6",
+            "--min-iterations", "3", "--images", "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"]
+    piped = bench(*args)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr == ""                       # no bar, no cursor movement in a pipe or a log file
+    assert "samples/s" in piped.stdout and "\x1b" not in piped.stdout
+    shown = _in_a_terminal([sys.executable, "-m", "bench", *args])
+    assert "━" in shown and "\x1b[" in shown
+    for text in ("sweep: onnxruntime batch 1 (1/2)", "sweep: onnxruntime batch 4 (2/2)", "left"):
+        assert text in shown

@@ -1,4 +1,5 @@
 """Rendering: the rich table pinned to a golden text, exports by extension, comparisons, PNG plots."""
+import io
 import os
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def test_comparing_runs_without_common_rows_is_refused():
                                             (".svg", "<svg"), (".txt", "samples/s")])
 def test_exports_by_extension(tmp_path, suffix, marker):
     path = tmp_path / f"report{suffix}"
-    report.export([fixed_result()], path)
+    report.export(report.document([fixed_result()]), path, results=[fixed_result()])
     text = path.read_text()
     assert marker in text and "unavailable" in text  # SVG splits the line into spans
 
@@ -88,12 +89,66 @@ def test_markdown_rows_match_the_table():
 
 def test_unknown_export_format_is_refused(tmp_path):
     with pytest.raises(UsageError, match="use one of .md, .html, .svg, .txt"):
-        report.export([fixed_result()], tmp_path / "r.pdf")
+        report.export(report.document([fixed_result()]), tmp_path / "r.pdf")
 
 
 def test_plots_are_png_files(tmp_path):
     written = report.plot([fixed_result(), train_result()], tmp_path)
-    assert sorted(p.name for p in written) == ["latency-histogram.png", "throughput-vs-batch.png",
-                                               "train-scaling.png"]
+    assert sorted(p.name for p in written) == ["latency-batch-1.png", "latency-batch-32.png",
+                                               "throughput-vs-batch.png", "train-scaling-2.png"]
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_measure_progress_shows_the_step_the_share_done_and_the_time_left():
+    from rich.console import Console
+
+    from bench.runner import RunConfig
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=150)
+    with report.MeasureProgress(terminal) as progress:
+        update = progress.step("sweep: onnxruntime batch 8 (2/4)", 1, 4, RunConfig(min_time=1.0, min_iterations=10))
+        update(10, 1.0)                 # the step done: 2 of 4 (stopping draws the bar a last time)
+    shown = terminal.file.getvalue()
+    assert "sweep: onnxruntime batch 8 (2/4)" in shown and "50%" in shown and "left" in shown
+    piped = Console(file=io.StringIO(), force_terminal=False, width=150)
+    with report.MeasureProgress(piped) as progress:
+        progress.step("sweep: onnxruntime batch 8 (2/4)", 1, 4)
+    assert piped.file.getvalue() == ""
+
+
+def _compare_result() -> BenchResult:
+    def row(label, engine, model, batch, seconds):
+        return Row.from_times(label=label, engine=engine, model=model, batch=batch,
+                              providers=["CPUExecutionProvider"], times_s=seconds)
+    rows = (row("onnxruntime float32", "onnxruntime", "m.onnx", 1, [0.002, 0.003]),
+            row("onnxruntime int8", "onnxruntime", "m.int8.onnx", 1, [0.001, 0.001]),
+            row("tensorflow float32", "tensorflow", "model.keras", 1, [0.004, 0.005]),
+            row("onnxruntime float32", "onnxruntime", "m.onnx", 32, [0.1, 0.1]))
+    return BenchResult(kind="compare", config={}, environment=ENVIRONMENT, rows=rows,
+                       created="2026-01-02T00:00:00+00:00")
+
+
+def test_series_are_named_by_engine_and_variant_not_by_file_number():
+    from bench import figures
+
+    names = [s.name for s in figures.series([fixed_result(), _compare_result()])]
+    assert names == ["onnxruntime m.onnx", "onnxruntime float32", "onnxruntime int8", "tensorflow float32"]
+    # The same engine in two results of another kind, or of the same kind, is told apart by both.
+    again = BenchResult(**{**_compare_result().__dict__, "created": "2026-01-03T00:00:00+00:00"})
+    names = [s.name for s in figures.series([fixed_result(), _compare_result(), again])]
+    assert names[:2] == ["onnxruntime m.onnx", "onnxruntime float32 (compare, 2026-01-02T00:00:00+00:00)"]
+    assert len(set(names)) == len(names)
+    assert [s.color for s in figures.series([_compare_result()])] == list(figures.COLORS[:3])
+
+
+def test_one_latency_figure_per_batch_with_one_cdf_per_engine():
+    from bench import figures
+
+    both = [fixed_result(), _compare_result()]
+    assert figures.batches(both) == [1, 32]
+    legend = [t.get_text() for t in figures.latency(both, 1).axes[0].get_legend().get_texts()]
+    assert legend == ["onnxruntime m.onnx: p50 2.5 ms, p99 3.97 ms", "onnxruntime float32: p50 2.5 ms, p99 2.99 ms",
+                      "onnxruntime int8: p50 1 ms, p99 1 ms", "tensorflow float32: p50 4.5 ms, p99 4.99 ms"]
+    x, y = figures._cdf_points(list(range(1000)))
+    assert len(x) == figures.CDF_POINTS and (x[0], x[-1], y[-1]) == (0, 999, 1.0)

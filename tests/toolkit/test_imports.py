@@ -67,8 +67,9 @@ def test_bench_report_renders_without_a_framework(tmp_path):
 
     path = tmp_path / "r.json"
     path.write_text(json.dumps(fixed_result().to_json()))
-    heavy, code = heavy_modules("bench", "report", str(path), "--export", str(tmp_path / "r.md"), cwd=tmp_path)
-    assert code == "0" and (tmp_path / "r.md").is_file()
+    heavy, code = heavy_modules("bench", "report", str(path), "--export", str(tmp_path / "r.md"), "--html",
+                                str(tmp_path / "r.html"), "--plot-dir", str(tmp_path), cwd=tmp_path)
+    assert code == "0" and (tmp_path / "r.md").is_file() and (tmp_path / "r.html").is_file()
     assert heavy == []
 
 
