@@ -12,12 +12,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-def pytest_configure(config):
-    # Registered beside the fixtures it needs rather than in pyproject.toml's list.
-    config.addinivalue_line("markers", "browser: renders a page in headless Chromium (Debian's chromium and "
-                                       "chromium-driver, and selenium); skipped where they are absent")
-
-
 def cli_env(**extra) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     env.update(extra)
