@@ -9,10 +9,14 @@ Modules:
   measure   an engine + inputs + the timing loop -> rows; the harness-overhead check
   report    the one renderer: rich tables, Markdown/HTML/SVG/text, PNG plots, progress bar
   compare   onnxruntime vs TensorFlow, fp32 vs fp16 vs int8, each engine in its own process
+  stats     confidence intervals (batch means, order statistics, block bootstrap, paired t), verdicts, warnings
+  scenarios MLPerf LoadGen's scenarios, rules, early stopping, validity, peak search; LoadRow (pure)
+  load      the load generator: single-/multi-stream loops, Poisson server with worker threads, offline
+  check     verdicts on pairs of results, and the regression check `bench check`
   train     Horovod training throughput and scaling (runs alexnet.train under horovodrun)
   cli       `bench` / `python -m bench`
 
 onnxruntime and TensorFlow are imported only where a session or a Keras model is made:
-`bench --help`, `bench SUBCOMMAND --help` and `bench report` load neither, and everything but
+`bench --help`, `bench SUBCOMMAND --help`, `bench report` and `bench check` load neither, and everything but
 `compare`'s TensorFlow side and `train` works without TensorFlow installed.
 """

@@ -15,11 +15,13 @@ This is the library behind `bench throughput|latency|sweep|overhead`; the CLI on
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from bench import stats
 from bench.engines import Engine, EngineRecord, cycling_step
 from bench.inputs import InputConfig
 from bench.results import BenchResult, Row
@@ -46,15 +48,38 @@ def measure_engine(engine: Engine, *, batch: int, inputs: InputConfig, run: RunC
     return engine.record().row(label or engine.name, prepared.samples, times)
 
 
+def load_average() -> float | None:
+    """The 1-minute load average: how many processes wanted the CPUs while the benchmark ran."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def measured_environment(**runtimes: dict[str, Any]) -> dict[str, Any]:
+    """The environment record, with the machine's load at the end of the measurement."""
+    return environment.collect(**runtimes, load_average=load_average())
+
+
+def variation_warnings(rows: Sequence[Row]) -> list[str]:
+    """An instability warning (bench/stats.py) for each row whose run times vary too much."""
+    load, cpus = load_average(), environment.usable_cpus()
+    found = (stats.series_variation_warning(f"{r.label} batch {r.batch}", r.times_ms, load_average=load, cpus=cpus)
+             for r in rows)
+    return [w for w in found if w]
+
+
 def engine_result(kind: str, main: EngineRecord, rows: Sequence[Row], config: dict[str, Any],
-                  notes: Sequence[str] = (), others: Sequence[EngineRecord] = ()) -> BenchResult:
+                  notes: Sequence[str] = (), others: Sequence[EngineRecord] = (),
+                  comparisons: Sequence[stats.Comparison] = ()) -> BenchResult:
     """A result whose model, providers and fallback are `main`'s; each runtime's record is in the environment."""
     runtimes: dict[str, dict[str, Any]] = {}
     for record in (main, *others):
         runtimes.setdefault(record.engine, record.runtime)
-    return BenchResult(kind=kind, config=config, environment=environment.collect(**runtimes), rows=tuple(rows),
+    return BenchResult(kind=kind, config=config, environment=measured_environment(**runtimes), rows=tuple(rows),
                        model=main.model_json(), requested_providers=main.requested_providers,
-                       providers=main.providers, fallback=main.fallback, notes=tuple(notes))
+                       providers=main.providers, fallback=main.fallback, notes=tuple(notes),
+                       comparisons=tuple(comparisons), warnings=tuple(variation_warnings(rows)))
 
 
 def bare_loop_times(run: Callable[[Any], Any], feeds: Sequence[Any], iterations: int) -> list[float]:

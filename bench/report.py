@@ -1,17 +1,19 @@
 """The one place that renders results: rich tables, Markdown/HTML/SVG/text exports, PNG plots, progress.
 
-A result becomes neutral `TableData` (title, columns, string cells) once; rich and Markdown
-both render that, so the two cannot disagree. HTML, SVG and text come from rich's console
-recording of the very tables the terminal shows.
+A result becomes neutral `TableData` (title, columns, string cells) once; rich, Markdown and
+CSV all render that, so they cannot disagree. HTML, SVG and text come from rich's console
+recording of the very tables the terminal shows. CSV holds one table per file: the first table
+in the file named, each other beside it as STEM-NAME.csv (NAME: the table's `name`).
 
     from bench import report, results
     r = results.load("sweep.json")
     report.print_result(rich.console.Console(), r)
-    report.export([r], "sweep.md"); report.plot_throughput([r], "tput.png")
+    report.export([r], "sweep.md"); report.export([r], "sweep.csv"); report.plot_throughput([r], "tput.png")
 """
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import io
 from pathlib import Path
@@ -24,12 +26,15 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.results import BenchResult, Row, Spread
+from bench.scenarios import LoadRow
+from bench.stats import Comparison, Interval
 from toolkit.cli import UsageError
 from toolkit.files import atomic_path, require_parent_dir, write_text_atomic
 
-EXPORT_FORMATS = (".md", ".html", ".svg", ".txt")
+EXPORT_FORMATS = (".md", ".html", ".svg", ".txt", ".csv")
 NUMERIC = {"batch", "samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters", "ratio", "np",
-           "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old"}
+           "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old", "cv", "queries",
+           "value", "value 95% CI", "base", "new", "allowed"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +42,7 @@ class TableData:
     title: str
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    name: str = "results"   # the CSV file's suffix when a result has several tables
 
 
 def _ms(value: float) -> str:
@@ -88,8 +94,104 @@ def train_table(result: BenchResult) -> TableData:
                      "if normal)", columns, rows)
 
 
+def _interval(interval: Interval | None, fmt) -> str:
+    """[low, high]; ? for a side the data cannot bound; - for no interval."""
+    if interval is None:
+        return "-"
+    def side(value):
+        return "?" if value is None else fmt(value)
+    return f"[{side(interval.low)}, {side(interval.high)}]"
+
+
+def interval_table(result: BenchResult) -> TableData:
+    show_label = len({r.label for r in result.rows}) > 1
+    columns = (("label",) * show_label + ("batch", "samples/s 95% CI", "p50 ms 95% CI", "p90 ms 95% CI",
+                                          "p95 ms 95% CI", "p99 ms 95% CI", "cv"))
+    rows = []
+    for r in result.rows:
+        ci = r.intervals
+        rows.append((r.label,) * show_label + (str(r.batch), _interval(ci.samples_per_second, _rate),
+                                               *(_interval(getattr(ci, p), _ms) for p in ("p50", "p90", "p95", "p99")),
+                                               f"{ci.cv:.1%}"))
+    return TableData("95% confidence intervals (samples/s: batch means of the run times; percentiles: order "
+                     "statistics; ?: too few runs to bound that side) and the run times' coefficient of variation",
+                     columns, tuple(rows), "intervals")
+
+
+def _metric_value(metric: str, value: float) -> str:
+    return _ms(value) if metric.endswith("ms") else _rate(value)
+
+
+def load_tables(result: BenchResult) -> list[TableData]:
+    """The scenarios' results and verdicts, where each query's time went, and why a test is INVALID."""
+    show_peak = any(r.peak for r in result.load)
+
+    def early(row: LoadRow) -> str:
+        found = row.early_stopping
+        if found is None:
+            return "-"
+        if found.overlatency is not None:
+            return f"{found.overlatency} over, needs {found.needed}"
+        return "-" if found.estimate_ms is None else _ms(found.estimate_ms)
+    columns = ("test", "queries", "samples/s", "samples/s 95% CI", "metric", "value", "value 95% CI",
+               "early stopping", "result") + ("peak",) * show_peak
+    rows = tuple((r.label(), f"{r.queries:,}", _rate(r.samples_per_second), _interval(r.samples_per_second_ci, _rate),
+                  r.metric, _metric_value(r.metric, r.metric_value),
+                  _interval(r.metric_ci, lambda v, m=r.metric: _metric_value(m, v)), early(r),
+                  "VALID" if r.valid else "INVALID") + (("peak" if r.peak else "",) * show_peak)
+                 for r in result.load)
+    found = [TableData("bench load (MLPerf LoadGen scenarios; percentiles as LoadGen takes them, sorted[int(n p)]; "
+                       "early stopping: LoadGen's percentile estimate at 99% confidence, or queries over the bound "
+                       "and the count needed)", columns, rows, "load")]
+    time_columns = ("test", "latency mean ms", "latency p99 ms", "queueing mean ms", "queueing p99 ms",
+                    "compute mean ms", "compute p99 ms", "late mean ms", "late p99 ms", "late max ms")
+    found.append(TableData(
+        "where the time went (ms per query; latency from the scheduled time for server, the issue time for "
+        "single-/multi-stream, the start for offline; queueing: latency's start -> compute start; late: the load "
+        "generator's scheduling error, actual - intended issue time)", time_columns,
+        tuple((r.label(), *map(_ms, (r.latency.mean, r.latency.p99, r.queueing.mean, r.queueing.p99, r.compute.mean,
+                                     r.compute.p99, r.schedule_error.mean, r.schedule_error.p99,
+                                     r.schedule_error.max)))
+              for r in result.load), "time"))
+    invalid = tuple((r.label(), reason) for r in result.load for reason in r.reasons)
+    if invalid:
+        found.append(TableData("why INVALID (and the fix)", ("test", "reason"), invalid, "invalid"))
+    return found
+
+
+SIGNIFICANCE = ("ratio: new / base with its 95% CI; block bootstrap: 2,000 resamples of blocks of n^(1/3) "
+                "consecutive runs; the verdict holds where the CI excludes 1")
+
+
+def comparisons_table(comparisons: Sequence[Comparison], title: str, name: str = "verdicts") -> TableData:
+    """Each pair's ratio, its 95% interval, the verdict and the test; `bench check`'s decision where made."""
+    decided = any(c.regression is not None for c in comparisons)
+    columns = ("row", "baseline", "metric", "base", "new", "ratio", "95% CI", "verdict", "test") + (
+        ("allowed", "check") if decided else ())
+    def ratio(value: float | None) -> str:
+        return "?" if value is None else f"{value:.3f}x"
+    rows = tuple((c.row, c.baseline, c.metric, _metric_value(c.metric, c.base_value), _metric_value(c.metric, c.value),
+                  ratio(c.ratio), _interval(c.interval, ratio), c.verdict, c.test) + (
+                     (f"{c.allowed_slowdown:.1%}", "REGRESSION" if c.regression else "ok") if decided else ())
+                 for c in comparisons)
+    return TableData(title, columns, rows, name)
+
+
 def tables(result: BenchResult) -> list[TableData]:
-    return [train_table(result)] if result.kind == "train" else [inference_table(result)]
+    if result.kind == "train":
+        return [train_table(result)]
+    if result.kind == "load":
+        return load_tables(result)
+    if result.kind == "check":
+        return [comparisons_table(result.comparisons, f"bench check: each row against the baseline ({SIGNIFICANCE}; "
+                                                      "REGRESSION: the slowdown's whole interval is over the "
+                                                      "slowdown allowed)")]
+    found = [inference_table(result), interval_table(result)]
+    if result.comparisons:
+        found.append(comparisons_table(result.comparisons, "verdicts: each engine against the reference (ratio of "
+                                                           "samples/s, 95% CI; paired t: Student's t on the log "
+                                                           "ratios of the interleaved rounds)"))
+    return found
 
 
 def _delta(old: float, new: float, unit: str = "") -> tuple[str, str]:
@@ -121,7 +223,19 @@ def comparison_table(old: BenchResult, new: BenchResult) -> TableData:
                      for a, b in matched)
     if not rows:
         raise UsageError("the two results share no rows (same label and batch, or same np): nothing to compare")
-    return TableData(f"comparison: {old.created} -> {new.created}", columns, rows)
+    return TableData(f"comparison: {old.created} -> {new.created}", columns, rows, "comparison")
+
+
+def comparison_tables(old: BenchResult, new: BenchResult) -> list[TableData]:
+    """--compare: the deltas (inference, train) and, for inference and load, whether each difference is significant."""
+    if "train" in (old.kind, new.kind):
+        return [comparison_table(old, new)]
+    from bench.check import compare_results
+
+    significance = comparisons_table(compare_results(old, new), f"significance: second run against the first "
+                                     f"({SIGNIFICANCE}; separate runs, not interleaved: a change of machine load "
+                                     "counts too)", "significance")
+    return [significance] if new.kind == "load" else [comparison_table(old, new), significance]
 
 
 def _numeric(column: str) -> bool:
@@ -129,11 +243,12 @@ def _numeric(column: str) -> bool:
 
 
 def to_rich(data: TableData) -> Table:
-    table = Table(title=data.title, title_justify="left", box=box.SIMPLE_HEAD)
+    # Text, not markup: "[low, high]" cells and titles must print as written.
+    table = Table(title=Text(data.title), title_justify="left", box=box.SIMPLE_HEAD)
     for column in data.columns:
-        table.add_column(column, justify="right" if _numeric(column) else "left")
+        table.add_column(Text(column), justify="right" if _numeric(column) else "left")
     for row in data.rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     return table
 
 
@@ -166,6 +281,7 @@ def renderables(result: BenchResult) -> list:
     items: list = [Text(line, style="dim") for line in header_lines(result)]
     if result.fallback:
         items.append(Text(f"warning: {result.fallback}", style="bold yellow"))
+    items.extend(Text(f"warning: {w}", style="bold yellow") for w in result.warnings)
     items.extend(to_rich(t) for t in tables(result))
     items.extend(Text(f"note: {n}") for n in result.notes)
     return items
@@ -187,7 +303,8 @@ def print_all(console: Console, results: Sequence[BenchResult], compare: bool = 
     for result in results:
         print_result(console, result)
     if compare:
-        console.print(to_rich(comparison_table(results[0], results[1])))
+        for table in comparison_tables(results[0], results[1]):
+            console.print(to_rich(table))
 
 
 def export(results: Sequence[BenchResult], path: str | Path, *, compare: bool = False, width: int = 140) -> None:
@@ -196,15 +313,20 @@ def export(results: Sequence[BenchResult], path: str | Path, *, compare: bool = 
     suffix = path.suffix.lower()
     if suffix not in EXPORT_FORMATS:
         raise UsageError(f"cannot export to {path.name}: use one of {', '.join(EXPORT_FORMATS)}")
+    if suffix == ".csv":
+        every = [table for result in results for table in tables(result)]
+        write_csv(every + (comparison_tables(results[0], results[1]) if compare else []), path)
+        return
     if suffix == ".md":
         parts = []
         for result in results:
             parts.append("\n\n".join(["\n".join(f"- {line}" for line in header_lines(result)),
                                       *([f"> **warning:** {result.fallback}"] if result.fallback else []),
+                                      *(f"> **warning:** {w}" for w in result.warnings),
                                       *map(to_markdown, tables(result)),
                                       *(f"- note: {n}" for n in result.notes)]))
         if compare:
-            parts.append(to_markdown(comparison_table(results[0], results[1])))
+            parts.extend(map(to_markdown, comparison_tables(results[0], results[1])))
         write_text_atomic(path, "\n\n".join(parts) + "\n")
         return
     console = Console(file=io.StringIO(), width=width, record=True, force_terminal=True)
@@ -212,6 +334,42 @@ def export(results: Sequence[BenchResult], path: str | Path, *, compare: bool = 
     exported = {".html": console.export_html, ".svg": lambda: console.export_svg(title="bench"),
                 ".txt": console.export_text}[suffix]()
     write_text_atomic(path, exported)
+
+
+def to_csv(data: TableData) -> str:
+    """The table's header and cells as shown (numbers formatted, intervals as [low, high])."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(data.columns)
+    writer.writerows(data.rows)
+    return out.getvalue()
+
+
+def csv_path(path: str | Path) -> Path:
+    path = require_parent_dir(path)
+    if path.suffix.lower() != ".csv":
+        raise UsageError(f"--csv {path}: give a file name ending in .csv")
+    return path
+
+
+def csv_paths(data: Sequence[TableData], path: Path) -> list[Path]:
+    """PATH for the first table, STEM-NAME.csv beside it for the others (NAME-2, -3 ... when names repeat)."""
+    paths, seen = [path], {data[0].name} if data else set()
+    for table in data[1:]:
+        name, index = table.name, 2
+        while name in seen:
+            name, index = f"{table.name}-{index}", index + 1
+        seen.add(name)
+        paths.append(path.with_name(f"{path.stem}-{name}.csv"))
+    return paths
+
+
+def write_csv(data: Sequence[TableData], path: str | Path) -> list[Path]:
+    """Each table to its CSV file (`csv_paths`), each written atomically; returns the files."""
+    paths = csv_paths(data, csv_path(path))
+    for table, target in zip(data, paths):
+        write_text_atomic(target, to_csv(table))
+    return paths
 
 
 def _save_figure(figure, path: str | Path) -> None:

@@ -93,11 +93,40 @@ def test_compare_variants_without_tensorflow(bench, helper_models, tmp_path):
     doc = validated(out)
     assert [r["label"] for r in doc["rows"]] == ["onnxruntime float32", "copy"]
     assert doc["rows"][0]["ratio"] == 1.0 and doc["rows"][1]["ratio"] > 0
+    # Each row knows its rounds; the variant gets a verdict against the reference from them.
+    assert [len(r["rounds"]) for r in doc["rows"]] == [3, 3]
+    (verdict,) = doc["comparisons"]
+    assert (verdict["row"], verdict["baseline"], verdict["test"]) == ("copy @ 2", "onnxruntime float32 @ 2",
+                                                                    "paired t, 3 rounds")
+    assert verdict["verdict"] in ("faster", "slower", "no significant difference")
     # The benchmark's session defaults are recorded, and said in the notes.
     threads = len(session.os.sched_getaffinity(0))
     assert doc["config"]["session"]["intra_op_threads"] == threads
     assert doc["config"]["session"]["entries"] == [["session.intra_op.allow_spinning", "0"]]
     assert any(f"{threads} intra-op threads" in n and "allow_spinning=0" in n for n in doc["notes"])
+
+
+def test_load_scenarios_on_helper_models(bench, helper_models, tmp_path):
+    out = tmp_path / "ss.json"
+    done = bench("load", "--model", helper_models["multi"], "--dim", "seq=3", "--shape", "scale=1", "--scenario",
+                 "single-stream", "--min-duration", "0.2", "--warmup", "2", "--json", out, "--csv", tmp_path / "ss.csv",
+                 "--intra-op-threads", "1")
+    assert done.returncode == 0, done.stderr
+    assert "single-stream batch 1" in done.stdout and "VALID" in done.stdout and "where the time went" in done.stdout
+    doc = validated(out)
+    (row,) = doc["load"]
+    assert doc["kind"] == "load" and row["valid"] and row["metric"] == "p90 latency ms" and row["queries"] >= 100
+    assert doc["config"]["load"]["scenario"] == "single-stream" and doc["environment"]["load_average"] is not None
+    assert (tmp_path / "ss.csv").is_file() and (tmp_path / "ss-time.csv").is_file()
+    server = tmp_path / "server.json"
+    done = bench("load", "--model", helper_models["image"], "--scenario", "server", "--qps", "100",
+                 "--latency-bound-ms", "500", "--concurrency", "2", "--min-duration", "0.2", "--json", server,
+                 "--quiet")
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    (row,) = validated(server)["load"]
+    assert row["settings"]["concurrency"] == 2 and row["scheduled"] == row["queries"] >= 100
+    report = bench("report", server)
+    assert report.returncode == 0 and "server batch 1 x2 @ 100 qps" in report.stdout
 
 
 def test_session_config_overrides_the_default_entries(bench, helper_models, tmp_path):
@@ -127,7 +156,8 @@ import sys
 from bench.cli import main, COMMANDS
 
 HEAVY = ("tensorflow", "keras", "onnxruntime", "onnx")
-for argv in [["--help"], *([name, "--help"] for name in [*COMMANDS, "report"]), ["report", *sys.argv[1:]]]:
+for argv in [["--help"], *([name, "--help"] for name in [*COMMANDS, "report"]), ["report", *sys.argv[1:]],
+             ["check", sys.argv[1], "--baseline", sys.argv[1], "--quiet"]]:
     try:
         main(argv)
     except SystemExit:
@@ -141,13 +171,17 @@ else:
 """
 
 
-def test_help_and_report_import_neither_tensorflow_nor_onnxruntime():
+def test_help_and_report_import_neither_tensorflow_nor_onnxruntime(tmp_path):
+    from tests.bench.test_report import load_result
     data = Path(__file__).parent / "data"
+    (tmp_path / "load.json").write_text(json.dumps(load_result().to_json()))
     done = subprocess.run([sys.executable, "-c", LIGHT_IMPORTS, str(data / "sweep-v1.json"),
-                           str(data / "train-v1.json")], capture_output=True, text=True, timeout=120)
+                           str(data / "train-v1.json"), str(tmp_path / "load.json")],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "light"
     assert "1.96 sd" in done.stdout and "samples/s" in done.stdout  # the report did render
+    assert "where the time went" in done.stdout
 
 
 def test_bench_never_imports_alexnet():
@@ -175,6 +209,19 @@ def test_bench_never_imports_alexnet():
     (["latency", "--model", "{fixed}", "--json", "{tmp}/no/such/dir/r.json"], "output directory"),
     (["throughput", "--model", "{fixed}", "--bogus"], "unrecognized arguments: --bogus"),
     (["throughput"], "no model at runs/alexnet/alexnet.onnx"),
+    (["load", "--model", "{image}", "--scenario", "server", "--qps", "0"], "--qps 0 must be a positive number"),
+    (["load", "--model", "{image}", "--scenario", "server", "--qps", "10", "--latency-bound-ms", "0.000001"],
+     "--latency-bound-ms 1e-06 is below this model's minimum latency here"),
+    (["load", "--model", "{image}", "--scenario", "offline", "--qps", "10"], "--qps applies to --scenario server"),
+    (["load", "--model", "{image}", "--scenario", "single-stream", "--concurrency", "2"],
+     "single-stream issues one query at a time"),
+    (["load", "--model", "{image}", "--scenario", "multi-stream", "--find-peak"], "--find-peak searches the server"),
+    (["load", "--model", "{image}", "--scenario", "server"], "--scenario server needs --qps"),
+    (["load", "--model", "{image}", "--csv", "{tmp}/out.txt"], "give a file name ending in .csv"),
+    (["load", "--model", "{image}", "--warmup", "-1"], "--warmup -1 must be >= 0"),
+    (["check", "{tmp}/newer.json", "--baseline", "{tmp}/newer.json"], "newer than this bench reads"),
+    (["check", "{tmp}/a.json", "--baseline", "{tmp}/b.json", "--max-slowdown", "lots"], "is not a percentage"),
+    (["throughput", "--model", "{fixed}", "--until-stable", "-1"], "--until-stable -1 must be a percentage"),
 ])
 def test_bad_input_is_one_line_exit_2(bench, helper_models, tmp_path, args, message):
     (tmp_path / "corrupt.onnx").write_bytes(helper_models["multi"].read_bytes()[:50])
@@ -182,7 +229,7 @@ def test_bad_input_is_one_line_exit_2(bench, helper_models, tmp_path, args, mess
     newer = {"schema": results.SCHEMA, "version": results.SCHEMA_VERSION + 1}
     (tmp_path / "newer.json").write_text(json.dumps(newer))
     args = [a.format(tmp=tmp_path, **helper_models) for a in args]
-    done = bench(*args, quick=args[0] != "report", cwd=tmp_path)
+    done = bench(*args, quick=args[0] not in ("report", "load", "check"), cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     lines = done.stderr.splitlines()

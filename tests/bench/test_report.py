@@ -1,11 +1,15 @@
 """Rendering: the rich table pinned to a golden text, exports by extension, comparisons, PNG plots."""
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
-from bench import report, results
+from bench import check, report, results
 from bench.results import BenchResult, Row, TrainRow
+from bench.scenarios import SERVER, SINGLE_STREAM, LoadRow, LoadSettings
+from tests.bench.test_check import inference, rounds_row
+from tests.bench.test_scenarios import server_timeline, single_stream_timeline
 from toolkit.cli import UsageError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -49,11 +53,61 @@ def test_train_table_renders_to_golden_text():
     check_golden("train.txt", report.render_text([train_result()], width=100))
 
 
-@pytest.mark.parametrize("name", ["sweep", "train"])
-def test_version_1_files_render_as_their_version_2_twins(name):
-    """data/NAME-v1.json hold the very results the golden tests build, as bench's version 1 wrote them."""
-    text = report.render_text([results.load(DATA / f"{name}-v1.json")], width=100)
-    assert text == (GOLDEN / f"{name}.txt").read_text()
+@pytest.mark.parametrize("name", ["sweep-v1", "train-v1", "sweep-v2", "train-v2"])
+def test_old_files_render_as_their_current_twins(name):
+    """data/NAME-vN.json hold the very results the golden tests build, as bench's version N wrote them
+    (version 2: written by commit fe89db6's code from `fixed_result()` and `train_result()`)."""
+    text = report.render_text([results.load(DATA / f"{name}.json")], width=100)
+    assert text == (GOLDEN / f"{name.split('-')[0]}.txt").read_text()
+
+
+def load_result() -> BenchResult:
+    """A single-stream test and a two-point server search, from hand-made timelines (tests/bench/test_scenarios.py)."""
+    loose = dict(min_duration_s=0.0, min_queries=1)
+    server = LoadSettings(SERVER, latency_bound_ms=8.0, **loose)
+    rows = (LoadRow.from_timeline(LoadSettings(SINGLE_STREAM, **loose), single_stream_timeline()),
+            LoadRow.from_timeline(server.at_qps(100.0), server_timeline(), scheduled=4),
+            LoadRow.from_timeline(dataclasses.replace(server, qps=50.0, latency_bound_ms=10.0), server_timeline(),
+                                  scheduled=4, peak=True))
+    return BenchResult(kind="load", config={}, environment=ENVIRONMENT, load=rows, model={"path": "m.onnx",
+                       "inputs": []}, providers=("CPUExecutionProvider",), requested_providers=("cpu",),
+                       notes=("warm-up: 5 queries one at a time",), warnings=("a warning with a cause and a fix",),
+                       created="2026-01-01T00:00:00+00:00")
+
+
+def test_load_tables_render_to_golden_text():
+    check_golden("load.txt", report.render_text([load_result()], width=160))
+
+
+def compare_result() -> BenchResult:
+    reference, variant = rounds_row("ref", [100.0, 60.0, 90.0]), rounds_row("int8", [150.0, 90.0, 135.0])
+    return BenchResult(kind="compare", config={}, environment=ENVIRONMENT, rows=(reference, variant),
+                       comparisons=(check.paired_comparison(reference, variant),),
+                       created="2026-01-01T00:00:00+00:00")
+
+
+def test_compare_verdicts_render_to_golden_text():
+    check_golden("compare.txt", report.render_text([compare_result()], width=160))
+
+
+def test_check_result_renders_to_golden_text():
+    """A 30% slowdown over 400 runs is a regression; 4 and 5 runs twice as slow prove nothing."""
+    old = fixed_result()
+    slower = BenchResult(**{**old.__dict__, "rows": tuple(
+        Row.from_times(label=r.label, engine=r.engine, model=r.model, batch=r.batch, providers=r.providers,
+                       times_s=[t * 2 / 1000 for t in r.times_ms]) for r in old.rows)})
+    few = check.check(old, slower, max_slowdown=0.05, allow_different_environment=False, base_source="a.json",
+                      new_source="b.json")
+    many = check.check(inference(1.0, 1), inference(1.3, 2), max_slowdown=0.05, allow_different_environment=False,
+                       base_source="c.json", new_source="d.json")
+    check_golden("check.txt", report.render_text([few, many], width=160))
+
+
+@pytest.mark.parametrize("make", [load_result, compare_result])
+def test_new_kinds_round_trip_through_json(tmp_path, make):
+    path = tmp_path / "r.json"
+    report.write_text_atomic(path, __import__("json").dumps(make().to_json()))
+    assert results.load(path) == make()
 
 
 def test_comparison_has_delta_and_ratio_per_row():
@@ -73,12 +127,14 @@ def test_comparing_runs_without_common_rows_is_refused():
 
 
 @pytest.mark.parametrize("suffix, marker", [(".md", "| batch | samples/s |"), (".html", "<html"),
-                                            (".svg", "<svg"), (".txt", "samples/s")])
+                                            (".svg", "<svg"), (".txt", "samples/s"), (".csv", "batch,samples/s")])
 def test_exports_by_extension(tmp_path, suffix, marker):
     path = tmp_path / f"report{suffix}"
     report.export([fixed_result()], path)
     text = path.read_text()
-    assert marker in text and "unavailable" in text  # SVG splits the line into spans
+    assert marker in text
+    if suffix != ".csv":  # CSV holds the tables alone
+        assert "unavailable" in text  # SVG splits the line into spans
 
 
 def test_markdown_rows_match_the_table():
@@ -86,8 +142,28 @@ def test_markdown_rows_match_the_table():
     assert "| 32 | 106.7 | 300.0 | 300.0 | 460.0 | 480.0 | 496.0 | 500.0 | 158.1 | 5 |" in markdown
 
 
+def test_csv_writes_each_table_beside_the_first(tmp_path):
+    written = report.write_csv(report.tables(load_result()), tmp_path / "load.csv")
+    assert [p.name for p in written] == ["load.csv", "load-time.csv", "load-invalid.csv"]
+    lines = (tmp_path / "load.csv").read_text().splitlines()
+    assert lines[0] == "test,queries,samples/s,samples/s 95% CI,metric,value,value 95% CI,early stopping,result,peak"
+    assert lines[1].startswith('single-stream batch 1,100,') and lines[1].endswith(",VALID,")
+    report.export([fixed_result(), fixed_result()], tmp_path / "two.csv", compare=True)
+    assert sorted(p.name for p in tmp_path.glob("two*.csv")) == [
+        "two-comparison.csv", "two-intervals-2.csv", "two-intervals.csv", "two-results-2.csv", "two-significance.csv",
+        "two.csv"]
+
+
+def test_report_compare_of_load_results_has_verdicts_only():
+    tables = report.comparison_tables(load_result(), load_result())
+    assert [t.name for t in tables] == ["significance"]
+    assert tables[0].rows[0][:3] == ("server batch 1 @ 50 qps", "baseline", "peak qps")  # a search: its peak
+    with pytest.raises(UsageError, match="compare two inference results or two load results"):
+        report.comparison_tables(fixed_result(), load_result())
+
+
 def test_unknown_export_format_is_refused(tmp_path):
-    with pytest.raises(UsageError, match="use one of .md, .html, .svg, .txt"):
+    with pytest.raises(UsageError, match="use one of .md, .html, .svg, .txt, .csv"):
         report.export([fixed_result()], tmp_path / "r.pdf")
 
 
