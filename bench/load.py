@@ -110,12 +110,12 @@ class _Workers:
     def __init__(self, run: Callable[[Any], Any], prepared: Sequence[Prepared], body):
         self.errors: list[BaseException] = []
 
-        def serve(feeds):
+        def loop(feeds):
             try:
                 body(run, itertools.cycle(feeds))
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            except BaseException as exc:  # handed to the main thread, which re-raises it
                 self.errors.append(exc)
-        self.threads = [threading.Thread(target=serve, args=(p.feeds,), daemon=True) for p in prepared]
+        self.threads = [threading.Thread(target=loop, args=(p.feeds,), daemon=True) for p in prepared]
 
     def __enter__(self):
         for thread in self.threads:
@@ -270,16 +270,21 @@ def _server_rows(run, prepared, settings: LoadSettings, calibration: Calibration
         return [point(settings.qps)]
     # Half of what one worker can do one query at a time: a rate most systems sustain.
     start = settings.qps or round(0.5 / calibration.median_s, 1)
-    tolerance = scenarios.PEAK_TOLERANCE[settings.rules]
+    tolerance, floor = scenarios.PEAK_TOLERANCE[settings.rules], scenarios.peak_floor(settings)
     rows: list[LoadRow] = []
     while len(rows) < MAX_PEAK_POINTS:
-        qps = scenarios.next_peak_qps([(r.settings.qps, r.passes_bound) for r in rows], start, tolerance)
+        if rows and not any(r.passes_bound for r in rows) and scenarios.bound_unreachable(rows[-1]):
+            notes.append(f"find-peak: stopped: at {rows[-1].settings.qps:g} qps the compute time alone was over the "
+                         f"bound at p99 ({rows[-1].compute.p99:.3f} ms), so no lower QPS can meet it")
+            break
+        qps = scenarios.next_peak_qps([(r.settings.qps, r.passes_bound) for r in rows], start, tolerance, floor)
         if qps is None:
             break
         rows.append(point(qps))
     passing = [r for r in rows if r.passes_bound]
     notes.append(f"find-peak: {len(rows)} points from {start:g} qps (LoadGen's search: double until a point "
-                 f"fails, then bisect; done at {scenarios.PEAK_DECIMALS} decimal or within {tolerance:.0%})")
+                 f"fails, then bisect; done at {scenarios.PEAK_DECIMALS} decimal or within {tolerance:.0%}; a "
+                 f"failing start halved down to {floor:g} qps at most)")
     if not passing:
         notes.append("find-peak: no QPS tried met the latency bound")
         return rows

@@ -82,7 +82,8 @@ EARLY_STOPPING_CONFIDENCE = 0.99
 OFFLINE_SLACK = 1.1
 PEAK_DECIMALS = 1
 PEAK_TOLERANCE = {"quick": 0.05, "mlperf": 0.0}
-PEAK_HALVINGS = 6        # a failing start is halved at most this often before the search gives up
+PEAK_HALVINGS = 6        # a failing start is halved at most this often before the search gives up ...
+PEAK_LONGEST = 4         # ... and not below the QPS at which the minimum query count takes 4x the minimum duration
 OVERLOAD_FACTOR = 10
 
 
@@ -513,19 +514,31 @@ def peak_finished(lower: float, upper: float, tolerance: float, decimals: int = 
     return math.floor(lower * scale) + 1 >= math.floor(upper * scale) or upper - lower <= tolerance * lower
 
 
-def next_peak_qps(points: Sequence[tuple[float, bool]], start: float, tolerance: float) -> float | None:
+def peak_floor(settings: LoadSettings) -> float:
+    """The lowest QPS a failing start is halved to: below it, the minimum query count alone would make a
+    point last over PEAK_LONGEST x the minimum duration (100 queries at 0.3 qps: over 5 minutes)."""
+    return settings.queries / (PEAK_LONGEST * settings.duration_s) if settings.duration_s > 0 else 0.0
+
+
+def bound_unreachable(row: LoadRow) -> bool:
+    """No QPS can meet the bound: the compute time alone, a part of every latency, is over it at p99."""
+    return row.compute.p99 > row.settings.bound_ms
+
+
+def next_peak_qps(points: Sequence[tuple[float, bool]], start: float, tolerance: float,
+                  floor: float = 0.0) -> float | None:
     """The next QPS for --find-peak to try, given the (qps, passed) points so far; None: done.
 
     LoadGen's search: widen the upper bound by doubling until a point fails, then bisect between
     the highest passing QPS and the lowest failing one above it. A failing start is halved (at
-    most PEAK_HALVINGS times) until a QPS passes.
+    most PEAK_HALVINGS times, and not below `floor`) until a QPS passes.
     """
     if not points:
         return start
     passing = [q for q, ok in points if ok]
     if not passing:
         lowest = min(q for q, _ in points)
-        return lowest / 2 if len(points) <= PEAK_HALVINGS else None
+        return lowest / 2 if len(points) <= PEAK_HALVINGS and lowest / 2 >= floor else None
     lower = max(passing)
     failing = [q for q, ok in points if not ok and q > lower]
     if not failing:

@@ -3,11 +3,13 @@ raw uint8 images): each scenario's timeline keeps its order of events, and the s
 
 Runs last a fraction of a second; nothing here asserts how fast anything is.
 """
+import contextlib
+
 import numpy as np
 import pytest
 
 from bench import load, scenarios
-from bench.engines import OnnxEngine
+from bench.engines import OnnxEngine, Prepared
 from bench.inputs import InputConfig
 from bench.scenarios import MULTI_STREAM, OFFLINE, SERVER, SINGLE_STREAM, LoadSettings
 from bench.session import SessionConfig
@@ -22,7 +24,6 @@ def engine(path) -> OnnxEngine:
 
 
 def no_progress(description, settings):
-    import contextlib
     return contextlib.nullcontext(None)
 
 
@@ -91,7 +92,7 @@ def test_find_peak_keeps_every_point_and_marks_the_highest_passing(helper_models
     points = [(r.settings.qps, r.passes_bound) for r in outcome.rows]
     assert len(points) == 4 and points[0][0] == 20.0
     for index in range(1, len(points)):  # each point is the search's next given the ones before
-        assert points[index][0] == scenarios.next_peak_qps(points[:index], 20.0, 0.05)
+        assert points[index][0] == scenarios.next_peak_qps(points[:index], 20.0, 0.05, scenarios.peak_floor(settings))
     passing = [q for q, ok in points if ok]
     assert [r.settings.qps for r in outcome.rows if r.peak] == ([max(passing)] if passing else [])
     assert any(n.startswith("find-peak: 4 points from 20 qps") for n in outcome.notes)
@@ -116,3 +117,13 @@ def test_until_stable_runs_on_to_the_cap_and_stops_when_stable(helper_models, mo
     monkeypatch.setattr(scenarios, "stable", lambda *args: True)
     (at_once,) = run(helper_models["fixed"], settings).rows
     assert at_once.timeline.issued[-2] < 0.05 or at_once.queries == 64  # it stopped as soon as the minimums held
+
+
+def test_an_error_in_a_worker_reaches_the_caller():
+    def broken(feed):
+        raise RuntimeError("model failed")
+    prepared = [Prepared(samples=1, feeds=("feed",))] * 2
+    with pytest.raises(RuntimeError, match="model failed"):
+        load.offline(broken, prepared, total_samples=10)
+    with pytest.raises(RuntimeError, match="model failed"):
+        load.serve(broken, prepared, LoadSettings(SERVER, qps=1000.0, min_duration_s=0.05, min_queries=1), 1000.0)

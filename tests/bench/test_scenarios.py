@@ -226,10 +226,10 @@ def test_stable_needs_a_narrow_percentile_interval():
     assert not scenarios.stable(list(np.random.default_rng(0).exponential(1.0, 300)), 0.9, 1.0)
 
 
-def search(capacity: float, start: float, tolerance: float) -> list[float]:
+def search(capacity: float, start: float, tolerance: float, floor: float = 0.0) -> list[float]:
     """The QPS tried by find-peak on a system that meets the bound up to `capacity`."""
     points: list[tuple[float, bool]] = []
-    while (qps := next_peak_qps(points, start, tolerance)) is not None:
+    while (qps := next_peak_qps(points, start, tolerance, floor)) is not None:
         points.append((qps, qps <= capacity))
     return [q for q, _ in points]
 
@@ -250,3 +250,12 @@ def test_peak_search_with_loadgens_precision_alone():
 def test_peak_search_halves_a_failing_start_and_gives_up():
     assert search(13.0, 100.0, 0.05)[:5] == [100.0, 50.0, 25.0, 12.5, 18.75]
     assert search(0.001, 100.0, 0.05) == [100.0 / 2 ** i for i in range(scenarios.PEAK_HALVINGS + 1)]
+    # 100 queries in at most 4 x 5 s: not below 5 qps.
+    floor = scenarios.peak_floor(LoadSettings(SERVER))
+    assert floor == 5.0 and search(0.001, 100.0, 0.05, floor) == [100.0, 50.0, 25.0, 12.5, 6.25]
+
+
+def test_a_bound_below_the_compute_time_is_unreachable():
+    tight = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, latency_bound_ms=3.0, **LOOSE), server_timeline())
+    loose = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, latency_bound_ms=8.0, **LOOSE), server_timeline())
+    assert scenarios.bound_unreachable(tight) and not scenarios.bound_unreachable(loose)  # compute: 4 ms each
