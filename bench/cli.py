@@ -281,7 +281,7 @@ def _measure_cmd(args, kind: str, batches: Sequence[int | None], fallback_batch:
         with args.output.progress(f"{kind} batch {batch}", run) as progress:
             rows.append(measure_engine(engine, batch=batch, inputs=inputs, run=run, progress=progress))
     return engine_result(kind, engine.record(), rows,
-                         _config_record(args, session=session_config, inputs=inputs, run=run))
+                         _config_record(args, session=session_config, inputs=inputs, run=run), run=run)
 
 
 def _cmd_throughput(args) -> results.BenchResult:

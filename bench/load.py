@@ -35,7 +35,7 @@ import numpy as np
 from bench import scenarios, stats
 from bench.engines import Engine, Prepared
 from bench.inputs import InputConfig
-from bench.measure import load_average
+from bench.measure import load_average, unsettled
 from bench.scenarios import OFFLINE, SERVER, LoadRow, LoadSettings, Timeline
 from toolkit.cli import UsageError
 from toolkit.environment import usable_cpus
@@ -302,6 +302,11 @@ def _warnings(rows: Sequence[LoadRow]) -> list[str]:
         warning = stats.series_variation_warning(f"{row.label()} compute", compute, load_average=load, cpus=cpus)
         if warning:
             found.append(warning)
+        settings = row.settings
+        if settings.until_stable is not None and not scenarios.stable(row.latencies_ms(), settings.percentile,
+                                                                      settings.until_stable):
+            found.append(unsettled(row.label(), row.metric_ci, row.metric_value, settings.until_stable,
+                                   settings.max_time_s))
         late = row.schedule_error.p99
         if row.settings.scenario == SERVER and late > 0.1 * row.settings.bound_ms:
             found.append(f"{row.label()}: the load generator issued queries late (p99 {late:.3f} ms after their "

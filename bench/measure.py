@@ -61,25 +61,38 @@ def measured_environment(**runtimes: dict[str, Any]) -> dict[str, Any]:
     return environment.collect(**runtimes, load_average=load_average())
 
 
-def variation_warnings(rows: Sequence[Row]) -> list[str]:
-    """An instability warning (bench/stats.py) for each row whose run times vary too much."""
+def variation_warnings(rows: Sequence[Row], run: RunConfig | None = None) -> list[str]:
+    """An instability warning (bench/stats.py) for each row whose run times vary too much, and for each
+    row that --until-stable could not settle before --max-time."""
     load, cpus = load_average(), environment.usable_cpus()
-    found = (stats.series_variation_warning(f"{r.label} batch {r.batch}", r.times_ms, load_average=load, cpus=cpus)
-             for r in rows)
+    found = [stats.series_variation_warning(f"{r.label} batch {r.batch}", r.times_ms, load_average=load, cpus=cpus)
+             for r in rows]
+    if run is not None and run.until_stable is not None:
+        found.extend(unsettled(f"{r.label} batch {r.batch}", r.intervals.samples_per_second,
+                               r.throughput.samples_per_second, run.until_stable, run.max_time)
+                     for r in rows if not run.stable([t / 1000 for t in r.times_ms]))
     return [w for w in found if w]
+
+
+def unsettled(what: str, interval: stats.Interval | None, estimate: float, percent: float, max_time: float) -> str:
+    """The warning for a measurement --until-stable gave up on."""
+    reached = "unbounded" if interval is None else f"+-{interval.relative_half_width(estimate):.1%}"
+    return (f"{what}: not stable within +-{percent:g}% after --max-time {max_time:g} s (the 95% interval is "
+            f"{reached}): the machine's load kept changing; fix: an idle machine, or a longer --max-time")
 
 
 def engine_result(kind: str, main: EngineRecord, rows: Sequence[Row], config: dict[str, Any],
                   notes: Sequence[str] = (), others: Sequence[EngineRecord] = (),
-                  comparisons: Sequence[stats.Comparison] = ()) -> BenchResult:
-    """A result whose model, providers and fallback are `main`'s; each runtime's record is in the environment."""
+                  comparisons: Sequence[stats.Comparison] = (), run: RunConfig | None = None) -> BenchResult:
+    """A result whose model, providers and fallback are `main`'s; each runtime's record is in the environment.
+    `run`: the measurement's settings, for --until-stable's warning."""
     runtimes: dict[str, dict[str, Any]] = {}
     for record in (main, *others):
         runtimes.setdefault(record.engine, record.runtime)
     return BenchResult(kind=kind, config=config, environment=measured_environment(**runtimes), rows=tuple(rows),
                        model=main.model_json(), requested_providers=main.requested_providers,
                        providers=main.providers, fallback=main.fallback, notes=tuple(notes),
-                       comparisons=tuple(comparisons), warnings=tuple(variation_warnings(rows)))
+                       comparisons=tuple(comparisons), warnings=tuple(variation_warnings(rows, run)))
 
 
 def bare_loop_times(run: Callable[[Any], Any], feeds: Sequence[Any], iterations: int) -> list[float]:

@@ -112,8 +112,11 @@ def test_until_stable_runs_on_to_the_cap_and_stops_when_stable(helper_models, mo
     settings = LoadSettings(SINGLE_STREAM, batch=2, min_duration_s=0.05, min_queries=64, until_stable=1.0,
                             max_time_s=0.3)
     monkeypatch.setattr(scenarios, "stable", lambda *args: False)
-    (never,) = run(helper_models["fixed"], settings).rows
+    outcome = run(helper_models["fixed"], settings)
+    (never,) = outcome.rows
     assert never.timeline.done[-1] >= 0.3
+    assert any(w.startswith("single-stream batch 2: not stable within +-1% after --max-time 0.3 s")
+               for w in outcome.warnings)
     monkeypatch.setattr(scenarios, "stable", lambda *args: True)
     (at_once,) = run(helper_models["fixed"], settings).rows
     assert at_once.timeline.issued[-2] < 0.05 or at_once.queries == 64  # it stopped as soon as the minimums held
