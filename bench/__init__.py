@@ -7,7 +7,9 @@ Modules:
   engines   one interface over onnxruntime (a session) and TensorFlow (a Keras file, one tf.function)
   runner    the timing loop: warm-up excluded, minimum time and count, raw per-iteration times
   measure   an engine + inputs + the timing loop -> rows; the harness-overhead check
-  report    the one renderer: rich tables, Markdown/HTML/SVG/text, PNG plots, progress bar
+  report    the one renderer: rich tables, the run report (Markdown, one self-contained HTML page),
+            plot files, the progress bar
+  figures   pure functions from results (and the training summary) to matplotlib figures
   compare   onnxruntime vs TensorFlow, fp32 vs fp16 vs int8, each engine in its own process
   stats     confidence intervals (batch means, order statistics, block bootstrap, paired t), verdicts, warnings
   scenarios MLPerf LoadGen's scenarios, rules, early stopping, validity, peak search; LoadRow (pure)

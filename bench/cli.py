@@ -10,6 +10,7 @@
     bench load --scenario server --find-peak --latency-bound-ms 50 # the highest QPS that meets the bound
     bench check new.json --baseline base.json --max-slowdown 5%    # exit 1 if significantly slower
     bench report a.json b.json --compare --export r.md --export r.csv --plot-dir plots
+    bench report runs/alexnet/bench-*.json --run runs/alexnet --html runs/alexnet/report.html   # the whole run
 
 Every measuring subcommand takes --model, --batch, --json PATH, --csv PATH, --quiet, --provider
 cpu|cuda|tensorrt (a list, in preference order) and --strict; see `bench SUBCOMMAND --help`.
@@ -40,6 +41,7 @@ from bench.session import (
 from toolkit import cli
 from toolkit.environment import usable_cpus
 from toolkit.files import require_parent_dir, write_json_atomic
+from toolkit.runs import ExportRecord, RunDir
 
 PROG = "bench"
 
@@ -105,7 +107,9 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", metavar="PATH", help="write the result (schema: bench/results.py) to PATH")
     g.add_argument("--csv", metavar="PATH", help="write the result's tables as CSV: the first to PATH, each other "
                                                  "beside it as STEM-NAME.csv")
-    g.add_argument("--quiet", action="store_true", help="no progress bar, no table, no warnings (scripts: use --json)")
+    g.add_argument("--quiet", action="store_true",
+                   help="no progress bar, no table, no warnings (scripts: use --json); the bar shows only on a "
+                        "terminal")
 
 
 def _stability_options(p: argparse.ArgumentParser) -> None:
@@ -160,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     _stability_options(p)
     p = sub.add_parser("sweep", help="throughput and latency over several batch sizes", formatter_class=fmt,
                        parents=[_measuring_options("1,8,32,128,256", "comma-separated batch sizes")])
-    p.add_argument("--plot-dir", help="write throughput-vs-batch.png and latency-histogram.png here")
+    p.add_argument("--plot-dir", help="write throughput-vs-batch.png and latency-batch-N.png (one per batch size) "
+                                      "here")
     _stability_options(p)
     p = sub.add_parser("compare", help="onnxruntime vs TensorFlow, and float32 vs float16 vs int8 variants",
                        formatter_class=fmt, parents=[_measuring_options("1,32,256", "comma-separated batch sizes")])
@@ -198,14 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-different-environment", action="store_true",
                    help="compare results from different machines or package versions")
     _output_options(p)
-    p = sub.add_parser("report", help="render saved results, compare two runs, export, plot", formatter_class=fmt)
+    p = sub.add_parser("report", help="render saved results, compare two runs, export, plot; the run's HTML page",
+                       formatter_class=fmt)
     p.add_argument("results", nargs="+", metavar="RESULTS.json")
     p.add_argument("--compare", action="store_true",
                    help="two files: delta and ratio (second/first) per row, and whether the difference is significant")
+    p.add_argument("--run", metavar="DIR",
+                   help="the training run whose summary.json and alexnet.onnx.json the report shows, where present "
+                        "(default: the directory of the first results file)")
+    p.add_argument("--html", metavar="PATH",
+                   help="write the whole run as one self-contained HTML page (plots inline; opens from a file)")
     p.add_argument("--export", action="append", default=[], metavar="PATH",
-                   help=f"write the report; format by extension: {', '.join(report.EXPORT_FORMATS)} (repeatable)")
-    p.add_argument("--plot-dir", help="write PNG plots (throughput vs batch, latency histogram) here")
-    p.add_argument("--width", type=int, default=140, help="console width for text/HTML/SVG exports")
+                   help=f"write the report; format by extension: {', '.join(report.EXPORT_FORMATS)} (repeatable; "
+                        ".md and .html hold the whole run, .svg and .txt the benchmark tables as the terminal "
+                        "shows them, .csv those tables, one file each: PATH, then STEM-NAME.csv beside it)")
+    p.add_argument("--plot-dir", help="write the plots here as PNG files (training curves, throughput vs batch, "
+                                      "latency per batch size, training scaling); the .md export embeds them")
+    p.add_argument("--width", type=int, default=140, help="console width for the .txt and .svg exports")
     return parser
 
 
@@ -247,8 +261,8 @@ class _Output:
         self.out = cli.console()
         self.err = cli.console(stderr=True)
 
-    def progress(self, description: str, run: RunConfig):
-        return report.progress_bar(self.err, description, self.quiet, run.min_time, run.min_iterations)
+    def progress(self) -> report.MeasureProgress:
+        return report.MeasureProgress(self.err, self.quiet)
 
     def finish(self, result: results.BenchResult) -> int:
         if result.fallback:
@@ -276,10 +290,12 @@ def _measure_cmd(args, kind: str, batches: Sequence[int | None], fallback_batch:
     run, session_config, inputs = _run_config(args), _session_config(args), _input_config(args)
     engine = OnnxEngine.open(args.model or default_model(), session_config)
     rows = []
-    for batch in batches:
-        batch = batch or inputs_lib.default_batch(engine.specs, fallback_batch, dict(inputs.shapes))
-        with args.output.progress(f"{kind} batch {batch}", run) as progress:
-            rows.append(measure_engine(engine, batch=batch, inputs=inputs, run=run, progress=progress))
+    with args.output.progress() as progress:
+        for index, batch in enumerate(batches):
+            batch = batch or inputs_lib.default_batch(engine.specs, fallback_batch, dict(inputs.shapes))
+            step = progress.step(f"{kind}: {engine.name} batch {batch} ({index + 1}/{len(batches)})", index,
+                                 len(batches), run)
+            rows.append(measure_engine(engine, batch=batch, inputs=inputs, run=run, progress=step))
     return engine_result(kind, engine.record(), rows,
                          _config_record(args, session=session_config, inputs=inputs, run=run), run=run)
 
@@ -314,9 +330,11 @@ def _cmd_overhead(args) -> results.BenchResult:
 
     run, session_config, inputs = _run_config(args), _session_config(args), _input_config(args)
     engine = OnnxEngine.open(args.model or default_model(), session_config)
-    with args.output.progress("harness vs bare loop", run) as progress:
+    with args.output.progress() as progress:
+        # Each round refills the bar: the rounds' lengths are only known as they run.
+        step = progress.step(f"overhead: harness vs bare loop, {args.rounds} rounds", 0, 1, run)
         rows, ratios = measure_overhead(engine, batch=_single_batch(args.batch), inputs=inputs, run=run,
-                                        rounds=args.rounds, progress=progress)
+                                        rounds=args.rounds, progress=step)
     return engine_result("overhead", engine.record(), rows,
                          _config_record(args, session=session_config, inputs=inputs, run=run),
                          overhead_notes(rows, ratios))
@@ -337,12 +355,11 @@ def _cmd_compare(args) -> results.BenchResult:
         keras_path = Path(args.keras) if args.keras else compare.default_keras(model)
         if keras_path is None:
             raise cli.UsageError(f"no model.keras beside {model}: pass --keras PATH or --no-tensorflow")
-    return compare.run_compare(model, batches=_batch_list(args.batch), session_config=_session_config(args),
-                               inputs=_input_config(args), run_config=run, keras_path=keras_path,
-                               variants=variants, rounds=args.rounds,
-                               # The bar counts rounds: each engine measures in its own process.
-                               progress_for=lambda d: args.output.progress(
-                                   d, RunConfig(warmup=0, min_time=0, min_iterations=args.rounds)))
+    with args.output.progress() as progress:
+        # Each engine measures in a process of its own: the bar moves a step per engine and round.
+        return compare.run_compare(model, batches=_batch_list(args.batch), session_config=_session_config(args),
+                                   inputs=_input_config(args), run_config=run, keras_path=keras_path,
+                                   variants=variants, rounds=args.rounds, progress=progress.step)
 
 
 def _cmd_train(args) -> results.BenchResult:
@@ -378,11 +395,9 @@ def _cmd_load(args) -> results.BenchResult:
     if batch is None:
         batch = inputs_lib.default_batch(engine.specs, scenarios.DEFAULT_BATCH[args.scenario], dict(inputs.shapes))
         settings = dataclasses.replace(settings, batch=batch)
-
-    def progress_for(description: str, at: scenarios.LoadSettings):
-        return report.progress_bar(args.output.err, description, args.quiet, at.duration_s, at.queries)
-    outcome = run_load(engine, settings, inputs, warmup=args.warmup, find_peak=args.find_peak,
-                       progress_for=progress_for)
+    with args.output.progress() as progress:
+        outcome = run_load(engine, settings, inputs, warmup=args.warmup, find_peak=args.find_peak,
+                           progress=progress.step)
     record = engine.record()
     return results.BenchResult(
         kind="load", config=_config_record(args, session=session_config, inputs=inputs, load=settings),
@@ -400,19 +415,38 @@ def _cmd_check(args) -> results.BenchResult:
                        base_source=args.baseline, new_source=args.result)
 
 
+def _run_dir(args) -> RunDir:
+    if args.run is None:
+        return RunDir.of(args.results[0])
+    if not Path(args.run).is_dir():
+        raise cli.UsageError(f"--run {args.run}: no such directory; pass the directory a training run wrote "
+                             "(its --output-dir) or leave --run out")
+    return RunDir(args.run)
+
+
 def _cmd_report(args) -> int:
+    """Everything is read and checked before the first file is written: a refusal leaves nothing behind."""
     loaded = [results.load(path) for path in args.results]
     if args.compare and len(loaded) != 2:
         raise cli.UsageError(f"--compare takes exactly two results files, got {len(loaded)}")
-    for path in args.export:
-        require_parent_dir(path)
+    if args.html and Path(args.html).suffix.lower() != ".html":
+        raise cli.UsageError(f"--html {args.html}: the page's name must end in .html, e.g. report.html")
+    exports = [report.check_export_path(path) for path in [*args.export, *([args.html] if args.html else [])]]
+    if args.plot_dir and not Path(args.plot_dir).is_dir():
+        raise cli.UsageError(f"plot directory {args.plot_dir} does not exist: create it or choose another")
     if args.compare:
-        report.comparison_tables(loaded[0], loaded[1])  # refuse before writing anything
+        report.comparison_tables(loaded[0], loaded[1])  # refuses runs that share no rows
+    run = _run_dir(args)
+    # The run's parts, where present: a user with only bench results still gets a report.
+    summary = run.read_summary() if run.summary.is_file() else None
+    record = ExportRecord.read(run.export_record) if run.export_record.is_file() else None
+    sources = [*args.results, *(str(p) for p, part in ((run.summary, summary), (run.export_record, record)) if part)]
+    doc = report.document(loaded, compare=args.compare, summary=summary, record=record, run=str(run.root),
+                          sources=sources)
     report.print_all(cli.console(), loaded, compare=args.compare)
-    for path in args.export:
-        report.export(loaded, path, compare=args.compare, width=args.width)
-    if args.plot_dir:
-        report.plot(loaded, args.plot_dir)
+    plot_files = report.write_plots(doc, args.plot_dir) if args.plot_dir else None
+    for path in exports:
+        report.export(doc, path, results=loaded, compare=args.compare, width=args.width, plot_files=plot_files)
     return 0
 
 

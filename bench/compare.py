@@ -112,8 +112,8 @@ def _session_summary(config: SessionConfig) -> str:
 
 def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionConfig, inputs: InputConfig,
                 run_config: RunConfig, keras_path: Path | None, variants: dict[str, Path], rounds: int,
-                progress_for: Callable[[str], Any]) -> BenchResult:
-    """`progress_for(description)`: a context manager yielding a progress callback.
+                progress: Callable[[str, int, int], Any]) -> BenchResult:
+    """`progress(description, step, steps)` is called as each engine starts a round (bench.report.MeasureProgress).
 
     Each engine (the model, each variant, TensorFlow) lives in a process of its own, and only one
     measures at a time: two runtimes' thread pools in one process (both spin-wait after work)
@@ -137,20 +137,21 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
     rounds_run: dict[tuple[str, int], list[int]] = {}
     samples: dict[tuple[str, int], int] = {}
     records: dict[str, EngineRecord] = {}
+    steps = len(batches) * rounds * len(contenders)
     try:
-        for batch in batches:
-            with progress_for(f"batch {batch}: {len(contenders)} engines x {rounds} rounds") as progress:
-                for round_index in range(rounds):
-                    for contender in contenders:
-                        # The reference measures first: its signature is known before TensorFlow needs it.
-                        signature = records[REFERENCE_LABEL].inputs if REFERENCE_LABEL in records else ()
-                        measured: Measured = pools[contender.label].submit(
-                            _child_measure, contender, signature, batch, session_config, inputs, share).result()
-                        times.setdefault((contender.label, batch), []).extend(measured.times)
-                        rounds_run.setdefault((contender.label, batch), []).append(len(measured.times))
-                        samples[(contender.label, batch)] = measured.samples
-                        records[contender.label] = measured.record
-                    progress(round_index + 1, 0.0)
+        for batch_index, batch in enumerate(batches):
+            for round_index in range(rounds):
+                for index, contender in enumerate(contenders):
+                    progress(f"compare: batch {batch}, {contender.label}, round {round_index + 1}/{rounds}",
+                             (batch_index * rounds + round_index) * len(contenders) + index, steps)
+                    # The reference measures first: its signature is known before TensorFlow needs it.
+                    signature = records[REFERENCE_LABEL].inputs if REFERENCE_LABEL in records else ()
+                    measured: Measured = pools[contender.label].submit(
+                        _child_measure, contender, signature, batch, session_config, inputs, share).result()
+                    times.setdefault((contender.label, batch), []).extend(measured.times)
+                    rounds_run.setdefault((contender.label, batch), []).append(len(measured.times))
+                    samples[(contender.label, batch)] = measured.samples
+                    records[contender.label] = measured.record
     finally:
         for pool in pools.values():
             pool.shutdown()

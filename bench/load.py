@@ -36,6 +36,7 @@ from bench import scenarios, stats
 from bench.engines import Engine, Prepared
 from bench.inputs import InputConfig
 from bench.measure import load_average, unsettled
+from bench.runner import Progress, RunConfig
 from bench.scenarios import OFFLINE, SERVER, LoadRow, LoadSettings, Timeline
 from toolkit.cli import UsageError
 from toolkit.environment import usable_cpus
@@ -47,7 +48,8 @@ LEAD_S = 0.01
 STABILITY_INTERVAL_S = 0.25
 MAX_PEAK_POINTS = 24
 PILOT_S = 0.5
-Progress = Callable[[int, float], None]  # (queries done, seconds elapsed), as runner.Progress
+# A stage's announcement, (description, index, total[, minimums]) -> its callback: bench.report.MeasureProgress.step.
+Step = Callable[..., Progress | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,10 +220,12 @@ class LoadOutcome:
 
 
 def run_load(engine: Engine, settings: LoadSettings, inputs: InputConfig, *, warmup: int, find_peak: bool,
-             progress_for: Callable[[str, LoadSettings], Any]) -> LoadOutcome:
+             progress: Step) -> LoadOutcome:
     """Warm up, check the settings against the model, run the test (or the peak search); rows and notes.
 
-    `progress_for(description, settings)`: a context manager yielding a progress callback.
+    `progress(description, index, total, minimums)` announces each stage and returns the callback of
+    its queries (bench.report.MeasureProgress.step): the warm-up, offline's pilot, then the test,
+    whose bar fills to its minimum count and duration; each point of a peak search refills it.
     """
     scenario = settings.scenario
     if find_peak and scenario != SERVER:
@@ -233,7 +237,9 @@ def run_load(engine: Engine, settings: LoadSettings, inputs: InputConfig, *, war
                 for worker in range(settings.concurrency)]
     batch = prepared[0].samples
     settings = dataclasses.replace(settings, batch=batch)
+    name = f"load: {engine.name} {scenario} batch {batch}"   # no QPS yet: a peak search has none
     run = engine.runner()
+    progress(f"{name}: warm-up, {max(1, warmup)} one at a time", 0, 1)
     calibration = warm_up(run, prepared[0].feeds, warmup)
     notes = [f"warm-up: {len(calibration.latencies_s)} queries one at a time, fastest {calibration.min_ms:.3f} ms, "
              f"median {calibration.median_s * 1000:.3f} ms"]
@@ -242,32 +248,44 @@ def run_load(engine: Engine, settings: LoadSettings, inputs: InputConfig, *, war
                          f"({calibration.min_ms:.3f} ms, the fastest of {len(calibration.latencies_s)} warm-up "
                          f"queries of {batch} sample(s)): raise the bound above it")
     if scenario == SERVER:
-        rows = _server_rows(run, prepared, settings, calibration, find_peak, progress_for, notes)
+        rows = _server_rows(engine.name, run, prepared, settings, calibration, find_peak, progress, notes)
     elif scenario == OFFLINE:
+        if settings.expected_qps is None:
+            progress(f"{name}: a {PILOT_S:g} s pilot to size the run", 0, 1)
         expected = settings.expected_qps or offline_rate(run, prepared, calibration)
         total = scenarios.offline_sample_count(settings, expected)
         notes.append(f"offline: {total} samples in batches of {batch} ({expected:,.1f} samples/s expected, "
                      f"{'from --expected-qps' if settings.expected_qps else f'from a {PILOT_S:g} s pilot'}, "
                      "x1.1 as LoadGen)")
-        with progress_for(f"offline {total} samples", settings) as progress:
-            rows = [LoadRow.from_timeline(settings, offline(run, prepared, total, progress))]
+        # Its callback counts batches: the run ends when all of them are done, whatever the time.
+        step = progress(f"load: {engine.name} {settings.label()}: {total:,} samples", 0, 1,
+                        RunConfig(warmup=0, min_time=0, min_iterations=total // batch))
+        rows = [LoadRow.from_timeline(settings, offline(run, prepared, total, step))]
     else:
-        with progress_for(scenario, settings) as progress:
-            rows = [LoadRow.from_timeline(settings, closed_loop(run, prepared[0].feeds, settings, batch, progress))]
+        on = ("" if settings.until_stable is None else f", then until p{settings.percentile * 100:g} stable within "
+              f"+-{settings.until_stable:g}% (at most {settings.max_time_s:g} s)")
+        step = progress(f"load: {engine.name} {settings.label()}: {settings.queries:,} queries and "
+                        f"{settings.duration_s:g} s at least{on}", 0, 1, _minimums(settings))
+        rows = [LoadRow.from_timeline(settings, closed_loop(run, prepared[0].feeds, settings, batch, step))]
     return LoadOutcome(rows=tuple(rows), calibration=calibration, notes=tuple(notes),
                        warnings=tuple(_warnings(rows)))
 
 
-def _server_rows(run, prepared, settings: LoadSettings, calibration: Calibration, find_peak: bool,
-                 progress_for, notes: list[str]) -> list[LoadRow]:
-    def point(qps: float) -> LoadRow:
+def _minimums(settings: LoadSettings) -> RunConfig:
+    """What a test's progress fills to: LoadGen's minimum query count and duration, both."""
+    return RunConfig(warmup=0, min_time=settings.duration_s, min_iterations=settings.queries)
+
+
+def _server_rows(engine_name: str, run, prepared, settings: LoadSettings, calibration: Calibration,
+                 find_peak: bool, progress: Step, notes: list[str]) -> list[LoadRow]:
+    def point(qps: float, description: str) -> LoadRow:
         at = settings.at_qps(qps)
-        with progress_for(f"server {qps:,.1f} qps", at) as progress:
-            timeline, overloaded, scheduled = serve(run, prepared, at, qps, progress)
+        step = progress(f"load: {engine_name} {at.label()}{description}", 0, 1, _minimums(at))
+        timeline, overloaded, scheduled = serve(run, prepared, at, qps, step)
         return LoadRow.from_timeline(at, timeline, overloaded=overloaded, scheduled=scheduled)
 
     if not find_peak:
-        return [point(settings.qps)]
+        return [point(settings.qps, "")]
     # Half of what one worker can do one query at a time: a rate most systems sustain.
     start = settings.qps or round(0.5 / calibration.median_s, 1)
     tolerance, floor = scenarios.PEAK_TOLERANCE[settings.rules], scenarios.peak_floor(settings)
@@ -280,7 +298,7 @@ def _server_rows(run, prepared, settings: LoadSettings, calibration: Calibration
         qps = scenarios.next_peak_qps([(r.settings.qps, r.passes_bound) for r in rows], start, tolerance, floor)
         if qps is None:
             break
-        rows.append(point(qps))
+        rows.append(point(qps, f" (find-peak point {len(rows) + 1}, at most {MAX_PEAK_POINTS})"))
     passing = [r for r in rows if r.passes_bound]
     notes.append(f"find-peak: {len(rows)} points from {start:g} qps (LoadGen's search: double until a point "
                  f"fails, then bisect; done at {scenarios.PEAK_DECIMALS} decimal or within {tolerance:.0%}; a "

@@ -158,6 +158,11 @@ class LoadSettings:
     def bound_ms(self) -> float:
         return DEFAULT_LATENCY_BOUND_MS if self.latency_bound_ms is None else self.latency_bound_ms
 
+    def label(self) -> str:
+        """e.g. "server batch 1 x2 @ 120 qps": what distinguishes one load test from another."""
+        return (f"{self.scenario} batch {self.batch}" + (f" x{self.concurrency}" if self.concurrency > 1 else "")
+                + (f" @ {self.qps:g} qps" if self.scenario == SERVER else ""))
+
     def at_qps(self, qps: float) -> "LoadSettings":
         return dataclasses.replace(self, qps=qps)
 
@@ -421,10 +426,7 @@ class LoadRow:
                    early_stopping=early, valid=not reasons, reasons=tuple(reasons))
 
     def label(self) -> str:
-        """e.g. "server batch 1 x2 @ 120 qps": what distinguishes one load test from another."""
-        s = self.settings
-        return (f"{s.scenario} batch {s.batch}" + (f" x{s.concurrency}" if s.concurrency > 1 else "")
-                + (f" @ {s.qps:g} qps" if s.scenario == SERVER else ""))
+        return self.settings.label()
 
     @property
     def higher_is_better(self) -> bool:

@@ -39,16 +39,6 @@ def fsync_path(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _sync_tree(path: Path) -> None:
-    # A writer may produce a directory (TensorFlow's SavedModel); sync every file in it.
-    if path.is_dir():
-        for child in path.rglob("*"):
-            if child.is_file():
-                fsync_path(child)
-    elif path.exists():
-        fsync_path(path)
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; fsync it and rename it onto `path` only if the block succeeds.
@@ -66,7 +56,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        _sync_tree(tmp_path)
+        fsync_path(tmp_path)
         os.replace(tmp_path, path)
         fsync_path(directory)  # the rename itself is durable only once the directory is
     finally:

@@ -3,14 +3,13 @@ raw uint8 images): each scenario's timeline keeps its order of events, and the s
 
 Runs last a fraction of a second; nothing here asserts how fast anything is.
 """
-import contextlib
-
 import numpy as np
 import pytest
 
 from bench import load, scenarios
 from bench.engines import OnnxEngine, Prepared
 from bench.inputs import InputConfig
+from bench.runner import RunConfig
 from bench.scenarios import MULTI_STREAM, OFFLINE, SERVER, SINGLE_STREAM, LoadSettings
 from bench.session import SessionConfig
 from toolkit.cli import UsageError
@@ -23,13 +22,8 @@ def engine(path) -> OnnxEngine:
     return OnnxEngine.open(path, SessionConfig(intra_op_threads=1))
 
 
-def no_progress(description, settings):
-    return contextlib.nullcontext(None)
-
-
-def run(model, settings, inputs=InputConfig(), find_peak=False, warmup=2):
-    return load.run_load(engine(model), settings, inputs, warmup=warmup, find_peak=find_peak,
-                         progress_for=no_progress)
+def run(model, settings, inputs=InputConfig(), find_peak=False, warmup=2, progress=lambda *step: None):
+    return load.run_load(engine(model), settings, inputs, warmup=warmup, find_peak=find_peak, progress=progress)
 
 
 def test_single_stream_issues_each_query_when_the_previous_completes(helper_models):
@@ -112,7 +106,9 @@ def test_until_stable_runs_on_to_the_cap_and_stops_when_stable(helper_models, mo
     settings = LoadSettings(SINGLE_STREAM, batch=2, min_duration_s=0.05, min_queries=64, until_stable=1.0,
                             max_time_s=0.3)
     monkeypatch.setattr(scenarios, "stable", lambda *args: False)
-    outcome = run(helper_models["fixed"], settings)
+    steps, progress = recorded_progress()
+    outcome = run(helper_models["fixed"], settings, progress=progress)
+    assert steps[-1][0].endswith("64 queries and 0.05 s at least, then until p90 stable within +-1% (at most 0.3 s)")
     (never,) = outcome.rows
     assert never.timeline.done[-1] >= 0.3
     assert any(w.startswith("single-stream batch 2: not stable within +-1% after --max-time 0.3 s")
@@ -130,3 +126,40 @@ def test_an_error_in_a_worker_reaches_the_caller():
         load.offline(broken, prepared, total_samples=10)
     with pytest.raises(RuntimeError, match="model failed"):
         load.serve(broken, prepared, LoadSettings(SERVER, qps=1000.0, min_duration_s=0.05, min_queries=1), 1000.0)
+
+
+def recorded_progress():
+    """A stand-in for bench.report.MeasureProgress.step: the stages announced, and the counts each was given."""
+    steps: list[tuple] = []
+
+    def step(description, index, total, minimums=None):
+        counts: list[int] = []
+        steps.append((description, index, total, minimums, counts))
+        return lambda count, elapsed: counts.append(count)
+    return steps, step
+
+
+def test_progress_names_each_stage_and_fills_to_the_tests_minimums(helper_models, monkeypatch):
+    steps, progress = recorded_progress()
+    settings = LoadSettings(SINGLE_STREAM, batch=2, min_duration_s=0.05, min_queries=64)
+    (row,) = run(helper_models["fixed"], settings, progress=progress).rows
+    assert [s[:4] for s in steps] == [
+        ("load: onnxruntime single-stream batch 2: warm-up, 2 one at a time", 0, 1, None),
+        ("load: onnxruntime single-stream batch 2: 64 queries and 0.05 s at least", 0, 1,
+         RunConfig(warmup=0, min_time=0.05, min_iterations=64))]
+    assert steps[1][4] and steps[1][4][-1] <= row.queries
+
+    steps, progress = recorded_progress()
+    (row,) = run(helper_models["fixed"], LoadSettings(OFFLINE, batch=2, **SHORT), progress=progress).rows
+    assert [s[0] for s in steps] == ["load: onnxruntime offline batch 2: warm-up, 2 one at a time",
+                                     "load: onnxruntime offline batch 2: a 0.5 s pilot to size the run",
+                                     f"load: onnxruntime offline batch 2: {row.samples:,} samples"]
+    assert steps[2][3].min_iterations == row.samples // 2 and steps[2][3].min_time == 0  # it counts batches
+
+    monkeypatch.setattr(load, "MAX_PEAK_POINTS", 2)
+    steps, progress = recorded_progress()
+    settings = LoadSettings(SERVER, batch=2, qps=20.0, latency_bound_ms=500.0, min_duration_s=0.1, min_queries=5)
+    rows = run(helper_models["fixed"], settings, find_peak=True, progress=progress).rows
+    assert [s[0] for s in steps[1:]] == [f"load: onnxruntime {r.label()} (find-peak point {n}, at most 2)"
+                                         for n, r in enumerate(rows, 1)]
+    assert all(s[1:3] == (0, 1) for s in steps)  # each point refills the bar: the search's length is unknown

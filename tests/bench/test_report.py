@@ -1,5 +1,6 @@
 """Rendering: the rich table pinned to a golden text, exports by extension, comparisons, PNG plots."""
 import dataclasses
+import io
 import os
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def test_load_tables_render_to_golden_text():
     check_golden("load.txt", report.render_text([load_result()], width=160))
 
 
-def compare_result() -> BenchResult:
+def verdicts_result() -> BenchResult:
     reference, variant = rounds_row("ref", [100.0, 60.0, 90.0]), rounds_row("int8", [150.0, 90.0, 135.0])
     return BenchResult(kind="compare", config={}, environment=ENVIRONMENT, rows=(reference, variant),
                        comparisons=(check.paired_comparison(reference, variant),),
@@ -87,7 +88,7 @@ def compare_result() -> BenchResult:
 
 
 def test_compare_verdicts_render_to_golden_text():
-    check_golden("compare.txt", report.render_text([compare_result()], width=160))
+    check_golden("compare.txt", report.render_text([verdicts_result()], width=160))
 
 
 def test_check_result_renders_to_golden_text():
@@ -103,7 +104,7 @@ def test_check_result_renders_to_golden_text():
     check_golden("check.txt", report.render_text([few, many], width=160))
 
 
-@pytest.mark.parametrize("make", [load_result, compare_result])
+@pytest.mark.parametrize("make", [load_result, verdicts_result])
 def test_new_kinds_round_trip_through_json(tmp_path, make):
     path = tmp_path / "r.json"
     report.write_text_atomic(path, __import__("json").dumps(make().to_json()))
@@ -130,7 +131,7 @@ def test_comparing_runs_without_common_rows_is_refused():
                                             (".svg", "<svg"), (".txt", "samples/s"), (".csv", "batch,samples/s")])
 def test_exports_by_extension(tmp_path, suffix, marker):
     path = tmp_path / f"report{suffix}"
-    report.export([fixed_result()], path)
+    report.export(report.document([fixed_result()]), path, results=[fixed_result()])
     text = path.read_text()
     assert marker in text
     if suffix != ".csv":  # CSV holds the tables alone
@@ -148,7 +149,8 @@ def test_csv_writes_each_table_beside_the_first(tmp_path):
     lines = (tmp_path / "load.csv").read_text().splitlines()
     assert lines[0] == "test,queries,samples/s,samples/s 95% CI,metric,value,value 95% CI,early stopping,result,peak"
     assert lines[1].startswith('single-stream batch 1,100,') and lines[1].endswith(",VALID,")
-    report.export([fixed_result(), fixed_result()], tmp_path / "two.csv", compare=True)
+    two = [fixed_result(), fixed_result()]
+    report.export(report.document(two, compare=True), tmp_path / "two.csv", results=two, compare=True)
     assert sorted(p.name for p in tmp_path.glob("two*.csv")) == [
         "two-comparison.csv", "two-intervals-2.csv", "two-intervals.csv", "two-results-2.csv", "two-significance.csv",
         "two.csv"]
@@ -162,14 +164,118 @@ def test_report_compare_of_load_results_has_verdicts_only():
         report.comparison_tables(fixed_result(), load_result())
 
 
+def regression_result() -> BenchResult:
+    """`bench check` of a 30% slowdown over 400 runs: a regression (as in golden/check.txt)."""
+    return check.check(inference(1.0, 1), inference(1.3, 2), max_slowdown=0.05, allow_different_environment=False,
+                       base_source="c.json", new_source="d.json")
+
+
+def test_the_run_report_has_sections_for_load_and_check_results():
+    doc = report.document([verdicts_result(), load_result(), regression_result()])
+    sections = {s.anchor: s for s in doc.sections}
+    assert list(sections) == ["summary", "bench-1-compare", "bench-2-load", "bench-3-check", "plots", "environment"]
+    assert [t.name for t in sections["bench-1-compare"].tables] == ["results", "intervals", "verdicts"]
+    load = sections["bench-2-load"]
+    assert load.facts[0] == ("peak: server batch 1 @ 50 qps", "INVALID, p99 latency ms 9.000")  # a search: its peak
+    assert load.warnings == ("a warning with a cause and a fix",)
+    assert [t.name for t in load.tables] == ["load", "time", "invalid"] and load.notes == load_result().notes
+    regression = sections["bench-3-check"]
+    assert regression.facts[:2] == (("check", "REGRESSION in 1 of 1 row"), ("result", "d.json"))
+    assert regression.warnings == (f"regression: {check.failure(regression_result())}",)
+    glance = dict(sections["summary"].facts)
+    assert glance["load peak: server batch 1 @ 50 qps"] == "INVALID, p99 latency ms 9.000"
+    assert glance["check against c.json"] == "REGRESSION in 1 of 1 row"
+    markdown = report.to_markdown_document(doc)
+    assert "- **peak: server batch 1 @ 50 qps:** INVALID, p99 latency ms 9.000" in markdown
+    assert "| server batch 1 @ 100 qps | latency bound: p99 9.000 ms is over the 8 ms bound" in markdown
+    assert "| ref | 1 | [65.2, 101.4] |" in markdown  # the compare's intervals, "[low, high]" as written
+    page = report.to_html(doc)
+    assert "why INVALID (and the fix)" in page and "REGRESSION in 1 of 1 row" in page and "[5.000, ?]" in page
+
+
+def test_the_run_reports_comparison_says_whether_each_difference_is_significant():
+    doc = report.document([fixed_result(), fixed_result()], compare=True)
+    (comparison,) = [s for s in doc.sections if s.anchor == "comparison"]
+    assert [t.name for t in comparison.tables] == ["comparison", "significance"]
+    doc = report.document([load_result(), load_result()], compare=True)
+    assert [t.name for t in doc.sections[-2].tables] == ["significance"]
+
+
 def test_unknown_export_format_is_refused(tmp_path):
     with pytest.raises(UsageError, match="use one of .md, .html, .svg, .txt, .csv"):
-        report.export([fixed_result()], tmp_path / "r.pdf")
+        report.export(report.document([fixed_result()]), tmp_path / "r.pdf")
 
 
 def test_plots_are_png_files(tmp_path):
     written = report.plot([fixed_result(), train_result()], tmp_path)
-    assert sorted(p.name for p in written) == ["latency-histogram.png", "throughput-vs-batch.png",
-                                               "train-scaling.png"]
+    assert sorted(p.name for p in written) == ["latency-batch-1.png", "latency-batch-32.png",
+                                               "throughput-vs-batch.png", "train-scaling-2.png"]
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_measure_progress_shows_the_step_the_share_done_and_the_time_left():
+    from rich.console import Console
+
+    from bench.runner import RunConfig
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=150)
+    with report.MeasureProgress(terminal) as progress:
+        update = progress.step("sweep: onnxruntime batch 8 (2/4)", 1, 4, RunConfig(min_time=1.0, min_iterations=10))
+        update(10, 1.0)                 # the step done: 2 of 4 (stopping draws the bar a last time)
+    shown = terminal.file.getvalue()
+    assert "sweep: onnxruntime batch 8 (2/4)" in shown and "50%" in shown and "left" in shown
+    piped = Console(file=io.StringIO(), force_terminal=False, width=150)
+    with report.MeasureProgress(piped) as progress:
+        progress.step("sweep: onnxruntime batch 8 (2/4)", 1, 4)
+    assert piped.file.getvalue() == ""
+
+
+def test_a_step_that_may_run_on_until_stable_says_so():
+    from rich.console import Console
+
+    from bench.runner import RunConfig
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=200)
+    with report.MeasureProgress(terminal) as progress:
+        progress.step("latency: onnxruntime batch 1 (1/1)", 0, 1,
+                      RunConfig(min_time=1.0, min_iterations=10, until_stable=2.0, max_time=30.0))
+    assert ("latency: onnxruntime batch 1 (1/1), then until stable within +-2% (at most 30 s)"
+            in terminal.file.getvalue())
+
+
+def _compare_result() -> BenchResult:
+    def row(label, engine, model, batch, seconds):
+        return Row.from_times(label=label, engine=engine, model=model, batch=batch,
+                              providers=["CPUExecutionProvider"], times_s=seconds)
+    rows = (row("onnxruntime float32", "onnxruntime", "m.onnx", 1, [0.002, 0.003]),
+            row("onnxruntime int8", "onnxruntime", "m.int8.onnx", 1, [0.001, 0.001]),
+            row("tensorflow float32", "tensorflow", "model.keras", 1, [0.004, 0.005]),
+            row("onnxruntime float32", "onnxruntime", "m.onnx", 32, [0.1, 0.1]))
+    return BenchResult(kind="compare", config={}, environment=ENVIRONMENT, rows=rows,
+                       created="2026-01-02T00:00:00+00:00")
+
+
+def test_series_are_named_by_engine_and_variant_not_by_file_number():
+    from bench import figures
+
+    names = [s.name for s in figures.series([fixed_result(), _compare_result()])]
+    assert names == ["onnxruntime m.onnx", "onnxruntime float32", "onnxruntime int8", "tensorflow float32"]
+    # The same engine in two results of another kind, or of the same kind, is told apart by both.
+    again = BenchResult(**{**_compare_result().__dict__, "created": "2026-01-03T00:00:00+00:00"})
+    names = [s.name for s in figures.series([fixed_result(), _compare_result(), again])]
+    assert names[:2] == ["onnxruntime m.onnx", "onnxruntime float32 (compare, 2026-01-02T00:00:00+00:00)"]
+    assert len(set(names)) == len(names)
+    assert [s.color for s in figures.series([_compare_result()])] == list(figures.COLORS[:3])
+
+
+def test_one_latency_figure_per_batch_with_one_cdf_per_engine():
+    from bench import figures
+
+    both = [fixed_result(), _compare_result()]
+    assert figures.batches(both) == [1, 32]
+    legend = [t.get_text() for t in figures.latency(both, 1).axes[0].get_legend().get_texts()]
+    assert legend == ["onnxruntime m.onnx: p50 2.5 ms, p99 3.97 ms", "onnxruntime float32: p50 2.5 ms, p99 2.99 ms",
+                      "onnxruntime int8: p50 1 ms, p99 1 ms", "tensorflow float32: p50 4.5 ms, p99 4.99 ms"]
+    x, y = figures._cdf_points(list(range(1000)))
+    assert len(x) == figures.CDF_POINTS and (x[0], x[-1], y[-1]) == (0, 999, 1.0)
