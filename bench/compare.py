@@ -10,7 +10,10 @@ engine in a fresh process of its own (one at a time) so no runtime's idle thread
     adds a tf.data pipeline per call), fed the same samples as onnxruntime.
 Each is an engine of bench/engines.py, measured by the same timing loop.
 Every row's ratio is its throughput over TensorFlow's at that batch (onnxruntime float32's
-where TensorFlow is left out). Both sides run with every usable logical CPU: TensorFlow with its
+where TensorFlow is left out), and each row gets a verdict against that reference, "faster",
+"slower" or "no significant difference", from a paired t-test on the rounds' log ratios
+(bench/check.py paired_comparison): a change of load between rounds hits both sides of a round.
+Both sides run with every usable logical CPU: TensorFlow with its
 own defaults, onnxruntime with the benchmark's session defaults (bench/session.py: one intra-op
 thread per usable CPU, not pinned, no spin-waiting; --intra-op-threads 0 and
 --session-config session.intra_op.allow_spinning=1 give onnxruntime's own defaults back).
@@ -25,6 +28,7 @@ import multiprocessing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from bench.check import paired_comparison
 from bench.engines import Engine, EngineRecord, OnnxEngine, TensorFlowEngine
 from bench.inputs import InputConfig, InputSpec
 from bench.measure import engine_result
@@ -130,6 +134,7 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
     context = multiprocessing.get_context("spawn")
     pools = {c.label: concurrent.futures.ProcessPoolExecutor(1, mp_context=context) for c in contenders}
     times: dict[tuple[str, int], list[float]] = {}
+    rounds_run: dict[tuple[str, int], list[int]] = {}
     samples: dict[tuple[str, int], int] = {}
     records: dict[str, EngineRecord] = {}
     steps = len(batches) * rounds * len(contenders)
@@ -144,18 +149,23 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
                     measured: Measured = pools[contender.label].submit(
                         _child_measure, contender, signature, batch, session_config, inputs, share).result()
                     times.setdefault((contender.label, batch), []).extend(measured.times)
+                    rounds_run.setdefault((contender.label, batch), []).append(len(measured.times))
                     samples[(contender.label, batch)] = measured.samples
                     records[contender.label] = measured.record
     finally:
         for pool in pools.values():
             pool.shutdown()
     rows: list[Row] = []
+    comparisons = []
     reference = TF_LABEL if keras_path is not None else REFERENCE_LABEL
     for batch in batches:
-        batch_rows = [records[c.label].row(c.label, samples[(c.label, batch)], times[(c.label, batch)])
-                      for c in contenders]
-        base = next(r for r in batch_rows if r.label == reference).throughput.samples_per_second
+        batch_rows = [dataclasses.replace(records[c.label].row(c.label, samples[(c.label, batch)],
+                                                               times[(c.label, batch)]),
+                                          rounds=tuple(rounds_run[(c.label, batch)])) for c in contenders]
+        base_row = next(r for r in batch_rows if r.label == reference)
+        base = base_row.throughput.samples_per_second
         rows.extend(dataclasses.replace(r, ratio=r.throughput.samples_per_second / base) for r in batch_rows)
+        comparisons.extend(paired_comparison(base_row, r) for r in batch_rows if r is not base_row)
     notes = [f"ratio: throughput over {reference}'s at the same batch",
              f"each engine ran in its own process; at each batch they took turns, {rounds} rounds",
              f"onnxruntime session: {_session_summary(session_config)}"]
@@ -168,4 +178,4 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
               "keras": str(keras_path) if keras_path else None,
               "variants": {label: str(p) for label, p in variants.items()}}
     others = [records[c.label] for c in contenders[1:]]
-    return engine_result("compare", records[REFERENCE_LABEL], rows, config, notes, others)
+    return engine_result("compare", records[REFERENCE_LABEL], rows, config, notes, others, comparisons)

@@ -1,14 +1,17 @@
 """The one place that renders results: rich tables, the run report (Markdown, one HTML page), plots, progress.
 
-A result becomes neutral `TableData` (title, columns, string cells) once; rich, Markdown and
-HTML all render that, so they cannot disagree. The run report is a `Document` of `Section`s
+A result becomes neutral `TableData` (title, columns, string cells) once; rich, Markdown, HTML
+and CSV all render that, so they cannot disagree. The run report is a `Document` of `Section`s
 (facts, tables, plots, notes): the training run (toolkit.runs.TrainSummary), the export
-(toolkit.runs.ExportRecord), one section per benchmark result, the throughput/latency plots,
-the environment; each appears only when its input exists. It renders to Markdown (plots as
-PNG files under --plot-dir, linked by relative path) and to one self-contained HTML page
-(plots as SVG data URIs, no script, no network resource, readable at phone width). The
-figures themselves are pure functions in bench/figures.py. SVG and text exports are rich's
-console recording of the very tables the terminal shows.
+(toolkit.runs.ExportRecord), one section per benchmark result (with its confidence intervals and
+verdicts; a `bench load` result: VALID or INVALID and why; a `bench check` result: regression or
+not), the throughput/latency plots, the environment; each appears only when its input exists.
+It renders to Markdown (plots as PNG files under --plot-dir, linked by relative path) and to one
+self-contained HTML page (plots as SVG data URIs, no script, no network resource, readable at
+phone width). The figures themselves are pure functions in bench/figures.py. SVG and text
+exports are rich's console recording of the very tables the terminal shows; CSV holds those
+tables one per file: the first in the file named, each other beside it as STEM-NAME.csv (NAME:
+the table's `name`).
 
     from bench import report, results
     from toolkit.runs import ExportRecord, RunDir
@@ -18,13 +21,15 @@ console recording of the very tables the terminal shows.
     doc = report.document([r], summary=run.read_summary(), record=ExportRecord.read(run.export_record))
     files = report.write_plots(doc, "runs/alexnet/plots")
     report.export(doc, "runs/alexnet/report.md", plot_files=files); report.export(doc, "runs/alexnet/report.html")
+    report.export(doc, "runs/alexnet/sweep.csv", results=[r])
 
 A new result kind gets its section by adding a builder to RESULT_SECTIONS (kind -> Section);
-bench sweep, compare, ... show their progress through `MeasureProgress`.
+bench sweep, compare, load, ... show their progress through `MeasureProgress`.
 """
 from __future__ import annotations
 
 import base64
+import csv
 import dataclasses
 import datetime
 import html
@@ -42,13 +47,16 @@ from rich.text import Text
 from bench.results import BenchResult, Row, Spread
 from bench.runner import Progress as ProgressCallback
 from bench.runner import RunConfig
+from bench.scenarios import LoadRow, headline_rows
+from bench.stats import Comparison, Interval
 from toolkit.cli import UsageError
 from toolkit.files import atomic_path, require_parent_dir, write_text_atomic
 from toolkit.runs import ExportRecord, TrainSummary, now_utc
 
-EXPORT_FORMATS = (".md", ".html", ".svg", ".txt")
+EXPORT_FORMATS = (".md", ".html", ".svg", ".txt", ".csv")
 NUMERIC = {"batch", "samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters", "ratio", "np",
-           "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old",
+           "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old", "cv", "queries",
+           "value", "value 95% CI", "base", "new", "allowed",
            "epoch", "loss", "accuracy", "val loss", "val accuracy", "learning rate", "seconds", "rank", "images",
            "first index", "size", "opset", "max |diff| vs Keras", "top-1 = Keras", "top-1 = float32", "cores"}
 
@@ -58,6 +66,7 @@ class TableData:
     title: str
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    name: str = "results"   # the CSV file's suffix when a result has several tables
 
 
 def _ms(value: float) -> str:
@@ -109,8 +118,104 @@ def train_table(result: BenchResult) -> TableData:
                      "if normal)", columns, rows)
 
 
+def _interval(interval: Interval | None, fmt) -> str:
+    """[low, high]; ? for a side the data cannot bound; - for no interval."""
+    if interval is None:
+        return "-"
+    def side(value):
+        return "?" if value is None else fmt(value)
+    return f"[{side(interval.low)}, {side(interval.high)}]"
+
+
+def interval_table(result: BenchResult) -> TableData:
+    show_label = len({r.label for r in result.rows}) > 1
+    columns = (("label",) * show_label + ("batch", "samples/s 95% CI", "p50 ms 95% CI", "p90 ms 95% CI",
+                                          "p95 ms 95% CI", "p99 ms 95% CI", "cv"))
+    rows = []
+    for r in result.rows:
+        ci = r.intervals
+        rows.append((r.label,) * show_label + (str(r.batch), _interval(ci.samples_per_second, _rate),
+                                               *(_interval(getattr(ci, p), _ms) for p in ("p50", "p90", "p95", "p99")),
+                                               f"{ci.cv:.1%}"))
+    return TableData("95% confidence intervals (samples/s: batch means of the run times; percentiles: order "
+                     "statistics; ?: too few runs to bound that side) and the run times' coefficient of variation",
+                     columns, tuple(rows), "intervals")
+
+
+def _metric_value(metric: str, value: float) -> str:
+    return _ms(value) if metric.endswith("ms") else _rate(value)
+
+
+def load_tables(result: BenchResult) -> list[TableData]:
+    """The scenarios' results and verdicts, where each query's time went, and why a test is INVALID."""
+    show_peak = any(r.peak for r in result.load)
+
+    def early(row: LoadRow) -> str:
+        found = row.early_stopping
+        if found is None:
+            return "-"
+        if found.overlatency is not None:
+            return f"{found.overlatency} over, needs {found.needed}"
+        return "-" if found.estimate_ms is None else _ms(found.estimate_ms)
+    columns = ("test", "queries", "samples/s", "samples/s 95% CI", "metric", "value", "value 95% CI",
+               "early stopping", "result") + ("peak",) * show_peak
+    rows = tuple((r.label(), f"{r.queries:,}", _rate(r.samples_per_second), _interval(r.samples_per_second_ci, _rate),
+                  r.metric, _metric_value(r.metric, r.metric_value),
+                  _interval(r.metric_ci, lambda v, m=r.metric: _metric_value(m, v)), early(r),
+                  "VALID" if r.valid else "INVALID") + (("peak" if r.peak else "",) * show_peak)
+                 for r in result.load)
+    found = [TableData("bench load (MLPerf LoadGen scenarios; percentiles as LoadGen takes them, sorted[int(n p)]; "
+                       "early stopping: LoadGen's percentile estimate at 99% confidence, or queries over the bound "
+                       "and the count needed)", columns, rows, "load")]
+    time_columns = ("test", "latency mean ms", "latency p99 ms", "queueing mean ms", "queueing p99 ms",
+                    "compute mean ms", "compute p99 ms", "late mean ms", "late p99 ms", "late max ms")
+    found.append(TableData(
+        "where the time went (ms per query; latency from the scheduled time for server, the issue time for "
+        "single-/multi-stream, the start for offline; queueing: latency's start -> compute start; late: the load "
+        "generator's scheduling error, actual - intended issue time)", time_columns,
+        tuple((r.label(), *map(_ms, (r.latency.mean, r.latency.p99, r.queueing.mean, r.queueing.p99, r.compute.mean,
+                                     r.compute.p99, r.schedule_error.mean, r.schedule_error.p99,
+                                     r.schedule_error.max)))
+              for r in result.load), "time"))
+    invalid = tuple((r.label(), reason) for r in result.load for reason in r.reasons)
+    if invalid:
+        found.append(TableData("why INVALID (and the fix)", ("test", "reason"), invalid, "invalid"))
+    return found
+
+
+SIGNIFICANCE = ("ratio: new / base with its 95% CI; block bootstrap: 2,000 resamples of blocks of n^(1/3) "
+                "consecutive runs; the verdict holds where the CI excludes 1")
+
+
+def comparisons_table(comparisons: Sequence[Comparison], title: str, name: str = "verdicts") -> TableData:
+    """Each pair's ratio, its 95% interval, the verdict and the test; `bench check`'s decision where made."""
+    decided = any(c.regression is not None for c in comparisons)
+    columns = ("row", "baseline", "metric", "base", "new", "ratio", "95% CI", "verdict", "test") + (
+        ("allowed", "check") if decided else ())
+    def ratio(value: float | None) -> str:
+        return "?" if value is None else f"{value:.3f}x"
+    rows = tuple((c.row, c.baseline, c.metric, _metric_value(c.metric, c.base_value), _metric_value(c.metric, c.value),
+                  ratio(c.ratio), _interval(c.interval, ratio), c.verdict, c.test) + (
+                     (f"{c.allowed_slowdown:.1%}", "REGRESSION" if c.regression else "ok") if decided else ())
+                 for c in comparisons)
+    return TableData(title, columns, rows, name)
+
+
 def tables(result: BenchResult) -> list[TableData]:
-    return [train_table(result)] if result.kind == "train" else [inference_table(result)]
+    if result.kind == "train":
+        return [train_table(result)]
+    if result.kind == "load":
+        return load_tables(result)
+    if result.kind == "check":
+        return [comparisons_table(result.comparisons, f"bench check: each row against the baseline ({SIGNIFICANCE}; "
+                                                      "REGRESSION: the slowdown's whole interval is over the "
+                                                      "slowdown allowed)")]
+    found = [inference_table(result), interval_table(result)]
+    if result.comparisons:
+        found.append(comparisons_table(result.comparisons, "verdicts: each engine against the reference (ratio of "
+                                                           "samples/s, 95% CI; paired t: Student's t on the log "
+                                                           "ratios of the interleaved rounds)"))
+    return found
 
 
 def _delta(old: float, new: float, unit: str = "") -> tuple[str, str]:
@@ -142,7 +247,19 @@ def comparison_table(old: BenchResult, new: BenchResult) -> TableData:
                      for a, b in matched)
     if not rows:
         raise UsageError("the two results share no rows (same label and batch, or same np): nothing to compare")
-    return TableData(f"comparison: {old.created} -> {new.created}", columns, rows)
+    return TableData(f"comparison: {old.created} -> {new.created}", columns, rows, "comparison")
+
+
+def comparison_tables(old: BenchResult, new: BenchResult) -> list[TableData]:
+    """--compare: the deltas (inference, train) and, for inference and load, whether each difference is significant."""
+    if "train" in (old.kind, new.kind):
+        return [comparison_table(old, new)]
+    from bench.check import compare_results
+
+    significance = comparisons_table(compare_results(old, new), f"significance: second run against the first "
+                                     f"({SIGNIFICANCE}; separate runs, not interleaved: a change of machine load "
+                                     "counts too)", "significance")
+    return [significance] if new.kind == "load" else [comparison_table(old, new), significance]
 
 
 def _numeric(column: str) -> bool:
@@ -150,11 +267,12 @@ def _numeric(column: str) -> bool:
 
 
 def to_rich(data: TableData) -> Table:
-    table = Table(title=data.title, title_justify="left", box=box.SIMPLE_HEAD)
+    # Text, not markup: "[low, high]" cells and titles must print as written.
+    table = Table(title=Text(data.title), title_justify="left", box=box.SIMPLE_HEAD)
     for column in data.columns:
-        table.add_column(column, justify="right" if _numeric(column) else "left")
+        table.add_column(Text(column), justify="right" if _numeric(column) else "left")
     for row in data.rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     return table
 
 
@@ -198,6 +316,7 @@ def renderables(result: BenchResult) -> list:
     items: list = [Text(line, style="dim") for line in header_lines(result)]
     if result.fallback:
         items.append(Text(f"warning: {result.fallback}", style="bold yellow"))
+    items.extend(Text(f"warning: {w}", style="bold yellow") for w in result.warnings)
     items.extend(to_rich(t) for t in tables(result))
     items.extend(Text(f"note: {n}") for n in result.notes)
     return items
@@ -219,7 +338,44 @@ def print_all(console: Console, results: Sequence[BenchResult], compare: bool = 
     for result in results:
         print_result(console, result)
     if compare:
-        console.print(to_rich(comparison_table(results[0], results[1])))
+        for table in comparison_tables(results[0], results[1]):
+            console.print(to_rich(table))
+
+
+def to_csv(data: TableData) -> str:
+    """The table's header and cells as shown (numbers formatted, intervals as [low, high])."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(data.columns)
+    writer.writerows(data.rows)
+    return out.getvalue()
+
+
+def csv_path(path: str | Path) -> Path:
+    path = require_parent_dir(path)
+    if path.suffix.lower() != ".csv":
+        raise UsageError(f"--csv {path}: give a file name ending in .csv")
+    return path
+
+
+def csv_paths(data: Sequence[TableData], path: Path) -> list[Path]:
+    """PATH for the first table, STEM-NAME.csv beside it for the others (NAME-2, -3 ... when names repeat)."""
+    paths, seen = [path], {data[0].name} if data else set()
+    for table in data[1:]:
+        name, index = table.name, 2
+        while name in seen:
+            name, index = f"{table.name}-{index}", index + 1
+        seen.add(name)
+        paths.append(path.with_name(f"{path.stem}-{name}.csv"))
+    return paths
+
+
+def write_csv(data: Sequence[TableData], path: str | Path) -> list[Path]:
+    """Each table to its CSV file (`csv_paths`), each written atomically; returns the files."""
+    paths = csv_paths(data, csv_path(path))
+    for table, target in zip(data, paths):
+        write_text_atomic(target, to_csv(table))
+    return paths
 
 
 # ---- the run report: a Document of Sections, rendered to Markdown and to one HTML page
@@ -341,11 +497,13 @@ def export_section(record: ExportRecord) -> Section:
     return Section("Export to ONNX", "export", facts, warnings, (files,))
 
 
-def _bench_section(result: BenchResult, index: int, plots: tuple[Plot, ...] = ()) -> Section:
+def _bench_section(result: BenchResult, index: int, facts: Sequence[tuple[str, str]] = (),
+                   plots: tuple[Plot, ...] = (), warnings: Sequence[str] = ()) -> Section:
     model = f": {Path(result.model['path']).name}" if result.model else ""
     return Section(f"bench {result.kind}{model}", f"bench-{index + 1}-{result.kind}",
-                   (*_result_facts(result), ("measured", _when(result.created))),
-                   (result.fallback,) if result.fallback else (), tuple(tables(result)), plots, result.notes)
+                   (*facts, *_result_facts(result), ("measured", _when(result.created))),
+                   (*((result.fallback,) if result.fallback else ()), *result.warnings, *warnings),
+                   tuple(tables(result)), plots, result.notes)
 
 
 def inference_section(result: BenchResult, index: int) -> Section:
@@ -355,14 +513,44 @@ def inference_section(result: BenchResult, index: int) -> Section:
 
 def train_bench_section(result: BenchResult, index: int) -> Section:
     from bench import figures
-    return _bench_section(result, index, (Plot(f"train-scaling-{index + 1}", "training throughput and scaling",
-                                               lambda: figures.train_scaling(result)),))
+    return _bench_section(result, index, plots=(Plot(f"train-scaling-{index + 1}", "training throughput and scaling",
+                                                     lambda: figures.train_scaling(result)),))
+
+
+def load_verdicts(result: BenchResult) -> list[tuple[str, str]]:
+    """The tests a `bench load` result is summed up by (a search: its peak), each VALID or INVALID, with its metric."""
+    return [(f"{'peak: ' if r.peak else ''}{r.label()}",
+             f"{'VALID' if r.valid else 'INVALID'}, {r.metric} {_metric_value(r.metric, r.metric_value)}")
+            for r in headline_rows(result.load)]
+
+
+def load_section(result: BenchResult, index: int) -> Section:
+    """Its verdicts first; the tables give every test, where its time went and why it is INVALID, each with the fix."""
+    return _bench_section(result, index, load_verdicts(result))
+
+
+def check_verdict(result: BenchResult) -> str:
+    regressed = sum(bool(c.regression) for c in result.comparisons)
+    rows = _count(len(result.comparisons), "row")
+    return f"REGRESSION in {regressed} of {rows}" if regressed else f"no regression in {rows}"
+
+
+def check_section(result: BenchResult, index: int) -> Section:
+    """`bench check`: the decision, what was held against what, each row's ratio and interval."""
+    from bench.check import failure
+
+    config = result.config
+    facts = (("check", check_verdict(result)), ("result", str(config["result"])),
+             ("baseline", str(config["baseline"])), ("slowdown allowed", f"{config['max_slowdown']:.1%}"))
+    regression = failure(result)
+    return _bench_section(result, index, facts, warnings=(f"regression: {regression}",) if regression else ())
 
 
 # Result kind -> its section (the result, its position among the report's results).
 RESULT_SECTIONS: dict[str, Callable[[BenchResult, int], Section]] = {
     "throughput": inference_section, "latency": inference_section, "sweep": inference_section,
-    "compare": inference_section, "overhead": inference_section, "train": train_bench_section}
+    "compare": inference_section, "overhead": inference_section, "train": train_bench_section,
+    "load": load_section, "check": check_section}
 # Kinds whose rows are engines measured at batch sizes (the overhead check's rows are not).
 PLOTTED_KINDS = ("throughput", "latency", "sweep", "compare")
 
@@ -384,7 +572,7 @@ def plots_section(results: Sequence[BenchResult]) -> Section | None:
 
 def overview_section(results: Sequence[BenchResult], summary: TrainSummary | None,
                      record: ExportRecord | None) -> Section | None:
-    """The numbers a reader comes for, from the sections below: accuracy, speeds, file sizes."""
+    """The numbers a reader comes for, from the sections below: accuracy, speeds, file sizes, verdicts."""
     from bench import figures
 
     facts = []
@@ -402,6 +590,11 @@ def overview_section(results: Sequence[BenchResult], summary: TrainSummary | Non
             fastest[row.batch] = max(fastest.get(row.batch, (0.0, "")), (row.throughput.samples_per_second, line.name))
     facts.extend((f"fastest at batch {batch}", f"{name}: {_rate(rate)} samples/s")
                  for batch, (rate, name) in sorted(fastest.items()))
+    for result in results:
+        if result.kind == "load":
+            facts.extend((f"load {test}", verdict) for test, verdict in load_verdicts(result))
+        elif result.kind == "check":
+            facts.append((f"check against {result.config['baseline']}", check_verdict(result)))
     return Section("At a glance", "summary", tuple(facts)) if facts else None
 
 
@@ -435,7 +628,7 @@ def document(results: Sequence[BenchResult], *, compare: bool = False, summary: 
         sections.append(plots)
     if compare:
         sections.append(Section("Comparison of the two results", "comparison",
-                                tables=(comparison_table(results[0], results[1]),)))
+                                tables=tuple(comparison_tables(results[0], results[1]))))
     if environments:
         sections.append(environment_section(environments))
     title = f"Run report: {run}" if run and (summary or record) else "Benchmark report"
@@ -584,11 +777,15 @@ def export(doc: Document, path: str | Path, *, results: Sequence[BenchResult] = 
     """Write the report to PATH, the format chosen by its extension.
 
     .md: the document, its plots linked from `plot_files`; .html: the document as one page;
-    .svg and .txt: rich's recording of the terminal's tables of `results`, at `width` columns.
+    .svg and .txt: rich's recording of the terminal's tables of `results`, at `width` columns;
+    .csv: those tables, one file each (`csv_paths`).
     """
     path = check_export_path(path)
     suffix = path.suffix.lower()
-    if suffix == ".md":
+    if suffix == ".csv":
+        every = [table for result in results for table in tables(result)]
+        write_csv(every + (comparison_tables(results[0], results[1]) if compare else []), path)
+    elif suffix == ".md":
         write_text_atomic(path, to_markdown_document(doc, plot_files, path.parent))
     elif suffix == ".html":
         write_text_atomic(path, to_html(doc))
@@ -606,7 +803,8 @@ class MeasureProgress:
     Shown on stderr only when it is a terminal (and not --quiet): a pipe or a log file gets no
     bar characters and no cursor movement. The work is `total` steps, e.g. one per batch size;
     `step(description, index, total, run)` starts step `index` and returns the timing loop's
-    callback, which fills that step with whichever of the minimum time and count is further behind.
+    callback, which fills that step with whichever of the minimum time and count is further behind
+    (with --until-stable, a step may run on past them, as its description says).
     """
 
     def __init__(self, console: Console, quiet: bool = False):
@@ -623,6 +821,8 @@ class MeasureProgress:
         self._bar.stop()
 
     def step(self, description: str, index: int, total: int, run: RunConfig | None = None) -> ProgressCallback:
+        if run is not None and run.until_stable is not None:  # past the minimums the step's end is not known
+            description += f", then until stable within +-{run.until_stable:g}% (at most {run.max_time:g} s)"
         self._bar.update(self._task, description=description, completed=index, total=total)
 
         def update(iterations: int, elapsed: float) -> None:

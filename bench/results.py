@@ -5,11 +5,11 @@ milliseconds -> mean, stdev, min, p50, p90, p95, p99, max) and `Throughput.from_
 (batch / mean iteration time). The raw per-iteration times are kept in the JSON so runs can
 be merged and re-analysed later.
 
-JSON schema (version 2), written by `bench ... --json PATH`:
+JSON schema (version 3), written by `bench ... --json PATH`:
 
     {
-      "schema": "alexnet-toolkit/bench", "version": 2,
-      "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train",
+      "schema": "alexnet-toolkit/bench", "version": 3,
+      "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train" | "load" | "check",
       "created": ISO-8601 UTC,
       "model": {"path", "inputs": [{"name", "dtype", "shape"}]} | null,
       "requested_providers": ["cpu", ...],    # what the user asked for
@@ -19,35 +19,56 @@ JSON schema (version 2), written by `bench ... --json PATH`:
       "latency_ms": {"count", "mean", "stdev", "min", "p50", "p90", "p95", "p99", "max"},  # idem
       "rows": [{"label", "engine", "model", "batch", "providers",
                 "latency_ms": {...}, "throughput": {"samples_per_second", "batch", "iterations",
-                "seconds"}, "times_ms": [raw per-iteration times], "ratio": float | null}],
+                "seconds"}, "times_ms": [raw per-iteration times], "ratio": float | null,
+                "rounds": [iterations per interleaved round] (compare; else []),
+                "ci95": {"samples_per_second", "p50", "p90", "p95", "p99": INTERVAL | null}, "cv": float}],
       "train": [{"np", "total": SPREAD, "per_rank": SPREAD, "efficiency",
                  "intervals": [total img/s per interval]}],                 # kind "train"
+      "load": [LOAD_ROW],                                                   # kind "load"
+      "comparisons": [{"row", "baseline", "metric", "higher_is_better", "base_value", "value", "ratio",
+                       "interval": INTERVAL | null, "verdict", "test", "allowed_slowdown", "regression"}],
+                                                                            # kinds "compare", "check"
+      "warnings": [str],                      # unstable measurements: cause and fix
       "config": {every option, resolved},
       "environment": {host, CPU, GPUs, versions, "onnxruntime" | "tensorflow": {version, device, threads}},
       "notes": [str]
     }
     SPREAD = {"mean", "half_range95": 1.96 x population sd of the intervals,
               "mean_ci95": [low, high] (Student's t 95% confidence interval of the mean) | null}
+    INTERVAL = [low | null, high | null]: a 95% confidence interval, null where the data cannot
+               bound that side (bench/stats.py says how each is computed)
+    LOAD_ROW = bench/scenarios.py LoadRow.to_json: "settings", "timeline" (per query: intended,
+               issued, started, done, in s) and the flags "peak", "overloaded", "scheduled" are what
+               a reader re-derives the rest from; "valid", "reasons", "metric", "metric_value",
+               "metric_ci95", "early_stopping", "latency"/"queueing"/"compute"/"schedule_error"
+               {mean, p50, p90, p99, max} (ms) are written for other readers.
 
 Version 1 differs only in SPREAD: {"mean", "ci95"}, where "ci95" held what version 2 calls
 "half_range95" (it was never a confidence interval). Version-1 files load: "ci95" is read as
 "half_range95", and "mean_ci95" is computed from the intervals the file kept.
+Version 3 added kinds "load" and "check", "load", "comparisons", "warnings", and each row's
+"rounds", "ci95" and "cv"; version 1 and 2 files load with none of those (a row's intervals are
+computed from the times it kept).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
+from bench import stats
+from bench.scenarios import LoadRow
+from bench.stats import Comparison, Interval
 from toolkit.cli import UsageError
 
 SCHEMA = "alexnet-toolkit/bench"
-SCHEMA_VERSION = 2
-KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train")
+SCHEMA_VERSION = 3
+KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check")
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -111,6 +132,31 @@ class Throughput:
 
 
 @dataclasses.dataclass(frozen=True)
+class RowIntervals:
+    """95% confidence intervals of a row's samples/s (batch means) and latency percentiles (order
+    statistics), and the coefficient of variation of its run times."""
+
+    samples_per_second: Interval | None
+    p50: Interval
+    p90: Interval
+    p95: Interval
+    p99: Interval
+    cv: float
+
+    @classmethod
+    def from_times(cls, times_ms: Sequence[float], batch: int) -> "RowIntervals":
+        return cls(samples_per_second=stats.throughput_interval([t / 1000 for t in times_ms], batch),
+                   **{f"p{p}": stats.percentile_interval(times_ms, p / 100) for p in PERCENTILES},
+                   cv=stats.coefficient_of_variation(times_ms))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ci95": {"samples_per_second": None if self.samples_per_second is None
+                         else self.samples_per_second.to_json(),
+                         **{f"p{p}": getattr(self, f"p{p}").to_json() for p in PERCENTILES}},
+                "cv": self.cv}
+
+
+@dataclasses.dataclass(frozen=True)
 class Row:
     """One measured configuration: a model on an engine at one batch size."""
 
@@ -123,6 +169,19 @@ class Row:
     throughput: Throughput
     times_ms: tuple[float, ...]
     ratio: float | None = None
+    rounds: tuple[int, ...] = ()   # iterations per interleaved round (compare), in the order of times_ms
+
+    @functools.cached_property
+    def intervals(self) -> RowIntervals:
+        return RowIntervals.from_times(self.times_ms, self.batch)
+
+    def round_throughputs(self) -> list[float]:
+        """samples/s of each interleaved round."""
+        out, start = [], 0
+        for count in self.rounds:
+            out.append(self.batch * count * 1000 / sum(self.times_ms[start:start + count]))
+            start += count
+        return out
 
     @classmethod
     def from_times(cls, *, label: str, engine: str, model: str, batch: int, providers: Sequence[str],
@@ -137,14 +196,14 @@ class Row:
         return {"label": self.label, "engine": self.engine, "model": self.model, "batch": self.batch,
                 "providers": list(self.providers), "latency_ms": dataclasses.asdict(self.latency),
                 "throughput": dataclasses.asdict(self.throughput), "times_ms": list(self.times_ms),
-                "ratio": self.ratio}
+                "ratio": self.ratio, "rounds": list(self.rounds), **self.intervals.to_json()}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Row":
         return cls(label=obj["label"], engine=obj["engine"], model=obj["model"], batch=int(obj["batch"]),
                    providers=tuple(obj["providers"]), latency=Latency(**obj["latency_ms"]),
                    throughput=Throughput(**obj["throughput"]), times_ms=tuple(obj["times_ms"]),
-                   ratio=obj.get("ratio"))
+                   ratio=obj.get("ratio"), rounds=tuple(obj.get("rounds", ())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,14 +226,9 @@ class Spread:
     def from_values(cls, values: Sequence[float]) -> "Spread":
         if not values:
             raise ValueError("spread of no values")
-        mean = statistics.fmean(values)
-        ci = None
-        if len(values) > 1:
-            from scipy.special import stdtrit  # the t quantile; scipy.special loads faster than scipy.stats
-
-            half = float(stdtrit(len(values) - 1, 0.975)) * statistics.stdev(values) / math.sqrt(len(values))
-            ci = (mean - half, mean + half)
-        return cls(mean=mean, half_range95=1.96 * statistics.pstdev(values), mean_ci95=ci)
+        interval = stats.mean_interval(values)
+        return cls(mean=statistics.fmean(values), half_range95=1.96 * statistics.pstdev(values),
+                   mean_ci95=None if interval is None else (interval.low, interval.high))
 
     def to_json(self) -> dict[str, Any]:
         return {"mean": self.mean, "half_range95": self.half_range95,
@@ -234,6 +288,9 @@ class BenchResult:
     notes: tuple[str, ...] = ()
     created: str = dataclasses.field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    load: tuple[LoadRow, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -249,7 +306,10 @@ class BenchResult:
             doc["latency_ms"] = dataclasses.asdict(self.rows[0].latency)
         doc["rows"] = [row.to_json() for row in self.rows]
         doc["train"] = [row.to_json() for row in self.train]
-        doc.update(config=self.config, environment=self.environment, notes=list(self.notes))
+        doc["load"] = [row.to_json() for row in self.load]
+        doc["comparisons"] = [c.to_json() for c in self.comparisons]
+        doc.update(config=self.config, environment=self.environment, notes=list(self.notes),
+                   warnings=list(self.warnings))
         return doc
 
     @classmethod
@@ -271,7 +331,10 @@ class BenchResult:
                        train=tuple(TrainRow.from_json(r, version) for r in doc["train"]),
                        model=doc.get("model"), requested_providers=tuple(doc["requested_providers"]),
                        providers=tuple(doc["providers"]), fallback=doc.get("fallback"),
-                       notes=tuple(doc.get("notes", ())), created=doc["created"])
+                       notes=tuple(doc.get("notes", ())), created=doc["created"],
+                       load=tuple(LoadRow.from_json(r) for r in doc.get("load", ())),
+                       comparisons=tuple(Comparison.from_json(c) for c in doc.get("comparisons", ())),
+                       warnings=tuple(doc.get("warnings", ())))
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{source} is a malformed bench results file ({type(exc).__name__}: {exc}): "
                              "re-run the benchmark with --json") from None

@@ -1,6 +1,8 @@
 """Every subcommand as a user runs it (`python -m bench ...` in a subprocess); its JSON validated."""
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -89,11 +91,40 @@ def test_compare_variants_without_tensorflow(bench, helper_models, tmp_path):
     doc = validated(out)
     assert [r["label"] for r in doc["rows"]] == ["onnxruntime float32", "copy"]
     assert doc["rows"][0]["ratio"] == 1.0 and doc["rows"][1]["ratio"] > 0
+    # Each row knows its rounds; the variant gets a verdict against the reference from them.
+    assert [len(r["rounds"]) for r in doc["rows"]] == [3, 3]
+    (verdict,) = doc["comparisons"]
+    assert (verdict["row"], verdict["baseline"], verdict["test"]) == ("copy @ 2", "onnxruntime float32 @ 2",
+                                                                    "paired t, 3 rounds")
+    assert verdict["verdict"] in ("faster", "slower", "no significant difference")
     # The benchmark's session defaults are recorded, and said in the notes.
     threads = len(session.os.sched_getaffinity(0))
     assert doc["config"]["session"]["intra_op_threads"] == threads
     assert doc["config"]["session"]["entries"] == [["session.intra_op.allow_spinning", "0"]]
     assert any(f"{threads} intra-op threads" in n and "allow_spinning=0" in n for n in doc["notes"])
+
+
+def test_load_scenarios_on_helper_models(bench, helper_models, tmp_path):
+    out = tmp_path / "ss.json"
+    done = bench("load", "--model", helper_models["multi"], "--dim", "seq=3", "--shape", "scale=1", "--scenario",
+                 "single-stream", "--min-duration", "0.2", "--warmup", "2", "--json", out, "--csv", tmp_path / "ss.csv",
+                 "--intra-op-threads", "1")
+    assert done.returncode == 0, done.stderr
+    assert "single-stream batch 1" in done.stdout and "VALID" in done.stdout and "where the time went" in done.stdout
+    doc = validated(out)
+    (row,) = doc["load"]
+    assert doc["kind"] == "load" and row["valid"] and row["metric"] == "p90 latency ms" and row["queries"] >= 100
+    assert doc["config"]["load"]["scenario"] == "single-stream" and doc["environment"]["load_average"] is not None
+    assert (tmp_path / "ss.csv").is_file() and (tmp_path / "ss-time.csv").is_file()
+    server = tmp_path / "server.json"
+    done = bench("load", "--model", helper_models["image"], "--scenario", "server", "--qps", "100",
+                 "--latency-bound-ms", "500", "--concurrency", "2", "--min-duration", "0.2", "--json", server,
+                 "--quiet")
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    (row,) = validated(server)["load"]
+    assert row["settings"]["concurrency"] == 2 and row["scheduled"] == row["queries"] >= 100
+    report = bench("report", server)
+    assert report.returncode == 0 and "server batch 1 x2 @ 100 qps" in report.stdout
 
 
 def test_session_config_overrides_the_default_entries(bench, helper_models, tmp_path):
@@ -111,11 +142,12 @@ def test_report_renders_compares_and_exports(bench, helper_models, tmp_path):
     for path in (first, second):
         assert bench("latency", "--model", helper_models["fixed"], "--json", path, quick=True).returncode == 0
     done = bench("report", first, second, "--compare", "--export", tmp_path / "r.md", "--export",
-                 tmp_path / "r.html", "--plot-dir", tmp_path)
+                 tmp_path / "r.html", "--export", tmp_path / "r.csv", "--plot-dir", tmp_path)
     assert done.returncode == 0, done.stderr
     assert "new/old" in done.stdout and "onnxruntime @ 2" in done.stdout
     assert "| onnxruntime @ 2 |" in (tmp_path / "r.md").read_text()
     assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    assert (tmp_path / "r-significance.csv").read_text().startswith("row,baseline,metric,base,new,ratio,95% CI")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -134,6 +166,19 @@ def test_report_renders_compares_and_exports(bench, helper_models, tmp_path):
     (["latency", "--model", "{fixed}", "--json", "{tmp}/no/such/dir/r.json"], "output directory"),
     (["throughput", "--model", "{fixed}", "--bogus"], "unrecognized arguments: --bogus"),
     (["throughput"], "no model at runs/alexnet/alexnet.onnx"),
+    (["load", "--model", "{image}", "--scenario", "server", "--qps", "0"], "--qps 0 must be a positive number"),
+    (["load", "--model", "{image}", "--scenario", "server", "--qps", "10", "--latency-bound-ms", "0.000001"],
+     "--latency-bound-ms 1e-06 is below this model's minimum latency here"),
+    (["load", "--model", "{image}", "--scenario", "offline", "--qps", "10"], "--qps applies to --scenario server"),
+    (["load", "--model", "{image}", "--scenario", "single-stream", "--concurrency", "2"],
+     "single-stream issues one query at a time"),
+    (["load", "--model", "{image}", "--scenario", "multi-stream", "--find-peak"], "--find-peak searches the server"),
+    (["load", "--model", "{image}", "--scenario", "server"], "--scenario server needs --qps"),
+    (["load", "--model", "{image}", "--csv", "{tmp}/out.txt"], "give a file name ending in .csv"),
+    (["load", "--model", "{image}", "--warmup", "-1"], "--warmup -1 must be >= 0"),
+    (["check", "{tmp}/newer.json", "--baseline", "{tmp}/newer.json"], "newer than this bench reads"),
+    (["check", "{tmp}/a.json", "--baseline", "{tmp}/b.json", "--max-slowdown", "lots"], "is not a percentage"),
+    (["throughput", "--model", "{fixed}", "--until-stable", "-1"], "--until-stable -1 must be a percentage"),
 ])
 def test_bad_input_is_one_line_exit_2(bench, helper_models, tmp_path, args, message):
     (tmp_path / "corrupt.onnx").write_bytes(helper_models["multi"].read_bytes()[:50])
@@ -141,7 +186,7 @@ def test_bad_input_is_one_line_exit_2(bench, helper_models, tmp_path, args, mess
     newer = {"schema": results.SCHEMA, "version": results.SCHEMA_VERSION + 1}
     (tmp_path / "newer.json").write_text(json.dumps(newer))
     args = [a.format(tmp=tmp_path, **helper_models) for a in args]
-    done = bench(*args, quick=args[0] != "report", cwd=tmp_path)
+    done = bench(*args, quick=args[0] not in ("report", "load", "check"), cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     lines = done.stderr.splitlines()
@@ -178,14 +223,24 @@ def _in_a_terminal(argv: list[str], timeout: float = 120) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def test_progress_shows_on_a_terminal_only(bench, helper_models, tmp_path):
-    args = ["sweep", "--model", str(helper_models["image"]), "--batch", "1,4", "--warmup", "1", "--min-time", "0.6",
-            "--min-iterations", "3", "--images", "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"]
+FASHION = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+
+
+@pytest.mark.parametrize("args, shows", [
+    (["sweep", "--batch", "1,4", "--warmup", "1", "--min-time", "0.6", "--min-iterations", "3"],
+     ["sweep: onnxruntime batch 1 (1/2)", "sweep: onnxruntime batch 4 (2/2)"]),
+    (["load", "--scenario", "single-stream", "--min-duration", "0.6", "--warmup", "1"],
+     ["load: onnxruntime single-stream batch 1: 100 queries and 0.6 s at least"]),
+], ids=["sweep", "load"])
+def test_progress_shows_on_a_terminal_only(bench, helper_models, args, shows):
+    args = [*args, "--model", str(helper_models["image"]), "--images", FASHION]
     piped = bench(*args)
     assert piped.returncode == 0, piped.stderr
-    assert piped.stderr == ""                       # no bar, no cursor movement in a pipe or a log file
-    assert "samples/s" in piped.stdout and "\x1b" not in piped.stdout
+    # No bar, no cursor movement in a pipe or a log file: at most a warning (a busy machine's instability).
+    assert all(line.startswith("bench: warning: ") for line in piped.stderr.splitlines()), piped.stderr
+    assert "\x1b" not in piped.stdout + piped.stderr and "━" not in piped.stderr
+    assert "samples/s" in piped.stdout
     shown = _in_a_terminal([sys.executable, "-m", "bench", *args])
     assert "━" in shown and "\x1b[" in shown
-    for text in ("sweep: onnxruntime batch 1 (1/2)", "sweep: onnxruntime batch 4 (2/2)", "left"):
+    for text in (*shows, "left"):
         assert text in shown

@@ -1,12 +1,16 @@
 """Rendering: the rich table pinned to a golden text, exports by extension, comparisons, PNG plots."""
+import dataclasses
 import io
 import os
 from pathlib import Path
 
 import pytest
 
-from bench import report, results
+from bench import check, report, results
 from bench.results import BenchResult, Row, TrainRow
+from bench.scenarios import SERVER, SINGLE_STREAM, LoadRow, LoadSettings
+from tests.bench.test_check import inference, rounds_row
+from tests.bench.test_scenarios import server_timeline, single_stream_timeline
 from toolkit.cli import UsageError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -50,11 +54,61 @@ def test_train_table_renders_to_golden_text():
     check_golden("train.txt", report.render_text([train_result()], width=100))
 
 
-@pytest.mark.parametrize("name", ["sweep", "train"])
-def test_version_1_files_render_as_their_version_2_twins(name):
-    """data/NAME-v1.json hold the very results the golden tests build, as bench's version 1 wrote them."""
-    text = report.render_text([results.load(DATA / f"{name}-v1.json")], width=100)
-    assert text == (GOLDEN / f"{name}.txt").read_text()
+@pytest.mark.parametrize("name", ["sweep-v1", "train-v1", "sweep-v2", "train-v2"])
+def test_old_files_render_as_their_current_twins(name):
+    """data/NAME-vN.json hold the very results the golden tests build, as bench's version N wrote them
+    (version 2: written by commit fe89db6's code from `fixed_result()` and `train_result()`)."""
+    text = report.render_text([results.load(DATA / f"{name}.json")], width=100)
+    assert text == (GOLDEN / f"{name.split('-')[0]}.txt").read_text()
+
+
+def load_result() -> BenchResult:
+    """A single-stream test and a two-point server search, from hand-made timelines (tests/bench/test_scenarios.py)."""
+    loose = dict(min_duration_s=0.0, min_queries=1)
+    server = LoadSettings(SERVER, latency_bound_ms=8.0, **loose)
+    rows = (LoadRow.from_timeline(LoadSettings(SINGLE_STREAM, **loose), single_stream_timeline()),
+            LoadRow.from_timeline(server.at_qps(100.0), server_timeline(), scheduled=4),
+            LoadRow.from_timeline(dataclasses.replace(server, qps=50.0, latency_bound_ms=10.0), server_timeline(),
+                                  scheduled=4, peak=True))
+    return BenchResult(kind="load", config={}, environment=ENVIRONMENT, load=rows, model={"path": "m.onnx",
+                       "inputs": []}, providers=("CPUExecutionProvider",), requested_providers=("cpu",),
+                       notes=("warm-up: 5 queries one at a time",), warnings=("a warning with a cause and a fix",),
+                       created="2026-01-01T00:00:00+00:00")
+
+
+def test_load_tables_render_to_golden_text():
+    check_golden("load.txt", report.render_text([load_result()], width=160))
+
+
+def verdicts_result() -> BenchResult:
+    reference, variant = rounds_row("ref", [100.0, 60.0, 90.0]), rounds_row("int8", [150.0, 90.0, 135.0])
+    return BenchResult(kind="compare", config={}, environment=ENVIRONMENT, rows=(reference, variant),
+                       comparisons=(check.paired_comparison(reference, variant),),
+                       created="2026-01-01T00:00:00+00:00")
+
+
+def test_compare_verdicts_render_to_golden_text():
+    check_golden("compare.txt", report.render_text([verdicts_result()], width=160))
+
+
+def test_check_result_renders_to_golden_text():
+    """A 30% slowdown over 400 runs is a regression; 4 and 5 runs twice as slow prove nothing."""
+    old = fixed_result()
+    slower = BenchResult(**{**old.__dict__, "rows": tuple(
+        Row.from_times(label=r.label, engine=r.engine, model=r.model, batch=r.batch, providers=r.providers,
+                       times_s=[t * 2 / 1000 for t in r.times_ms]) for r in old.rows)})
+    few = check.check(old, slower, max_slowdown=0.05, allow_different_environment=False, base_source="a.json",
+                      new_source="b.json")
+    many = check.check(inference(1.0, 1), inference(1.3, 2), max_slowdown=0.05, allow_different_environment=False,
+                       base_source="c.json", new_source="d.json")
+    check_golden("check.txt", report.render_text([few, many], width=160))
+
+
+@pytest.mark.parametrize("make", [load_result, verdicts_result])
+def test_new_kinds_round_trip_through_json(tmp_path, make):
+    path = tmp_path / "r.json"
+    report.write_text_atomic(path, __import__("json").dumps(make().to_json()))
+    assert results.load(path) == make()
 
 
 def test_comparison_has_delta_and_ratio_per_row():
@@ -74,12 +128,14 @@ def test_comparing_runs_without_common_rows_is_refused():
 
 
 @pytest.mark.parametrize("suffix, marker", [(".md", "| batch | samples/s |"), (".html", "<html"),
-                                            (".svg", "<svg"), (".txt", "samples/s")])
+                                            (".svg", "<svg"), (".txt", "samples/s"), (".csv", "batch,samples/s")])
 def test_exports_by_extension(tmp_path, suffix, marker):
     path = tmp_path / f"report{suffix}"
     report.export(report.document([fixed_result()]), path, results=[fixed_result()])
     text = path.read_text()
-    assert marker in text and "unavailable" in text  # SVG splits the line into spans
+    assert marker in text
+    if suffix != ".csv":  # CSV holds the tables alone
+        assert "unavailable" in text  # SVG splits the line into spans
 
 
 def test_markdown_rows_match_the_table():
@@ -87,8 +143,66 @@ def test_markdown_rows_match_the_table():
     assert "| 32 | 106.7 | 300.0 | 300.0 | 460.0 | 480.0 | 496.0 | 500.0 | 158.1 | 5 |" in markdown
 
 
+def test_csv_writes_each_table_beside_the_first(tmp_path):
+    written = report.write_csv(report.tables(load_result()), tmp_path / "load.csv")
+    assert [p.name for p in written] == ["load.csv", "load-time.csv", "load-invalid.csv"]
+    lines = (tmp_path / "load.csv").read_text().splitlines()
+    assert lines[0] == "test,queries,samples/s,samples/s 95% CI,metric,value,value 95% CI,early stopping,result,peak"
+    assert lines[1].startswith('single-stream batch 1,100,') and lines[1].endswith(",VALID,")
+    two = [fixed_result(), fixed_result()]
+    report.export(report.document(two, compare=True), tmp_path / "two.csv", results=two, compare=True)
+    assert sorted(p.name for p in tmp_path.glob("two*.csv")) == [
+        "two-comparison.csv", "two-intervals-2.csv", "two-intervals.csv", "two-results-2.csv", "two-significance.csv",
+        "two.csv"]
+
+
+def test_report_compare_of_load_results_has_verdicts_only():
+    tables = report.comparison_tables(load_result(), load_result())
+    assert [t.name for t in tables] == ["significance"]
+    assert tables[0].rows[0][:3] == ("server batch 1 @ 50 qps", "baseline", "peak qps")  # a search: its peak
+    with pytest.raises(UsageError, match="compare two inference results or two load results"):
+        report.comparison_tables(fixed_result(), load_result())
+
+
+def regression_result() -> BenchResult:
+    """`bench check` of a 30% slowdown over 400 runs: a regression (as in golden/check.txt)."""
+    return check.check(inference(1.0, 1), inference(1.3, 2), max_slowdown=0.05, allow_different_environment=False,
+                       base_source="c.json", new_source="d.json")
+
+
+def test_the_run_report_has_sections_for_load_and_check_results():
+    doc = report.document([verdicts_result(), load_result(), regression_result()])
+    sections = {s.anchor: s for s in doc.sections}
+    assert list(sections) == ["summary", "bench-1-compare", "bench-2-load", "bench-3-check", "plots", "environment"]
+    assert [t.name for t in sections["bench-1-compare"].tables] == ["results", "intervals", "verdicts"]
+    load = sections["bench-2-load"]
+    assert load.facts[0] == ("peak: server batch 1 @ 50 qps", "INVALID, p99 latency ms 9.000")  # a search: its peak
+    assert load.warnings == ("a warning with a cause and a fix",)
+    assert [t.name for t in load.tables] == ["load", "time", "invalid"] and load.notes == load_result().notes
+    regression = sections["bench-3-check"]
+    assert regression.facts[:2] == (("check", "REGRESSION in 1 of 1 row"), ("result", "d.json"))
+    assert regression.warnings == (f"regression: {check.failure(regression_result())}",)
+    glance = dict(sections["summary"].facts)
+    assert glance["load peak: server batch 1 @ 50 qps"] == "INVALID, p99 latency ms 9.000"
+    assert glance["check against c.json"] == "REGRESSION in 1 of 1 row"
+    markdown = report.to_markdown_document(doc)
+    assert "- **peak: server batch 1 @ 50 qps:** INVALID, p99 latency ms 9.000" in markdown
+    assert "| server batch 1 @ 100 qps | latency bound: p99 9.000 ms is over the 8 ms bound" in markdown
+    assert "| ref | 1 | [65.2, 101.4] |" in markdown  # the compare's intervals, "[low, high]" as written
+    page = report.to_html(doc)
+    assert "why INVALID (and the fix)" in page and "REGRESSION in 1 of 1 row" in page and "[5.000, ?]" in page
+
+
+def test_the_run_reports_comparison_says_whether_each_difference_is_significant():
+    doc = report.document([fixed_result(), fixed_result()], compare=True)
+    (comparison,) = [s for s in doc.sections if s.anchor == "comparison"]
+    assert [t.name for t in comparison.tables] == ["comparison", "significance"]
+    doc = report.document([load_result(), load_result()], compare=True)
+    assert [t.name for t in doc.sections[-2].tables] == ["significance"]
+
+
 def test_unknown_export_format_is_refused(tmp_path):
-    with pytest.raises(UsageError, match="use one of .md, .html, .svg, .txt"):
+    with pytest.raises(UsageError, match="use one of .md, .html, .svg, .txt, .csv"):
         report.export(report.document([fixed_result()]), tmp_path / "r.pdf")
 
 
@@ -115,6 +229,19 @@ def test_measure_progress_shows_the_step_the_share_done_and_the_time_left():
     with report.MeasureProgress(piped) as progress:
         progress.step("sweep: onnxruntime batch 8 (2/4)", 1, 4)
     assert piped.file.getvalue() == ""
+
+
+def test_a_step_that_may_run_on_until_stable_says_so():
+    from rich.console import Console
+
+    from bench.runner import RunConfig
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=200)
+    with report.MeasureProgress(terminal) as progress:
+        progress.step("latency: onnxruntime batch 1 (1/1)", 0, 1,
+                      RunConfig(min_time=1.0, min_iterations=10, until_stable=2.0, max_time=30.0))
+    assert ("latency: onnxruntime batch 1 (1/1), then until stable within +-2% (at most 30 s)"
+            in terminal.file.getvalue())
 
 
 def _compare_result() -> BenchResult:

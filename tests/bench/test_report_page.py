@@ -4,7 +4,8 @@ The run directory is what `make demo` leaves, made of real files: the training s
 export record of a small real run, committed under data/run/ as alexnet.train and
 `python -m export` wrote them (2 ranks, 67 px, 4,000 Fashion-MNIST images, 3 epochs; exported
 with float16 and int8 variants), and bench results measured in this session, for real, on a
-helper model (a sweep, and a compare against a variant).
+helper model (a sweep, a compare against a variant, a single-stream load test, and a check of
+the sweep against itself).
 
 The browser test needs Debian's `chromium` and `chromium-driver` and the `selenium` package;
 it is skipped, saying which is missing, where they are not installed.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import results
+from bench import report, results
 from toolkit.runs import ExportRecord, RunDir
 
 DATA = Path(__file__).parent / "data" / "run"
@@ -32,6 +33,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars")
 PHONE_WIDTH = 390
+BENCHES = ("sweep", "compare", "load", "check")
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +48,26 @@ def measured_run(bench, helper_models, tmp_path_factory) -> RunDir:
     done = bench("compare", "--model", model, "--batch", "2", "--no-tensorflow", "--rounds", "1",
                  "--variant", f"onnxruntime copy={model}", "--json", run.bench("compare"), *MEASURE)
     assert done.returncode == 0, done.stderr
+    done = bench("load", "--model", model, "--scenario", "single-stream", "--min-duration", "0.3", "--warmup", "1",
+                 "--quiet", "--images", FASHION, "--json", run.bench("load"))
+    assert done.returncode == 0, done.stderr
+    done = bench("check", run.bench("sweep"), "--baseline", run.bench("sweep"), "--quiet", "--json", run.bench("check"))
+    assert done.returncode == 0, done.stderr
     run.plots.mkdir()
     # No --run: the report finds the run where the first results file is.
-    done = bench("report", run.bench("sweep"), run.bench("compare"), "--html", run.report_html,
+    done = bench("report", *(run.bench(name) for name in BENCHES), "--html", run.report_html,
                  "--export", run.report_md, "--plot-dir", run.plots)
     assert done.returncode == 0, done.stderr
     return run
 
 
 def _key_numbers(run: RunDir) -> list[str]:
-    """The test accuracy and every row's samples/s, as the report formats them."""
+    """The test accuracy, every row's samples/s, the load test's verdict and p90, as the report formats them."""
     rows = [row for name in ("sweep", "compare") for row in results.load(run.bench(name)).rows]
-    return [f"{run.read_summary().test_accuracy:.2%}", *(f"{r.throughput.samples_per_second:,.1f}" for r in rows)]
+    (test,) = results.load(run.bench("load")).load
+    return [f"{run.read_summary().test_accuracy:.2%}", *(f"{r.throughput.samples_per_second:,.1f}" for r in rows),
+            f"{'VALID' if test.valid else 'INVALID'}, p90 latency ms {report._ms(test.metric_value)}",
+            "no regression in 2 rows"]
 
 
 def _images(page: str) -> list[str]:
@@ -67,7 +77,8 @@ def _images(page: str) -> list[str]:
 def test_the_page_has_every_part_of_the_run(measured_run):
     page = measured_run.report_html.read_text()
     sections = re.findall(r'<section id="([^"]+)">', page)
-    assert sections == ["summary", "training", "export", "bench-1-sweep", "bench-2-compare", "plots", "environment"]
+    assert sections == ["summary", "training", "export", "bench-1-sweep", "bench-2-compare", "bench-3-load",
+                        "bench-4-check", "plots", "environment"]
     for number in _key_numbers(measured_run):
         assert number in page
     record = ExportRecord.read(measured_run.export_record)

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ROOT, cli_env
 
 HEAVY = ("tensorflow", "keras", "onnxruntime", "onnx", "tf2onnx", "horovod")
-BENCH_COMMANDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "report")
+BENCH_COMMANDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check", "report")
 PROBE = """
 import runpy, sys
 sys.argv = [{module!r}] + {args!r}
@@ -62,15 +62,20 @@ def test_help_and_dry_runs_import_no_framework(module, args):
     assert heavy == [], f"`python -m {module} {' '.join(args)}` imported {heavy}"
 
 
-def test_bench_report_renders_without_a_framework(tmp_path):
-    from tests.bench.test_report import fixed_result
+def test_bench_report_and_check_run_without_a_framework(tmp_path):
+    from tests.bench.test_report import fixed_result, load_result
 
-    path = tmp_path / "r.json"
+    path, load = tmp_path / "r.json", tmp_path / "load.json"
     path.write_text(json.dumps(fixed_result().to_json()))
-    heavy, code = heavy_modules("bench", "report", str(path), "--export", str(tmp_path / "r.md"), "--html",
-                                str(tmp_path / "r.html"), "--plot-dir", str(tmp_path), cwd=tmp_path)
+    load.write_text(json.dumps(load_result().to_json()))
+    heavy, code = heavy_modules("bench", "report", str(path), str(load), "--export", str(tmp_path / "r.md"), "--html",
+                                str(tmp_path / "r.html"), "--export", str(tmp_path / "r.csv"), "--plot-dir",
+                                str(tmp_path), cwd=tmp_path)
     assert code == "0" and (tmp_path / "r.md").is_file() and (tmp_path / "r.html").is_file()
+    assert "where the time went" in (tmp_path / "r.html").read_text() and (tmp_path / "r.csv").is_file()
     assert heavy == []
+    heavy, code = heavy_modules("bench", "check", str(path), "--baseline", str(path), "--quiet", cwd=tmp_path)
+    assert code == "0" and heavy == []
 
 
 def test_the_probe_sees_a_framework_when_one_is_imported():
