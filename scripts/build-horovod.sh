@@ -12,8 +12,9 @@
 #     include/ subdirs) on -isystem: TF 2.21's headers include them by those roots;
 #   * compat/ on the include path for the moved xla_builder.h (see the header there),
 #     and for the GPU build, stream.h's AsGpuStreamValue (see that header).
-# Built with Gloo only: Debian's OpenMPI adds a dependency for no test we can run
-# here, and horovodrun --gloo covers one host and many hosts alike.
+# Built with Gloo and MPI (Debian's Open MPI): `horovodrun --gloo` launches over ssh, and
+# `srun --mpi=pmix` starts the ranks itself through MPI (slurm-submit --launcher srun-pmix);
+# tests/cluster runs both on a 3-node cluster.
 #
 # The GPU build (HOROVOD_GPU_OPERATIONS=NCCL) needs nvcc, CUDA headers, a static cudart
 # and NCCL, all from the venv's pip wheels (no system CUDA toolkit):
@@ -43,7 +44,8 @@ if [[ -z $gpu ]]; then
     gpu=0
     [[ -x $cuda/bin/nvcc && -d $nccl ]] && gpu=1
 fi
-want="horovod=$horovod_version tensorflow=$tf_version"
+command -v mpicxx >/dev/null || { echo "build-horovod.sh: mpicxx not found; apt-get install libopenmpi-dev (scripts/setup.sh does)" >&2; exit 1; }
+want="horovod=$horovod_version tensorflow=$tf_version mpi=$(mpirun --version | head -1 | awk '{print $NF}')"
 if [[ $gpu == 1 ]]; then
     for p in nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-nccl-cu12; do
         [[ -n $(version $p) ]] || { echo "build-horovod.sh: $p is not installed in $venv; run GPU=1 VENV=$venv scripts/setup.sh" >&2; exit 1; }
@@ -93,19 +95,21 @@ if [[ $gpu == 1 ]]; then
              HOROVOD_NCCL_LINK=SHARED PATH="$home/bin:$PATH"
              LDFLAGS="-L$home/lib64 -Wl,--whole-archive -lcudart_static -Wl,--no-whole-archive -Wl,--exclude-libs,libcudart_static.a")
     echo "Building Horovod $horovod_version against TensorFlow $tf_version with NCCL $(version nvidia-nccl-cu12)" \
-         "and nvcc $(version nvidia-cuda-nvcc) (Gloo, no MPI; about 10 minutes)"
+         "and nvcc $(version nvidia-cuda-nvcc) (Gloo and MPI; about 10 minutes)"
 else
-    echo "Building Horovod $horovod_version against TensorFlow $tf_version (Gloo, no MPI; about 2 minutes)"
+    echo "Building Horovod $horovod_version against TensorFlow $tf_version (Gloo and MPI; about 4 minutes)"
 fi
 # pip would call an installed Horovod (a CPU build, or one for an older TF) satisfied: drop it.
 if [[ -n $(version horovod) ]]; then "$venv/bin/pip" uninstall -q -y horovod; fi
 env CFLAGS="$flags" CXXFLAGS="$flags" \
     HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
-    HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 "${gpu_env[@]}" \
+    HOROVOD_WITH_GLOO=1 HOROVOD_WITH_MPI=1 "${gpu_env[@]}" \
     MAKEFLAGS="-j$(nproc)" HOROVOD_BUILD_ARCH_FLAGS="" \
     "$venv/bin/pip" install --no-build-isolation --no-cache-dir --no-binary horovod \
     "horovod==$horovod_version"
 "$venv/bin/horovodrun" --check-build
+"$py" -c 'import horovod.tensorflow as hvd; assert hvd.mpi_built() and hvd.gloo_built()' 2>/dev/null ||
+    { echo "build-horovod.sh: Horovod was built without MPI or Gloo, or does not load; see the build output above" >&2; exit 1; }
 if [[ $gpu == 1 ]]; then
     # A GPU build that lost NCCL, or whose library cannot load, must not be stamped as done.
     lib=$("$py" -c 'import glob, horovod, os; print(*glob.glob(os.path.join(os.path.dirname(horovod.__file__), "tensorflow", "mpi_lib*.so")))')

@@ -6,10 +6,11 @@
 #   GPU=0 scripts/setup.sh                    force the CPU install on a GPU machine
 #   VENV=/work/gpu-venv GPU=1 scripts/setup.sh   a venv elsewhere (default: .venv in the repo)
 #
-# 1. Debian packages: compilers and cmake (Horovod's build), the Fashion-MNIST
-#    IDX files (dataset-fashion-mnist: the built-in real data), slurm-wlm + munge
-#    (the tests run a real SLURM), chromium + chromium-driver (the run report's
-#    page is checked in a real headless browser).
+# 1. Debian packages: compilers and cmake (Horovod's build), Open MPI (Horovod's MPI
+#    controller, for srun launches), the Fashion-MNIST IDX files (dataset-fashion-mnist:
+#    the built-in real data), slurm-wlm + munge + openssh-server (the tests run a real
+#    SLURM, on one node and on 3 simulated nodes that horovodrun reaches over ssh),
+#    chromium + chromium-driver (the run report's page is checked in a real browser).
 # 2. A virtual environment at $VENV with the project and its pinned dependencies
 #    (constraints.txt). With a GPU, also TensorFlow's CUDA 12 wheels, the CUDA 13
 #    libraries onnxruntime-gpu loads, and a CUDA 13 compiler, all from pip and all
@@ -38,7 +39,8 @@ if [[ $gpu != 0 && $gpu != 1 ]]; then
     exit 2
 fi
 
-debs=(build-essential cmake dataset-fashion-mnist slurm-wlm munge chromium chromium-driver)
+debs=(build-essential cmake libopenmpi-dev openmpi-bin dataset-fashion-mnist slurm-wlm munge openssh-server
+      chromium chromium-driver)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
