@@ -6,10 +6,15 @@
     bench compare --batch 1,32,256                    # onnxruntime vs TensorFlow, float32/float16/int8
     bench train -np 1,2                               # Horovod training img/s and scaling efficiency
     bench overhead --model m.onnx                     # the harness vs a bare session.run loop
+    bench profile --model m.onnx --batch 32           # the top operators by time, provider per node
+    bench tune --model m.onnx --latency-budget-ms 20  # the best settings here; writes m.tuned.json
+    bench throughput --config m.tuned.json            # run with them (flags given override them)
     bench report a.json b.json --compare --export r.md --plot-dir plots
 
 Every measuring subcommand takes --model, --batch, --json PATH, --quiet, --provider cpu|cuda|tensorrt
-(a list, in preference order) and --strict; see `bench SUBCOMMAND --help`.
+(a list, in preference order), --strict and --config (a file `bench tune` wrote); see
+`bench SUBCOMMAND --help`. Every result records the resources the measuring process used: peak
+resident memory, CPU utilisation, session creation and first-run time, GPU memory on CUDA.
 """
 from __future__ import annotations
 
@@ -51,8 +56,12 @@ def _batch_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def _measuring_options(default_batch: str | None, batch_help: str) -> argparse.ArgumentParser:
+def _measuring_options(default_batch: str | None, batch_help: str, config: bool = True) -> argparse.ArgumentParser:
     p = cli.ArgumentParser(add_help=False)
+    if config:
+        p.add_argument_group("settings file").add_argument(
+            "--config", metavar="TUNED.json", help="settings `bench tune` wrote (model variant, batch, session "
+                                                   "options); options given here override them")
     g = p.add_argument_group("model and inputs")
     g.add_argument("--model", help=f"ONNX model (default: {DEFAULT_MODEL}, relative to the current directory: "
                                    "where the main training job exports)")
@@ -122,6 +131,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the engines take turns this many times per batch size, each round a share of --min-time")
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
                    help="another ONNX model to compare (default: STEM.float16.onnx/STEM.int8.onnx beside --model)")
+    p.add_argument("--profile", action="store_true",
+                   help="then profile every engine at each batch size: top operators, provider per node")
+    p.add_argument("--profile-runs", type=int, default=10, help="runs per engine and batch size profiled")
+    p = sub.add_parser("profile", help="where the time goes: top operators, their share, provider per node",
+                       formatter_class=fmt, parents=[_measuring_options(
+                           None, "samples per run (default: the model's fixed batch, else 1)")])
+    p.add_argument("--top", type=int, default=report.DEFAULT_TOP, help="operators and nodes shown (the JSON keeps all)")
+    # The trace holds every kernel of every run: a fixed number of runs (--min-iterations) keeps it small.
+    p.set_defaults(min_time=0.0)
+    p = sub.add_parser("tune", help="search variant, threads, spinning, graph optimisation, execution mode, "
+                                    "batch (and provider) for the best throughput, within a p99 budget",
+                       formatter_class=fmt, parents=[_measuring_options(
+                           None, "batch sizes to try (default: the model's fixed batch, else 1,8,32)", config=False)])
+    tune_defaults, search = _tune_defaults()
+    p.add_argument("--latency-budget-ms", type=float, help="the highest p99 latency (ms per run) allowed")
+    p.add_argument("-o", "--output", dest="settings_file",
+                   help="settings file to write (default: STEM.tuned.json beside the model)")
+    p.add_argument("--passes", type=int, default=tune_defaults.passes, help="coordinate-descent passes at most")
+    p.add_argument("--min-gain", type=float, default=tune_defaults.min_gain,
+                   help="a value replaces the current one only if this much better (a fraction: noise margin)")
+    p.add_argument("--candidates", type=int, default=tune_defaults.candidates,
+                   help="the best settings of the search confirmed against the starting point")
+    p.add_argument("--rounds", type=int, default=tune_defaults.rounds,
+                   help="interleaved rounds of the confirmation")
+    p.add_argument("--confirm-time", type=float, default=tune_defaults.confirm_time,
+                   help="seconds of confirmation per setting, over all rounds")
+    p.set_defaults(warmup=search.warmup, min_time=search.min_time, min_iterations=search.min_iterations)
     p = sub.add_parser("overhead", help="the harness vs a bare session.run loop (should be within 2%%)",
                        formatter_class=fmt, parents=[_measuring_options("1", "samples per run")])
     p.add_argument("--rounds", type=int, default=5, help="interleaved harness/bare rounds; the median ratio counts")
@@ -153,6 +189,27 @@ def _train_defaults():
     return TrainBenchConfig()
 
 
+def _tune_defaults():
+    """bench tune's options, and its short measurements per point (its --warmup/--min-time/--min-iterations)."""
+    from bench.tune import SEARCH_RUN, TuneOptions
+    return TuneOptions(), SEARCH_RUN
+
+
+def _given(argv: Sequence[str] | None) -> set[str]:
+    """The options typed on the command line, as dests: what a parser whose every default is
+    SUPPRESS leaves in its namespace (a value equal to a default still counts as given)."""
+    def suppress(parser: argparse.ArgumentParser) -> None:
+        parser._defaults.clear()
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+            if isinstance(action, argparse._SubParsersAction):
+                for subparser in action.choices.values():
+                    suppress(subparser)
+    parser = build_parser()
+    suppress(parser)
+    return set(vars(parser.parse_args(argv))) - {"command"}
+
+
 def _session_config(args) -> SessionConfig:
     return SessionConfig(providers=parse_providers(args.provider), strict=args.strict,
                          intra_op_threads=args.intra_op_threads, inter_op_threads=args.inter_op_threads,
@@ -181,6 +238,7 @@ class _Output:
 
     def __init__(self, args):
         self.quiet = args.quiet
+        self.top = getattr(args, "top", report.DEFAULT_TOP)
         self.json = require_parent_dir(args.json) if args.json else None
         self.out = cli.console()
         self.err = cli.console(stderr=True)
@@ -192,7 +250,7 @@ class _Output:
         if result.fallback:
             print(f"{PROG}: warning: {result.fallback}", file=sys.stderr)
         if not self.quiet:
-            report.print_result(self.out, result)
+            report.print_result(self.out, result, self.top)
         if self.json:
             write_json_atomic(self.json, result.to_json())
         return 0
@@ -270,12 +328,50 @@ def _cmd_compare(args) -> results.BenchResult:
         keras_path = Path(args.keras) if args.keras else compare.default_keras(model)
         if keras_path is None:
             raise cli.UsageError(f"no model.keras beside {model}: pass --keras PATH or --no-tensorflow")
+    if args.profile_runs < 1:
+        raise cli.UsageError(f"--profile-runs {args.profile_runs} must be >= 1")
     return compare.run_compare(model, batches=_batch_list(args.batch), session_config=_session_config(args),
                                inputs=_input_config(args), run_config=run, keras_path=keras_path,
-                               variants=variants, rounds=args.rounds,
-                               # The bar counts rounds: each engine measures in its own process.
-                               progress_for=lambda d: args.output.progress(
-                                   d, RunConfig(warmup=0, min_time=0, min_iterations=args.rounds)))
+                               variants=variants, rounds=args.rounds, progress_for=_rounds_progress(args),
+                               profile_run=dataclasses.replace(run, min_time=0, min_iterations=args.profile_runs)
+                               if args.profile else None)
+
+
+def _rounds_progress(args):
+    # The bar counts rounds: each engine measures in its own process.
+    return lambda description: args.output.progress(
+        description, RunConfig(warmup=0, min_time=0, min_iterations=args.rounds))
+
+
+def _cmd_profile(args) -> results.BenchResult:
+    from bench.measure import engine_result
+    from bench.profile import profile_onnx
+
+    if args.top < 1:
+        raise cli.UsageError(f"--top {args.top} must be >= 1")
+    run, session_config, inputs = _run_config(args), _session_config(args), _input_config(args)
+    with args.output.progress("profile", run) as progress:
+        record, row, found = profile_onnx(args.model or default_model(), session_config, label="onnxruntime",
+                                          batch=_single_batch(args.batch), inputs=inputs, run=run, progress=progress)
+    result = engine_result("profile", record, [row], _config_record(args, session=session_config, inputs=inputs,
+                                                                    run=run))
+    return dataclasses.replace(result, profiles=(found,))
+
+
+def _cmd_tune(args) -> results.BenchResult:
+    from bench import tune, tuned
+
+    model = Path(args.model) if args.model else default_model()
+    output = require_parent_dir(args.settings_file) if args.settings_file else tuned.default_path(model)
+    options = tune.TuneOptions(budget_ms=args.latency_budget_ms, passes=args.passes, min_gain=args.min_gain,
+                               candidates=args.candidates, rounds=args.rounds, confirm_time=args.confirm_time)
+
+    def on_point(index, setting, point):
+        if not args.quiet:
+            args.output.err.print(report.tune_point_line(index, setting, point), highlight=False)
+    return tune.run_tune(model, batches=_batch_list(args.batch) if args.batch else None,
+                         base=_session_config(args), inputs=_input_config(args), run=_run_config(args),
+                         options=options, output=output, on_point=on_point, progress_for=_rounds_progress(args))
 
 
 def _cmd_train(args) -> results.BenchResult:
@@ -307,7 +403,8 @@ def _cmd_report(args) -> int:
 
 
 COMMANDS = {"throughput": _cmd_throughput, "latency": _cmd_latency, "sweep": _cmd_sweep,
-            "compare": _cmd_compare, "overhead": _cmd_overhead, "train": _cmd_train}
+            "compare": _cmd_compare, "overhead": _cmd_overhead, "train": _cmd_train, "profile": _cmd_profile,
+            "tune": _cmd_tune}
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -315,8 +412,13 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "report":
         return _cmd_report(args)
+    notes = []
+    if getattr(args, "config", None):  # every subcommand with the shared measuring options
+        from bench import tuned
+        notes.append(tuned.apply(args, _given(argv), run_variant=args.command != "compare"))
     args.output = _Output(args)
-    return args.output.finish(COMMANDS[args.command](args))
+    result = COMMANDS[args.command](args)
+    return args.output.finish(dataclasses.replace(result, notes=(*result.notes, *notes)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

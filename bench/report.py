@@ -23,13 +23,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from bench.results import BenchResult, Row, Spread
+from bench.results import BenchResult, Profile, Row, Setting, Spread, TunePoint
 from toolkit.cli import UsageError
 from toolkit.files import atomic_path, require_parent_dir, write_text_atomic
 
 EXPORT_FORMATS = (".md", ".html", ".svg", ".txt")
 NUMERIC = {"batch", "samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters", "ratio", "np",
-           "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old"}
+           "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old",
+           "peak RSS MB", "CPU util", "CPU s", "load s", "first run ms", "GPU MB", "nodes", "calls", "share",
+           "threads"}
+DEFAULT_TOP = 15  # operators and nodes a profile table shows (the JSON keeps all)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,7 @@ class TableData:
     title: str
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    caption: tuple[str, ...] = ()  # lines shown under the table
 
 
 def _ms(value: float) -> str:
@@ -88,8 +92,116 @@ def train_table(result: BenchResult) -> TableData:
                      "if normal)", columns, rows)
 
 
-def tables(result: BenchResult) -> list[TableData]:
-    return [train_table(result)] if result.kind == "train" else [inference_table(result)]
+def tables(result: BenchResult, top: int = DEFAULT_TOP) -> list[TableData]:
+    if result.kind == "train":
+        return [train_table(result)]
+    found = [inference_table(result)]
+    if any(r.resources is not None for r in result.rows):
+        found.append(resources_table(result))
+    if result.tune is not None:
+        found.append(pareto_table(result))
+    for profile in result.profiles:
+        found.extend((operators_table(profile, top), nodes_table(profile, top)))
+    return found
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1e6:,.1f}"
+
+
+def resources_table(result: BenchResult) -> TableData:
+    """Per row, what its process used (rows without resources, from version-2 files, show dashes)."""
+    rows_with = [r for r in result.rows if r.resources is not None]
+    show_label = len({r.label for r in result.rows}) > 1
+    show_gpu = any(r.resources.device_memory_bytes is not None for r in rows_with)
+    columns = (("label",) * show_label + ("batch", "peak RSS MB", "CPU util", "CPU s", "load s", "first run ms")
+               + ("GPU MB",) * show_gpu)
+    rows = []
+    for r in rows_with:
+        used = r.resources
+        rows.append((r.label,) * show_label + (
+            str(r.batch), _mb(used.peak_rss_bytes), f"{used.cpu_utilisation:.0%}", f"{used.cpu_seconds:.2f}",
+            "-" if used.load_seconds is None else f"{used.load_seconds:.3f}", _ms(used.first_run_ms))
+            + (_mb(used.device_memory_bytes),) * show_gpu)
+    cpus = rows_with[0].resources.usable_cpus
+    return TableData("resources and cold start, read from the measuring process", columns, tuple(rows), (
+        f"CPU util: CPU time / wall time / {cpus} usable CPUs over the measured runs (spin-waiting counts as busy); "
+        "load: session creation or Keras model load; first run: the first at its batch size, not measured",
+        "peak RSS: the process's resident-memory high-water mark so far (runtime and interpreter included; "
+        "compare: each engine's own process)"))
+
+
+def _per_run(profile: Profile, total_ms: float) -> str:
+    return _ms(total_ms / profile.runs)
+
+
+def operators_table(profile: Profile, top: int = DEFAULT_TOP) -> TableData:
+    columns = ("op", "providers", "nodes", "calls", "ms per run", "share")
+    rows = tuple((op.name, _short(op.providers), str(op.nodes), str(op.calls), _per_run(profile, op.total_ms),
+                  f"{profile.share(op):.1%}") for op in profile.ops[:top])
+    return TableData(f"{profile.label}, batch {profile.batch}: top {len(rows)} of {len(profile.ops)} op types",
+                     columns, rows, profile_lines(profile))
+
+
+def nodes_table(profile: Profile, top: int = DEFAULT_TOP) -> TableData:
+    columns = ("node", "op", "provider", "ms per run", "share")
+    rows = tuple((node.name, node.op, _short(node.providers), _per_run(profile, node.total_ms),
+                  f"{profile.share(node):.1%}") for node in profile.nodes[:top])
+    return TableData(f"{profile.label}, batch {profile.batch}: top {len(rows)} of {len(profile.nodes)} nodes",
+                     columns, rows)
+
+
+def profile_lines(profile: Profile) -> tuple[str, ...]:
+    """The margin between the kernels and the measured time, and who ran the nodes."""
+    wall = profile.wall_ms / profile.runs
+    kernels = profile.kernel_ms / profile.runs
+    lines = [f"per run ({profile.runs} profiled runs): measured {_ms(wall)} ms, kernels {_ms(kernels)} ms = "
+             f"{profile.coverage:.1%} of it"]
+    if profile.overlapping:
+        lines.append("kernels may run concurrently here (inter-op threads / parallel executor): their sum can "
+                     "exceed the measured time")
+    if profile.runtime_ms is not None:
+        runtime = profile.runtime_ms / profile.runs
+        lines.append(f"the rest: {_ms(wall - runtime)} ms outside the session (Python call, input/output "
+                     f"conversion), {_ms(runtime - kernels)} ms inside it between kernels (executor, allocation, "
+                     "thread synchronisation, profiler)")
+    counts = ", ".join(f"{_short([p])} {n}" for p, n in profile.nodes_by_provider.items())
+    fallback = profile.cpu_fallback_nodes
+    lines.append(f"nodes by provider: {counts}; " + ("fell back to CPU: none (a CPU session)" if fallback is None
+                                                      else f"fell back to CPU: {fallback} of {len(profile.nodes)}"))
+    return tuple(lines)
+
+
+def _setting_cells(setting: Setting) -> tuple[str, ...]:
+    threads = "ort" if setting.intra_op_threads == 0 else str(setting.intra_op_threads)
+    return (setting.variant, setting.provider, threads, "on" if setting.spinning else "off",
+            setting.graph_optimization, setting.execution_mode, str(setting.batch))
+
+
+def pareto_table(result: BenchResult) -> TableData:
+    """The tune's throughput-vs-p99 front (short search measurements), the chosen setting marked."""
+    tune = result.tune
+    columns = ("", "variant", "provider", "threads", "spinning", "graph", "mode", "batch", "samples/s", "p99")
+    rows = []
+    for index in tune.pareto:
+        point = tune.points[index]
+        rows.append(("chosen" if point.setting == tune.chosen else "",) + _setting_cells(point.setting)
+                    + (_rate(point.samples_per_second), _ms(point.p99_ms)))
+    budget = "no latency budget" if tune.budget_ms is None else f"latency budget: p99 <= {tune.budget_ms:g} ms"
+    caption = (f"{budget}; chosen: {tune.chosen.describe()}",
+               *(f"{label}{' (chosen)' if setting == tune.chosen else ''}: {setting.describe()}"
+                 for label, setting in tune.confirmed),
+               "threads ort: onnxruntime's default (one per physical core, pinned)")
+    return TableData(f"Pareto front, throughput vs p99: {len(rows)} of {len(tune.points)} settings tried "
+                     f"({tune.search_seconds:.0f} s of short measurements; the confirmed rows are above)",
+                     columns, tuple(rows), caption)
+
+
+def tune_point_line(index: int, setting: Setting, point: TunePoint | None) -> str:
+    """The progress line `bench tune` prints per point."""
+    measured = ("did not run on its provider" if point is None
+                else f"{_rate(point.samples_per_second)} samples/s, p99 {_ms(point.p99_ms)} ms")
+    return f"tune [{index}] {setting.describe()}: {measured}"
 
 
 def _delta(old: float, new: float, unit: str = "") -> tuple[str, str]:
@@ -141,7 +253,8 @@ def to_markdown(data: TableData) -> str:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
     align = ["---:" if _numeric(c) else "---" for c in data.columns]
-    return "\n".join([f"**{data.title}**", "", line(data.columns), line(align), *map(line, data.rows)])
+    caption = ["", *(f"_{c}_" for c in data.caption)] if data.caption else []
+    return "\n".join([f"**{data.title}**", "", line(data.columns), line(align), *map(line, data.rows), *caption])
 
 
 def header_lines(result: BenchResult) -> list[str]:
@@ -162,17 +275,19 @@ def header_lines(result: BenchResult) -> list[str]:
     return lines
 
 
-def renderables(result: BenchResult) -> list:
+def renderables(result: BenchResult, top: int = DEFAULT_TOP) -> list:
     items: list = [Text(line, style="dim") for line in header_lines(result)]
     if result.fallback:
         items.append(Text(f"warning: {result.fallback}", style="bold yellow"))
-    items.extend(to_rich(t) for t in tables(result))
+    for table in tables(result, top):
+        # Captions as lines of their own: the console's width, not the table's.
+        items.extend([to_rich(table), *(Text(line) for line in table.caption)])
     items.extend(Text(f"note: {n}") for n in result.notes)
     return items
 
 
-def print_result(console: Console, result: BenchResult) -> None:
-    for item in renderables(result):
+def print_result(console: Console, result: BenchResult, top: int = DEFAULT_TOP) -> None:
+    for item in renderables(result, top):
         console.print(item)
 
 

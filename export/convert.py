@@ -29,7 +29,6 @@ renamed into place: a failed export never leaves a plausible-looking broken file
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -50,7 +49,7 @@ import alexnet.model
 from export import METHODS, graph
 from toolkit.cli import UsageError
 from toolkit.environment import package_versions
-from toolkit.files import require_parent_dir
+from toolkit.files import require_parent_dir, sha256_file
 from toolkit.onnxfile import write_checked
 from toolkit.runs import RunDir
 
@@ -249,14 +248,6 @@ def _convert_fast(model: keras.Model, spec: tf.TensorSpec, opset: int, nchw: boo
     weights = {s.name: v.numpy() for s, v in zip(weight_specs, variables)}
     graph.fix_resize_scales(proto, {**_sample_feed(proto), **weights})
     return graph.attach_weights(proto, weights)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

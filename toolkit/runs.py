@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.cli import UsageError
-from toolkit.files import read_json, write_json_atomic
+from toolkit.files import read_json, schema_version, write_json_atomic
 
 SUMMARY_SCHEMA = "alexnet-toolkit/train-summary"
 SUMMARY_VERSION = 1
@@ -164,14 +164,7 @@ class TrainSummary:
     @classmethod
     def from_json(cls, doc: Any, source: str = "summary") -> "TrainSummary":
         fix = "re-run the training job that wrote it with this version"
-        if not isinstance(doc, dict) or doc.get("schema") != SUMMARY_SCHEMA:
-            raise UsageError(f"{source} is not a training summary (no \"schema\": \"{SUMMARY_SCHEMA}\"): {fix}")
-        version = doc.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise UsageError(f"{source} has no valid schema version: {fix}")
-        if version > SUMMARY_VERSION:
-            raise UsageError(f"{source} has summary version {version}, newer than this toolkit reads "
-                             f"({SUMMARY_VERSION}): upgrade alexnet-toolkit to read it")
+        schema_version(doc, SUMMARY_SCHEMA, SUMMARY_VERSION, source, "training summary", fix)
         try:
             return _from_json(cls, {k: v for k, v in doc.items() if k not in ("schema", "version")})
         except (KeyError, TypeError, ValueError) as exc:

@@ -122,6 +122,22 @@ def test_report_renders_compares_and_exports(bench, helper_models, tmp_path):
     assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
 
 
+def test_profile_prints_top_operators_and_report_renders_them_again(bench, helper_models, tmp_path):
+    out = tmp_path / "p.json"
+    done = bench("profile", "--model", helper_models["heavy"], "--batch", 16, "--top", 1, "--min-iterations", 5,
+                 "--json", out)
+    assert done.returncode == 0, done.stderr
+    doc = validated(out)
+    assert doc["kind"] == "profile" and len(doc["profiles"]) == 1 and doc["rows"][0]["resources"]["first_run_ms"] > 0
+    found = doc["profiles"][0]
+    assert found["runs"] == 5 and found["ops"][0]["name"] == "MatMul" and len(found["nodes"]) > 1  # all kept
+    assert "top 1 of" in done.stdout and "| MatMul" not in done.stdout and "MatMul" in done.stdout
+    assert "fell back to CPU: none (a CPU session)" in done.stdout and "peak RSS MB" in done.stdout
+    again = bench("report", out)
+    assert again.returncode == 0, again.stderr
+    assert "top 15 of" not in again.stdout and "op types" in again.stdout and "share" in again.stdout
+
+
 LIGHT_IMPORTS = """
 import sys
 from bench.cli import main, COMMANDS
@@ -141,13 +157,19 @@ else:
 """
 
 
-def test_help_and_report_import_neither_tensorflow_nor_onnxruntime():
+def test_help_and_report_import_neither_tensorflow_nor_onnxruntime(tmp_path):
+    from tests.bench.test_report import profile_result, tune_result
+
     data = Path(__file__).parent / "data"
+    for name, build in (("profile", profile_result), ("tune", tune_result)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(build().to_json()))
     done = subprocess.run([sys.executable, "-c", LIGHT_IMPORTS, str(data / "sweep-v1.json"),
-                           str(data / "train-v1.json")], capture_output=True, text=True, timeout=120)
+                           str(data / "train-v1.json"), str(tmp_path / "profile.json"), str(tmp_path / "tune.json")],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "light"
     assert "1.96 sd" in done.stdout and "samples/s" in done.stdout  # the report did render
+    assert "op types" in done.stdout and "Pareto front" in done.stdout
 
 
 def test_bench_never_imports_alexnet():
@@ -175,8 +197,26 @@ def test_bench_never_imports_alexnet():
     (["latency", "--model", "{fixed}", "--json", "{tmp}/no/such/dir/r.json"], "output directory"),
     (["throughput", "--model", "{fixed}", "--bogus"], "unrecognized arguments: --bogus"),
     (["throughput"], "no model at runs/alexnet/alexnet.onnx"),
+    (["throughput", "--model", "{multi}", "--config", "{tmp}/fixed.tuned.json"], "was tuned for .*fixed.onnx"),
+    (["latency", "--config", "{tmp}/notes.txt"], "settings file .*notes.txt is not valid JSON"),
+    (["latency", "--config", "{tmp}/newer.json"], "is not a bench settings file"),
+    (["latency", "--config", "{tmp}/missing.json"], "settings file .*missing.json does not exist"),
+    (["tune", "--model", "{fixed}", "--config", "{tmp}/fixed.tuned.json"], "unrecognized arguments: --config"),
+    (["tune", "--model", "{fixed}", "--latency-budget-ms", "-1"], "--latency-budget-ms -1 must be > 0"),
+    (["tune", "--model", "{fixed}", "--min-gain", "1.5"], "--min-gain 1.5 must be in"),
+    (["tune", "--model", "{fixed}", "-o", "{tmp}/no/such/dir/t.json"], "output directory"),
+    (["profile", "--model", "{fixed}", "--top", "0"], "--top 0 must be >= 1"),
+    (["compare", "--model", "{fixed}", "--no-tensorflow", "--profile-runs", "0"], "--profile-runs 0 must be >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2(bench, helper_models, tmp_path, args, message):
+    from bench import tuned
+    from toolkit.files import sha256_file
+
+    digest = sha256_file(helper_models["fixed"])
+    tuned.write(tmp_path / "fixed.tuned.json", tuned.TunedConfig(
+        model=helper_models["fixed"], model_sha256=digest, run=helper_models["fixed"], run_sha256=digest,
+        variant="float32", batch=2, provider="cpu", intra_op_threads=1, inter_op_threads=0, graph_optimization="all",
+        execution_mode="sequential", session_entries=(), latency_budget_ms=None, measured={}, machine={}))
     (tmp_path / "corrupt.onnx").write_bytes(helper_models["multi"].read_bytes()[:50])
     (tmp_path / "notes.txt").write_text("not a model, not json\n")
     newer = {"schema": results.SCHEMA, "version": results.SCHEMA_VERSION + 1}

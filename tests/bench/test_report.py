@@ -1,11 +1,13 @@
 """Rendering: the rich table pinned to a golden text, exports by extension, comparisons, PNG plots."""
+import dataclasses
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from bench import report, results
-from bench.results import BenchResult, Row, TrainRow
+from bench.results import BenchResult, Kernel, Profile, Resources, Row, Setting, TrainRow, Tune, TunePoint
 from toolkit.cli import UsageError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -49,11 +51,56 @@ def test_train_table_renders_to_golden_text():
     check_golden("train.txt", report.render_text([train_result()], width=100))
 
 
-@pytest.mark.parametrize("name", ["sweep", "train"])
-def test_version_1_files_render_as_their_version_2_twins(name):
-    """data/NAME-v1.json hold the very results the golden tests build, as bench's version 1 wrote them."""
-    text = report.render_text([results.load(DATA / f"{name}-v1.json")], width=100)
+@pytest.mark.parametrize("name, version", [("sweep", 1), ("train", 1), ("sweep", 2)])
+def test_older_files_render_as_their_twins_of_today(name, version):
+    """data/NAME-vN.json hold the very results the golden tests build, as bench's version N wrote them
+    (version 2: commit fe89db6); they have no resources, profiles or tune, and render as before."""
+    text = report.render_text([results.load(DATA / f"{name}-v{version}.json")], width=100)
     assert text == (GOLDEN / f"{name}.txt").read_text()
+
+
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+USED = Resources(peak_rss_bytes=251_000_000, cpu_seconds=0.9, wall_seconds=1.0, usable_cpus=2, first_run_ms=12.5,
+                 load_seconds=0.75)
+
+
+def profile_result() -> BenchResult:
+    """A CUDA session where one node fell back to the CPU, with its resources: every number follows from these."""
+    row = Row.from_times(label="onnxruntime", engine="onnxruntime", model="m.onnx", batch=8, providers=[CUDA, CPU],
+                         times_s=[0.019, 0.021], resources=dataclasses.replace(USED, device_memory_bytes=512 * 2**20))
+    kernels = [Kernel("conv1", "Conv", CUDA, 8.0), Kernel("conv2", "Conv", CUDA, 2.0), Kernel("fc", "Gemm", CUDA, 6.0),
+               Kernel("shape", "Shape", CPU, 0.5)] * 2
+    found = Profile.from_kernels(kernels, label="onnxruntime", engine="onnxruntime", batch=8, runs=2, wall_ms=40.0,
+                                 runtime_ms=38.0, session_providers=(CUDA, CPU))
+    return BenchResult(kind="profile", config={}, environment=ENVIRONMENT, rows=(row,),
+                       model={"path": "m.onnx", "inputs": []}, requested_providers=("cuda",), providers=(CUDA, CPU),
+                       profiles=(found,), created="2026-01-01T00:00:00+00:00")
+
+
+def tune_result() -> BenchResult:
+    defaults = Setting("float32", "m.onnx", "cpu", 2, False, "all", "sequential", 8)
+    chosen = dataclasses.replace(defaults, variant="int8", model="m.int8.onnx", intra_op_threads=0, spinning=True)
+    points = (TunePoint(defaults, 400.0, 30.0, 5, "defaults"), TunePoint(chosen, 1200.0, 9.0, 5, "search"),
+              TunePoint(dataclasses.replace(chosen, batch=1), 300.0, 4.0, 5, "search"),
+              TunePoint(dataclasses.replace(chosen, graph_optimization="basic"), 900.0, 12.0, 5, "search"))
+    rows = (Row.from_times(label="defaults", engine="onnxruntime", model="m.onnx", batch=8, providers=[CPU],
+                           times_s=[0.02, 0.02], resources=USED),
+            Row.from_times(label="candidate 1", engine="onnxruntime", model="m.int8.onnx", batch=8, providers=[CPU],
+                           times_s=[0.006, 0.008], resources=USED))
+    rows = tuple(dataclasses.replace(r, ratio=r.throughput.samples_per_second / rows[0].throughput.samples_per_second)
+                 for r in rows)
+    found = Tune(points=points, budget_ms=10.0, defaults=defaults, chosen=chosen, config_path="m.tuned.json",
+                 search_seconds=42.0, confirmed=(("defaults", defaults), ("candidate 1", chosen)))
+    return BenchResult(kind="tune", config={}, environment=ENVIRONMENT, rows=rows, model={"path": "m.int8.onnx",
+                       "inputs": []}, requested_providers=("cpu",), providers=(CPU,), tune=found,
+                       notes=("ratio: throughput over the starting point's (defaults) at batch 8",),
+                       created="2026-01-01T00:00:00+00:00")
+
+
+@pytest.mark.parametrize("name, build", [("profile", profile_result), ("tune", tune_result)])
+def test_profiles_resources_and_tunes_render_to_golden_text(name, build):
+    check_golden(f"{name}.txt", report.render_text([build()], width=120))
+    assert results.BenchResult.from_json(json.loads(json.dumps(build().to_json()))) == build()
 
 
 def test_comparison_has_delta_and_ratio_per_row():
