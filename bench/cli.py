@@ -19,6 +19,7 @@ resident memory, CPU utilisation, session creation and first-run time, GPU memor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -366,12 +367,13 @@ def _cmd_tune(args) -> results.BenchResult:
     options = tune.TuneOptions(budget_ms=args.latency_budget_ms, passes=args.passes, min_gain=args.min_gain,
                                candidates=args.candidates, rounds=args.rounds, confirm_time=args.confirm_time)
 
-    def on_point(index, setting, point):
-        if not args.quiet:
-            args.output.err.print(report.tune_point_line(index, setting, point), highlight=False)
+    @contextlib.contextmanager
+    def searching():
+        with report.status_line(args.output.err, args.quiet) as show:
+            yield lambda index, setting, point: show(report.tune_point_line(index, setting, point))
     return tune.run_tune(model, batches=_batch_list(args.batch) if args.batch else None,
                          base=_session_config(args), inputs=_input_config(args), run=_run_config(args),
-                         options=options, output=output, on_point=on_point, progress_for=_rounds_progress(args))
+                         options=options, output=output, searching=searching, progress_for=_rounds_progress(args))
 
 
 def _cmd_train(args) -> results.BenchResult:

@@ -198,7 +198,7 @@ def pareto_table(result: BenchResult) -> TableData:
 
 
 def tune_point_line(index: int, setting: Setting, point: TunePoint | None) -> str:
-    """The progress line `bench tune` prints per point."""
+    """`bench tune`'s status line after each point it measured."""
     measured = ("did not run on its provider" if point is None
                 else f"{_rate(point.samples_per_second)} samples/s, p99 {_ms(point.p99_ms)} ms")
     return f"tune [{index}] {setting.describe()}: {measured}"
@@ -414,6 +414,17 @@ def plot(results: Sequence[BenchResult], directory: str | Path) -> list[Path]:
         written.append(directory / "latency-histogram.png")
         plot_latency_histogram(inference, written[-1])
     return written
+
+
+@contextlib.contextmanager
+def status_line(console: Console, quiet: bool) -> Iterator:
+    """A callback showing one line of text, each call replacing the last, gone when the block ends
+    (`bench tune`'s search, point by point); nothing with --quiet or off a terminal, as the bars."""
+    if quiet or not console.is_terminal:
+        yield lambda text: None
+        return
+    with console.status("", spinner="dots") as status:
+        yield lambda text: status.update(Text(text))
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ JSON schema (version 3), written by `bench ... --json PATH`:
     PROFILE = {"label", "engine", "batch", "runs", "wall_ms", "runtime_ms" | null, "overlapping",
                "session_providers": [...], "ops": [OPTIME], "nodes": [OPTIME]}
     OPTIME = {"name", "op", "providers": [...], "nodes", "calls", "total_ms"}
-    TUNE = {"points": [{"setting": SETTING, "samples_per_second", "p99_ms", "iterations", "phase"}],
+    TUNE = {"points": [{"setting": SETTING, "samples_per_second", "p99_ms", "p90_ms", "iterations", "phase"}],
             "pareto": [indices into points], "budget_ms" | null, "defaults": SETTING, "chosen": SETTING,
             "config_path" | null, "search_seconds", "confirmed": [{"label": row label, "setting": SETTING}]}
     SETTING = {"variant", "model", "provider", "intra_op_threads", "spinning", "graph_optimization",
@@ -500,11 +500,16 @@ class Setting:
 
 @dataclasses.dataclass(frozen=True)
 class TunePoint:
-    """One measured point: short measurements during the search ("defaults" or "search" phase)."""
+    """One measured point: short measurements during the search ("defaults" or "search" phase).
+
+    `p90_ms` is what the search judges a latency budget by: a short measurement's p99 is its
+    slowest run or nearly, so one preemption decides it; the confirmation measures the real p99.
+    """
 
     setting: Setting
     samples_per_second: float
     p99_ms: float
+    p90_ms: float
     iterations: int
     phase: str
 

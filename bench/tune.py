@@ -15,7 +15,7 @@ batch, else 1,8,32).
 
 A full grid is 3 x 6 x 4 x 2 x batches points on 2 CPUs; this finishes in minutes instead:
  1. the starting point (the benchmark's defaults, or the session options given) at every batch
-    size, each a short measurement (tune's --min-time default 0.3 s, --min-iterations 5);
+    size, each a short measurement (tune's --min-time default 0.3 s, --min-iterations 10);
  2. coordinate descent from the best of those: one axis at a time, every value of it with the
     other axes fixed; a value replaces the current one only if it beats it by more than
     --min-gain (3%: less is noise here); passes until one changes nothing (at most --passes);
@@ -24,9 +24,11 @@ A full grid is 3 x 6 x 4 x 2 x batches points on 2 CPUs; this finishes in minute
     starting point at each of their batch sizes take turns for --rounds rounds, each in a process
     of its own (as in `bench compare`), --confirm-time seconds each in all. The fastest confirmed
     setting within the budget is the answer, the starting point included: the tune never hands
-    back a setting slower than the defaults it was confirmed against.
-With --latency-budget-ms, a point is feasible when its p99 is within the budget; feasible points
-beat the others, then the faster wins (over the budget: the lower p99). Every point tried is kept
+    back a setting slower than a starting point that met the budget in the same confirmation.
+With --latency-budget-ms, the search counts a point as within the budget by its p90 (a short
+measurement's p99 is its slowest run, decided by one preemption; p90 is what a few runs can
+estimate), the confirmation by its p99 over hundreds of runs. Within the budget beats over it,
+then the faster wins (over it: the lower p90). Every point tried is kept
 in the result; the table shows the Pareto front of throughput vs p99 (points that no other point
 beats in both). The chosen setting is written for `--config` (default: STEM.tuned.json beside the
 model). A budget no point met is bad input: one line with the best p99 found, exit 2, no files.
@@ -36,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 from bench import tuned
 from bench.compare import Contender, EngineProcesses, row_of
@@ -59,7 +61,8 @@ DEFAULT_BATCHES = (1, 8, 32)
 BASE_VARIANT = "float32"
 DEFAULTS_LABEL = "defaults"
 # Short measurements for the search; `bench tune`'s defaults for --warmup, --min-time, --min-iterations.
-SEARCH_RUN = RunConfig(warmup=2, min_time=0.3, min_iterations=5)
+# 10 runs at least: their p90 rests on the slowest run for a tenth only.
+SEARCH_RUN = RunConfig(warmup=2, min_time=0.3, min_iterations=10)
 
 
 def thread_counts(cpus: int) -> tuple[int, ...]:
@@ -95,23 +98,24 @@ class Space:
         return dataclasses.replace(setting, **{axis: value})
 
 
-def feasible(p99_ms: float, budget_ms: float | None) -> bool:
-    return budget_ms is None or p99_ms <= budget_ms
+def feasible(latency_ms: float, budget_ms: float | None) -> bool:
+    return budget_ms is None or latency_ms <= budget_ms
 
 
 def rank(point: TunePoint | None, budget_ms: float | None) -> tuple[int, float]:
-    """Larger is better: (2, throughput) within the budget, (1, -p99) over it, (0, 0) where it did not run."""
+    """Larger is better: (2, throughput) within the budget, (1, -p90) over it, (0, 0) where it did not run.
+    The search judges the budget by p90 (see TunePoint); the confirmation by p99."""
     if point is None:
         return (0, 0.0)
-    if feasible(point.p99_ms, budget_ms):
+    if feasible(point.p90_ms, budget_ms):
         return (2, point.samples_per_second)
-    return (1, -point.p99_ms)
+    return (1, -point.p90_ms)
 
 
 def improves(candidate: TunePoint | None, current: TunePoint | None, budget_ms: float | None,
              min_gain: float) -> bool:
     """Whether `candidate` should replace `current`: a better class (it runs; it meets the budget), or in
-    the same class better by more than `min_gain` of current's value (throughput, or p99 over the budget)."""
+    the same class better by more than `min_gain` of current's value (throughput, or p90 over the budget)."""
     (new_class, new), (old_class, old) = rank(candidate, budget_ms), rank(current, budget_ms)
     if new_class != old_class:
         return new_class > old_class
@@ -177,7 +181,8 @@ class Evaluator:
                 prepared = engine.prepare(setting.batch, self.inputs)
                 row = engine.record().row("tune", prepared.samples, measure(engine.step(prepared), self.run))
                 point = TunePoint(setting=setting, samples_per_second=row.throughput.samples_per_second,
-                                  p99_ms=row.latency.p99, iterations=row.latency.count, phase=self.phase)
+                                  p99_ms=row.latency.p99, p90_ms=row.latency.p90, iterations=row.latency.count,
+                                  phase=self.phase)
             self.points[setting] = point
             if self.on_point is not None:
                 self.on_point(len(self.points), setting, point)
@@ -239,7 +244,7 @@ def _starting_point(model: Path, batches: Sequence[int] | None, base: SessionCon
 
 def candidates(points: Sequence[TunePoint], winner: Setting, budget_ms: float | None, count: int) -> list[Setting]:
     """The search's winner, then the fastest other points within the budget: `count` settings to confirm."""
-    ranked = sorted((p for p in points if feasible(p.p99_ms, budget_ms)), key=lambda p: -p.samples_per_second)
+    ranked = sorted((p for p in points if feasible(p.p90_ms, budget_ms)), key=lambda p: -p.samples_per_second)
     return [winner, *[p.setting for p in ranked if p.setting != winner]][:count]
 
 
@@ -289,24 +294,29 @@ def confirm(settings: dict[str, Setting], evaluate: Evaluator, inputs: InputConf
 
 def run_tune(model: Path, *, batches: Sequence[int] | None, base: SessionConfig, inputs: InputConfig, run: RunConfig,
              options: TuneOptions, output: Path,
-             on_point: Callable[[int, Setting, TunePoint | None], None] | None,
+             searching: Callable[[], ContextManager[Callable[[int, Setting, TunePoint | None], None]]],
              progress_for: Callable[[str], Any]) -> BenchResult:
-    """Search, confirm, write the settings file to `output`; the result (rows: the confirmation)."""
+    """Search, confirm, write the settings file to `output`; the result (rows: the confirmation).
+
+    `searching()`: a context manager around the search, yielding what is called with each point measured
+    (the CLI's status line); `progress_for(description)`: one around each confirmation batch (a bar)."""
     started = time.perf_counter()
     variants = ((BASE_VARIANT, str(model)), *((v, str(variant_path(model, v))) for v in VARIANTS
                                                if variant_path(model, v).is_file()))
-    evaluate = Evaluator(base, inputs, run, on_point)
-    start, batches = _starting_point(model, batches, base, inputs, evaluate)
-    space = Space(variants=variants, providers=base.providers, threads=thread_counts(usable_cpus()), batches=batches)
-    evaluate.phase = "search"
-    best_start = max((dataclasses.replace(start, batch=b) for b in batches),
-                     key=lambda s: rank(evaluate(s), options.budget_ms))
-    winner = coordinate_descent(best_start, space, evaluate, budget_ms=options.budget_ms, min_gain=options.min_gain,
-                                passes=options.passes)
-    evaluate.close()
+    with searching() as on_point:
+        evaluate = Evaluator(base, inputs, run, on_point)
+        start, batches = _starting_point(model, batches, base, inputs, evaluate)
+        space = Space(variants=variants, providers=base.providers, threads=thread_counts(usable_cpus()),
+                      batches=batches)
+        evaluate.phase = "search"
+        best_start = max((dataclasses.replace(start, batch=b) for b in batches),
+                         key=lambda s: rank(evaluate(s), options.budget_ms))
+        winner = coordinate_descent(best_start, space, evaluate, budget_ms=options.budget_ms,
+                                    min_gain=options.min_gain, passes=options.passes)
+        evaluate.close()
     search_seconds = time.perf_counter() - started
     points = tuple(p for p in evaluate.points.values() if p is not None)
-    if not any(feasible(p.p99_ms, options.budget_ms) for p in points):
+    if not any(feasible(p.p90_ms, options.budget_ms) for p in points):
         raise _no_setting_met(points, (), options.budget_ms)
     settings = labelled(candidates(points, winner, options.budget_ms, options.candidates), start)
     confirmed = confirm(settings, evaluate, inputs, run, options, progress_for)

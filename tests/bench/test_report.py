@@ -1,10 +1,12 @@
 """Rendering: the rich table pinned to a golden text, exports by extension, comparisons, PNG plots."""
 import dataclasses
+import io
 import json
 import os
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from bench import report, results
 from bench.results import BenchResult, Kernel, Profile, Resources, Row, Setting, TrainRow, Tune, TunePoint
@@ -80,9 +82,9 @@ def profile_result() -> BenchResult:
 def tune_result() -> BenchResult:
     defaults = Setting("float32", "m.onnx", "cpu", 2, False, "all", "sequential", 8)
     chosen = dataclasses.replace(defaults, variant="int8", model="m.int8.onnx", intra_op_threads=0, spinning=True)
-    points = (TunePoint(defaults, 400.0, 30.0, 5, "defaults"), TunePoint(chosen, 1200.0, 9.0, 5, "search"),
-              TunePoint(dataclasses.replace(chosen, batch=1), 300.0, 4.0, 5, "search"),
-              TunePoint(dataclasses.replace(chosen, graph_optimization="basic"), 900.0, 12.0, 5, "search"))
+    points = (TunePoint(defaults, 400.0, 30.0, 25.0, 5, "defaults"), TunePoint(chosen, 1200.0, 9.0, 8.0, 5, "search"),
+              TunePoint(dataclasses.replace(chosen, batch=1), 300.0, 4.0, 3.0, 5, "search"),
+              TunePoint(dataclasses.replace(chosen, graph_optimization="basic"), 900.0, 12.0, 11.0, 5, "search"))
     rows = (Row.from_times(label="defaults", engine="onnxruntime", model="m.onnx", batch=8, providers=[CPU],
                            times_s=[0.02, 0.02], resources=USED),
             Row.from_times(label="candidate 1", engine="onnxruntime", model="m.int8.onnx", batch=8, providers=[CPU],
@@ -144,3 +146,16 @@ def test_plots_are_png_files(tmp_path):
                                                "train-scaling.png"]
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_tune_status_line_names_the_point_and_stays_off_pipes():
+    point = tune_result().tune.points[1]
+    assert report.tune_point_line(2, point.setting, point) == (
+        "tune [2] int8, cpu, threads onnxruntime's default, spinning on, graph all, sequential, batch 8: "
+        "1,200.0 samples/s, p99 9.000 ms")
+    assert report.tune_point_line(3, point.setting, None).endswith("batch 8: did not run on its provider")
+    for console, quiet in ((Console(file=io.StringIO(), force_terminal=False), False),
+                           (Console(file=io.StringIO(), force_terminal=True), True)):
+        with report.status_line(console, quiet) as show:
+            show("tune [1] ...")
+        assert console.file.getvalue() == ""
