@@ -104,6 +104,11 @@ def _measuring_options(default_batch: str | None, batch_help: str, config: bool 
     return p
 
 
+def _top_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top", type=int, default=report.DEFAULT_TOP,
+                   help="profiles: the operators and nodes shown (the JSON keeps all)")
+
+
 def _output_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--json", metavar="PATH", help="write the result (schema: bench/results.py) to PATH")
@@ -135,20 +140,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="then profile every engine at each batch size: top operators, provider per node")
     p.add_argument("--profile-runs", type=int, default=10, help="runs per engine and batch size profiled")
+    _top_option(p)
     p = sub.add_parser("profile", help="where the time goes: top operators, their share, provider per node",
+                       description="onnxruntime's profiler on, in a session of its own: the kernel time per "
+                                   "operator type and per node over --min-iterations runs after --warmup, their "
+                                   "share, the provider of each node, the nodes that fell back to the CPU, and "
+                                   "how much of the measured time the kernels account for. Details: "
+                                   "bench/profile.py.",
                        formatter_class=fmt, parents=[_measuring_options(
                            None, "samples per run (default: the model's fixed batch, else 1)")])
-    p.add_argument("--top", type=int, default=report.DEFAULT_TOP, help="operators and nodes shown (the JSON keeps all)")
+    _top_option(p)
     # The trace holds every kernel of every run: a fixed number of runs (--min-iterations) keeps it small.
     p.set_defaults(min_time=0.0)
     p = sub.add_parser("tune", help="search variant, threads, spinning, graph optimisation, execution mode, "
                                     "batch (and provider) for the best throughput, within a p99 budget",
+                       description="Short measurements (--min-time, --min-iterations) at the defaults and every "
+                                   "batch size, coordinate descent one axis at a time, then the best --candidates "
+                                   "confirmed against the defaults in interleaved rounds, each in a process of its "
+                                   "own. Prints the Pareto front of throughput vs p99 and writes the fastest "
+                                   "confirmed setting within the budget for --config. Details: bench/tune.py.",
                        formatter_class=fmt, parents=[_measuring_options(
                            None, "batch sizes to try (default: the model's fixed batch, else 1,8,32)", config=False)])
     tune_defaults, search = _tune_defaults()
     p.add_argument("--latency-budget-ms", type=float, help="the highest p99 latency (ms per run) allowed")
-    p.add_argument("-o", "--output", dest="settings_file",
-                   help="settings file to write (default: STEM.tuned.json beside the model)")
+    p.add_argument("-o", "--output", dest="settings_file", metavar="TUNED.json",
+                   help="settings file to write; default: STEM.tuned.json beside the model")
     p.add_argument("--passes", type=int, default=tune_defaults.passes, help="coordinate-descent passes at most")
     p.add_argument("--min-gain", type=float, default=tune_defaults.min_gain,
                    help="a value replaces the current one only if this much better (a fraction: noise margin)")
@@ -240,6 +256,8 @@ class _Output:
     def __init__(self, args):
         self.quiet = args.quiet
         self.top = getattr(args, "top", report.DEFAULT_TOP)
+        if self.top < 1:
+            raise cli.UsageError(f"--top {self.top} must be >= 1")
         self.json = require_parent_dir(args.json) if args.json else None
         self.out = cli.console()
         self.err = cli.console(stderr=True)
@@ -348,8 +366,6 @@ def _cmd_profile(args) -> results.BenchResult:
     from bench.measure import engine_result
     from bench.profile import profile_onnx
 
-    if args.top < 1:
-        raise cli.UsageError(f"--top {args.top} must be >= 1")
     run, session_config, inputs = _run_config(args), _session_config(args), _input_config(args)
     with args.output.progress("profile", run) as progress:
         record, row, found = profile_onnx(args.model or default_model(), session_config, label="onnxruntime",

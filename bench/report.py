@@ -253,8 +253,8 @@ def to_markdown(data: TableData) -> str:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
     align = ["---:" if _numeric(c) else "---" for c in data.columns]
-    caption = ["", *(f"_{c}_" for c in data.caption)] if data.caption else []
-    return "\n".join([f"**{data.title}**", "", line(data.columns), line(align), *map(line, data.rows), *caption])
+    table = "\n".join([f"**{data.title}**", "", line(data.columns), line(align), *map(line, data.rows)])
+    return "\n\n".join([table, *(f"_{c}_" for c in data.caption)])  # a paragraph per caption line
 
 
 def header_lines(result: BenchResult) -> list[str]:

@@ -9,11 +9,12 @@ from bench.results import Kernel, Profile
 from bench.runner import RunConfig
 from bench.session import SessionConfig
 
-# Kernel time over measured time, on a model whose kernels take milliseconds per run: at least this.
-# Measured here: 0.96-0.996 (AlexNet 67 px, batch 1-32; int8; a MatMul chain), on a machine shared at load 2-15.
+# Kernel time over measured time, on a model whose kernels take milliseconds per run: at least 1 - MARGIN.
+# Measured here: 0.94-0.996 (AlexNet 67 px, batch 1-32; its int8 variant; the MatMul chain at batch 64),
+# and 0.89-0.99 for the chain at batch 256 with a CPU hog competing on the 2 cores.
 # The rest is the Python call, input/output conversion, the executor and thread synchronisation.
 MARGIN = 0.15
-RUN = RunConfig(warmup=2, min_time=0, min_iterations=10)
+RUN = RunConfig(warmup=2, min_time=0, min_iterations=20)
 
 
 def _event(name, cat, ts, dur, **args):
@@ -62,10 +63,12 @@ def test_kernels_are_summed_per_op_type_and_per_node():
 
 def test_operator_times_add_up_to_the_measured_time(helper_models):
     """A real model whose runs are kernels: the kernels' sum is within MARGIN of the measured wall time,
-    and never more than onnxruntime's own span of the runs, which is never more than the wall time."""
-    _, row, found = profile.profile_onnx(helper_models["heavy"], SessionConfig(), label="heavy", batch=64,
+    and never more than onnxruntime's own span of the runs, which is never more than the wall time.
+    Batch 256 makes a run ~10 ms of kernels, so a neighbour's preemption between two runs (a few ms,
+    counted in the wall time and not in any kernel) cannot take the margin."""
+    _, row, found = profile.profile_onnx(helper_models["heavy"], SessionConfig(), label="heavy", batch=256,
                                          inputs=InputConfig(), run=RUN)
-    assert found.runs == row.latency.count == 10 and found.wall_ms == pytest.approx(sum(row.times_ms))
+    assert found.runs == row.latency.count == 20 and found.wall_ms == pytest.approx(sum(row.times_ms))
     assert found.kernel_ms <= found.runtime_ms <= found.wall_ms
     assert found.coverage >= 1 - MARGIN, (found.kernel_ms, found.runtime_ms, found.wall_ms)
     assert found.ops[0].name == "MatMul" and found.share(found.ops[0]) > 0.9

@@ -135,6 +135,14 @@ def test_markdown_rows_match_the_table():
     assert "| 32 | 106.7 | 300.0 | 300.0 | 460.0 | 480.0 | 496.0 | 500.0 | 158.1 | 5 |" in markdown
 
 
+def test_markdown_keeps_each_caption_line_a_paragraph(tmp_path):
+    report.export([profile_result()], tmp_path / "p.md")
+    text = (tmp_path / "p.md").read_text()
+    assert "| Conv | CUDA | 2 | 4 | 10.000 | 60.6% |" in text
+    assert "\n\n_per run (2 profiled runs): measured 20.000 ms, kernels 16.500 ms = 82.5% of it_\n\n" in text
+    assert "\n\n_nodes by provider: CUDA 3, CPU 1; fell back to CPU: 1 of 4_\n\n" in text
+
+
 def test_unknown_export_format_is_refused(tmp_path):
     with pytest.raises(UsageError, match="use one of .md, .html, .svg, .txt"):
         report.export([fixed_result()], tmp_path / "r.pdf")
