@@ -12,10 +12,13 @@ Each is an engine of bench/engines.py, measured by the same timing loop. With --
 engine then says where its time went at each batch size (bench/profile.py): onnxruntime's
 per-node profile, and TensorFlow's per-op one where its profiler gives it (on CPU).
 Every row's ratio is its throughput over TensorFlow's at that batch (onnxruntime float32's
-where TensorFlow is left out). Both sides run with every usable logical CPU: TensorFlow with its
-own defaults, onnxruntime with the benchmark's session defaults (bench/session.py: one intra-op
-thread per usable CPU, not pinned, no spin-waiting; --intra-op-threads 0 and
---session-config session.intra_op.allow_spinning=1 give onnxruntime's own defaults back).
+where TensorFlow is left out), and each row gets a verdict against that reference, "faster",
+"slower" or "no significant difference", from a paired t-test on the rounds' log ratios
+(bench/check.py paired_comparison): a change of load between rounds hits both sides of a round.
+Both sides run with every usable logical CPU: TensorFlow with its own defaults, onnxruntime with
+the benchmark's session defaults (bench/session.py: one intra-op thread per usable CPU, not
+pinned, no spin-waiting; --intra-op-threads 0 and --session-config
+session.intra_op.allow_spinning=1 give onnxruntime's own defaults back).
 
     bench compare --model runs/alexnet/alexnet.onnx --batch 1,32,256 --json compare.json
     bench compare --batch 1,32 --profile                # and the top operators of each engine
@@ -30,12 +33,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench import profile
+from bench.check import paired_comparison
 from bench.engines import Engine, EngineRecord, OnnxEngine, TensorFlowEngine
 from bench.inputs import InputConfig, InputSpec
 from bench.measure import engine_result
 from bench.resources import measure_with_resources
 from bench.results import BenchResult, Profile, Resources, Row
-from bench.runner import RunConfig
+from bench.runner import RunConfig, Stage
 from bench.session import SessionConfig
 from toolkit.cli import UsageError
 from toolkit.runs import VARIANTS, RunDir, variant_path
@@ -145,33 +149,49 @@ class EngineProcesses:
                                                    contender.session or self.session_config, self.inputs,
                                                    run_config).result()
 
-    def take_turns(self, batch: int, run_config: RunConfig, rounds: int,
-                   progress: Callable[[int, float], None]) -> dict[str, list[Measured]]:
+    def take_turns(self, batch: int, run_config: RunConfig, rounds: int, progress: Stage | None, *,
+                   name: str, done: int = 0, steps: int | None = None) -> dict[str, list[Measured]]:
         """At one batch size the contenders take turns for `rounds` rounds, each round a `rounds`-th of
         the minimum time and count, so load that drifts during the run (a shared machine) is spread
         over all of them instead of landing on whichever ran last. The first contender measures
-        first: its signature is known before TensorFlow needs it."""
+        first: its signature is known before TensorFlow needs it.
+
+        `progress(description, step, steps)` (bench.report.MeasureProgress.step) is called as each
+        contender starts a round, `name` first in its description; these turns are steps `done`
+        on of `steps` (default: just these)."""
         share = dataclasses.replace(run_config, min_time=run_config.min_time / rounds,
                                     min_iterations=-(-run_config.min_iterations // rounds))
+        steps = steps or rounds * len(self.contenders)
         measured: dict[str, list[Measured]] = {c.label: [] for c in self.contenders}
         for round_index in range(rounds):
-            for contender in self.contenders:
-                done: Measured = self._call(contender, _child_measure, batch, share)
-                measured[contender.label].append(done)
+            for index, contender in enumerate(self.contenders):
+                if progress is not None:
+                    progress(f"{name}: batch {batch}, {contender.label}, round {round_index + 1}/{rounds}",
+                             done + round_index * len(self.contenders) + index, steps)
+                turn: Measured = self._call(contender, _child_measure, batch, share)
+                measured[contender.label].append(turn)
                 if not self.signature and contender is self.contenders[0]:
-                    self.signature = done.record.inputs
-            progress(round_index + 1, 0.0)
+                    self.signature = turn.record.inputs
         return measured
 
-    def profiles(self, batches: Sequence[int], run_config: RunConfig) -> list[Profile]:
+    def profiles(self, batches: Sequence[int], run_config: RunConfig, progress: Stage | None,
+                 name: str) -> list[Profile]:
         """Every contender's profile at each batch size (ends their measuring: engines are released)."""
-        return [p for c in self.contenders for p in self._call(c, _child_profile, batches, run_config)]
+        found = []
+        for index, contender in enumerate(self.contenders):
+            if progress is not None:
+                progress(f"{name}: profiling {contender.label}, {run_config.min_iterations} runs per batch size",
+                         index, len(self.contenders))
+            found.extend(self._call(contender, _child_profile, batches, run_config))
+        return found
 
 
 def row_of(label: str, rounds: Sequence[Measured]) -> Row:
-    """One row from an engine's rounds at one batch size: all their runs, the resources of all of them."""
+    """One row from an engine's rounds at one batch size: all their runs (each round's count kept, for the
+    paired verdicts), the resources of all of them."""
     used = functools.reduce(Resources.then, (m.resources for m in rounds))
-    return rounds[-1].record.row(label, rounds[-1].samples, [t for m in rounds for t in m.times], used)
+    row = rounds[-1].record.row(label, rounds[-1].samples, [t for m in rounds for t in m.times], used)
+    return dataclasses.replace(row, rounds=tuple(len(m.times) for m in rounds))
 
 
 def _session_summary(config: SessionConfig) -> str:
@@ -183,8 +203,8 @@ def _session_summary(config: SessionConfig) -> str:
 
 def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionConfig, inputs: InputConfig,
                 run_config: RunConfig, keras_path: Path | None, variants: dict[str, Path], rounds: int,
-                progress_for: Callable[[str], Any], profile_run: RunConfig | None = None) -> BenchResult:
-    """`progress_for(description)`: a context manager yielding a progress callback.
+                progress: Stage | None, profile_run: RunConfig | None = None) -> BenchResult:
+    """`progress(description, step, steps)` is called as each engine starts a round (bench.report.MeasureProgress).
 
     Each engine (the model, each variant, TensorFlow) lives in a process of its own (`EngineProcesses`);
     at each batch size they take turns for `rounds` rounds. `profile_run`: afterwards, profile every
@@ -199,19 +219,23 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
         contenders.append(Contender(TF_LABEL, keras_path, TensorFlowEngine.name))
     turns: dict[int, dict[str, list[Measured]]] = {}
     profiles: list[Profile] = []
+    per_batch = rounds * len(contenders)
     with EngineProcesses(contenders, session_config, inputs) as processes:
-        for batch in batches:
-            with progress_for(f"batch {batch}: {len(contenders)} engines x {rounds} rounds") as progress:
-                turns[batch] = processes.take_turns(batch, run_config, rounds, progress)
+        for index, batch in enumerate(batches):
+            turns[batch] = processes.take_turns(batch, run_config, rounds, progress, name="compare",
+                                                done=index * per_batch, steps=len(batches) * per_batch)
         if profile_run is not None:
-            profiles = processes.profiles(batches, profile_run)
+            profiles = processes.profiles(batches, profile_run, progress, "compare")
     records = {label: measured[-1].record for label, measured in turns[batches[-1]].items()}
     rows: list[Row] = []
+    comparisons = []
     reference = TF_LABEL if keras_path is not None else REFERENCE_LABEL
     for batch in batches:
         batch_rows = [row_of(c.label, turns[batch][c.label]) for c in contenders]
-        base = next(r for r in batch_rows if r.label == reference).throughput.samples_per_second
+        base_row = next(r for r in batch_rows if r.label == reference)
+        base = base_row.throughput.samples_per_second
         rows.extend(dataclasses.replace(r, ratio=r.throughput.samples_per_second / base) for r in batch_rows)
+        comparisons.extend(paired_comparison(base_row, r) for r in batch_rows if r is not base_row)
     notes = [f"ratio: throughput over {reference}'s at the same batch",
              f"each engine ran in its own process; at each batch they took turns, {rounds} rounds",
              f"onnxruntime session: {_session_summary(session_config)}"]
@@ -228,5 +252,5 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
               "variants": {label: str(p) for label, p in variants.items()},
               "profile_run": None if profile_run is None else dataclasses.asdict(profile_run)}
     others = [records[c.label] for c in contenders[1:]]
-    result = engine_result("compare", records[REFERENCE_LABEL], rows, config, notes, others)
+    result = engine_result("compare", records[REFERENCE_LABEL], rows, config, notes, others, comparisons)
     return dataclasses.replace(result, profiles=tuple(profiles))

@@ -15,11 +15,13 @@ This is the library behind `bench throughput|latency|sweep|overhead`; the CLI on
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from bench import stats
 from bench.engines import Engine, EngineRecord, cycling_step
 from bench.inputs import InputConfig
 from bench.resources import measure_with_resources
@@ -48,15 +50,51 @@ def measure_engine(engine: Engine, *, batch: int, inputs: InputConfig, run: RunC
     return engine.record().row(label or engine.name, prepared.samples, times, used)
 
 
+def load_average() -> float | None:
+    """The 1-minute load average: how many processes wanted the CPUs while the benchmark ran."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def measured_environment(**runtimes: dict[str, Any]) -> dict[str, Any]:
+    """The environment record, with the machine's load at the end of the measurement."""
+    return environment.collect(**runtimes, load_average=load_average())
+
+
+def variation_warnings(rows: Sequence[Row], run: RunConfig | None = None) -> list[str]:
+    """An instability warning (bench/stats.py) for each row whose run times vary too much, and for each
+    row that --until-stable could not settle before --max-time."""
+    load, cpus = load_average(), environment.usable_cpus()
+    found = [stats.series_variation_warning(f"{r.label} batch {r.batch}", r.times_ms, load_average=load, cpus=cpus)
+             for r in rows]
+    if run is not None and run.until_stable is not None:
+        found.extend(unsettled(f"{r.label} batch {r.batch}", r.intervals.samples_per_second,
+                               r.throughput.samples_per_second, run.until_stable, run.max_time)
+                     for r in rows if not run.stable([t / 1000 for t in r.times_ms]))
+    return [w for w in found if w]
+
+
+def unsettled(what: str, interval: stats.Interval | None, estimate: float, percent: float, max_time: float) -> str:
+    """The warning for a measurement --until-stable gave up on."""
+    reached = "unbounded" if interval is None else f"+-{interval.relative_half_width(estimate):.1%}"
+    return (f"{what}: not stable within +-{percent:g}% after --max-time {max_time:g} s (the 95% interval is "
+            f"{reached}): the machine's load kept changing; fix: an idle machine, or a longer --max-time")
+
+
 def engine_result(kind: str, main: EngineRecord, rows: Sequence[Row], config: dict[str, Any],
-                  notes: Sequence[str] = (), others: Sequence[EngineRecord] = ()) -> BenchResult:
-    """A result whose model, providers and fallback are `main`'s; each runtime's record is in the environment."""
+                  notes: Sequence[str] = (), others: Sequence[EngineRecord] = (),
+                  comparisons: Sequence[stats.Comparison] = (), run: RunConfig | None = None) -> BenchResult:
+    """A result whose model, providers and fallback are `main`'s; each runtime's record is in the environment.
+    `run`: the measurement's settings, for --until-stable's warning."""
     runtimes: dict[str, dict[str, Any]] = {}
     for record in (main, *others):
         runtimes.setdefault(record.engine, record.runtime)
-    return BenchResult(kind=kind, config=config, environment=environment.collect(**runtimes), rows=tuple(rows),
+    return BenchResult(kind=kind, config=config, environment=measured_environment(**runtimes), rows=tuple(rows),
                        model=main.model_json(), requested_providers=main.requested_providers,
-                       providers=main.providers, fallback=main.fallback, notes=tuple(notes))
+                       providers=main.providers, fallback=main.fallback, notes=tuple(notes),
+                       comparisons=tuple(comparisons), warnings=tuple(variation_warnings(rows, run)))
 
 
 def bare_loop_times(run: Callable[[Any], Any], feeds: Sequence[Any], iterations: int) -> list[float]:

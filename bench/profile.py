@@ -32,7 +32,7 @@ from bench.engines import Engine, EngineRecord, OnnxEngine, Prepared, TensorFlow
 from bench.inputs import InputConfig, default_batch
 from bench.resources import measure_with_resources
 from bench.results import Kernel, Profile, Row
-from bench.runner import Progress, RunConfig
+from bench.runner import RunConfig, Stage
 from bench.session import SessionConfig
 
 KERNEL_SUFFIX = "_kernel_time"
@@ -55,14 +55,17 @@ def onnxruntime_kernels(events: Sequence[dict[str, Any]], measured_runs: int) ->
 
 def profile_onnx(path: str | Path, session_config: SessionConfig, *, label: str, batch: int | None,
                  inputs: InputConfig, run: RunConfig,
-                 progress: Progress | None = None) -> tuple[EngineRecord, Row, Profile]:
+                 progress: Stage | None = None) -> tuple[EngineRecord, Row, Profile]:
     """Measure `path` at `batch` (None: the model's fixed batch, else 1) in a profiling session of its
-    own; the engine's record, the row, and where its time went."""
+    own; the engine's record, the row, and where its time went. `progress(description, index, total, run)`
+    (bench.report.MeasureProgress.step) announces the profiled runs once the batch size is known."""
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         engine = OnnxEngine.open(path, session_config, profile_prefix=str(Path(tmp) / "onnxruntime"))
         prepared = engine.prepare(batch or default_batch(engine.specs, 1, dict(inputs.shapes)), inputs)
+        step = None if progress is None else progress(
+            f"profile: {label} batch {prepared.samples}, {run.min_iterations} profiled runs", 0, 1, run)
         times, used = measure_with_resources(engine.step(prepared), run, load_seconds=engine.load_seconds,
-                                             providers=engine.providers, progress=progress)
+                                             providers=engine.providers, progress=step)
         trace = Path(engine.session.session.end_profiling())
         kernels, runtime_ms = onnxruntime_kernels(json.loads(trace.read_text()), len(times))
     record = engine.record()

@@ -15,6 +15,9 @@
     times, used = measure_with_resources(engine.step(prepared), RunConfig(), load_seconds=1.2,
                                          providers=engine.providers)
     used.peak_rss_bytes, used.cpu_utilisation, used.first_run_ms
+    start = clocks(); ...; used = used_since(start, first_run_ms=3.1, load_seconds=1.2, providers=engine.providers)
+
+`bench load` takes the second form around each test (its first run: the first warm-up query).
 """
 from __future__ import annotations
 
@@ -90,6 +93,20 @@ def timed_first_run(step: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+def clocks() -> tuple[float, float]:
+    """This process's CPU time (every thread) and the wall clock, where a measured window starts."""
+    return time.process_time(), time.perf_counter()
+
+
+def used_since(start: tuple[float, float], *, first_run_ms: float, load_seconds: float | None,
+               providers: Sequence[str]) -> Resources:
+    """What the process used from `start` (`clocks()`) to now, with its peaks so far."""
+    cpu, wall = time.process_time() - start[0], time.perf_counter() - start[1]
+    return Resources(peak_rss_bytes=peak_rss_bytes(), cpu_seconds=cpu, wall_seconds=wall, usable_cpus=usable_cpus(),
+                     first_run_ms=first_run_ms, load_seconds=load_seconds,
+                     device_memory_bytes=device_memory_bytes(providers))
+
+
 def measure_with_resources(step: Callable[[], Any], run: RunConfig, *, load_seconds: float | None,
                            providers: Sequence[str], progress: Progress | None = None,
                            first_run: bool = True) -> tuple[list[float], Resources]:
@@ -106,9 +123,6 @@ def measure_with_resources(step: Callable[[], Any], run: RunConfig, *, load_seco
         first_s = timed_first_run(step)
         for _ in range(run.warmup - 1):
             step()
-    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    start = clocks()
     times = measure(step, dataclasses.replace(run, warmup=0), progress)
-    cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
-    return times, Resources(peak_rss_bytes=peak_rss_bytes(), cpu_seconds=cpu, wall_seconds=wall,
-                            usable_cpus=usable_cpus(), first_run_ms=first_s * 1000, load_seconds=load_seconds,
-                            device_memory_bytes=device_memory_bytes(providers))
+    return times, used_since(start, first_run_ms=first_s * 1000, load_seconds=load_seconds, providers=providers)

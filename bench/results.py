@@ -5,11 +5,12 @@ milliseconds -> mean, stdev, min, p50, p90, p95, p99, max) and `Throughput.from_
 (batch / mean iteration time). The raw per-iteration times are kept in the JSON so runs can
 be merged and re-analysed later.
 
-JSON schema (version 3), written by `bench ... --json PATH`:
+JSON schema (version 4), written by `bench ... --json PATH`:
 
     {
-      "schema": "alexnet-toolkit/bench", "version": 3,
-      "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train" | "profile" | "tune",
+      "schema": "alexnet-toolkit/bench", "version": 4,
+      "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train" | "load" | "check"
+              | "profile" | "tune",
       "created": ISO-8601 UTC,
       "model": {"path", "inputs": [{"name", "dtype", "shape"}]} | null,
       "requested_providers": ["cpu", ...],    # what the user asked for
@@ -20,17 +21,32 @@ JSON schema (version 3), written by `bench ... --json PATH`:
       "rows": [{"label", "engine", "model", "batch", "providers",
                 "latency_ms": {...}, "throughput": {"samples_per_second", "batch", "iterations",
                 "seconds"}, "times_ms": [raw per-iteration times], "ratio": float | null,
+                "rounds": [iterations per interleaved round] (compare; else []),
+                "ci95": {"samples_per_second", "p50", "p90", "p95", "p99": INTERVAL | null}, "cv": float,
                 "resources": RESOURCES | null}],
       "train": [{"np", "total": SPREAD, "per_rank": SPREAD, "efficiency",
                  "intervals": [total img/s per interval]}],                 # kind "train"
-      "profiles": [PROFILE],                  # kind "profile"; `compare --profile`
-      "tune": TUNE | null,                    # kind "tune"
+      "load": [LOAD_ROW],                                                   # kind "load"
+      "comparisons": [{"row", "baseline", "metric", "higher_is_better", "base_value", "value", "ratio",
+                       "interval": INTERVAL | null, "verdict", "test", "allowed_slowdown", "regression"}],
+                                                                            # kinds "compare", "check"
+      "profiles": [PROFILE],                                                # kind "profile"; `compare --profile`
+      "tune": TUNE | null,                                                  # kind "tune"
+      "warnings": [str],                      # unstable measurements: cause and fix
       "config": {every option, resolved},
       "environment": {host, CPU, GPUs, versions, "onnxruntime" | "tensorflow": {version, device, threads}},
       "notes": [str]
     }
     SPREAD = {"mean", "half_range95": 1.96 x population sd of the intervals,
               "mean_ci95": [low, high] (Student's t 95% confidence interval of the mean) | null}
+    INTERVAL = [low | null, high | null]: a 95% confidence interval, null where the data cannot
+               bound that side (bench/stats.py says how each is computed)
+    LOAD_ROW = bench/scenarios.py LoadRow.to_json: "settings", "timeline" (per query: intended,
+               issued, started, done, in s) and the flags "peak", "overloaded", "scheduled" are what
+               a reader re-derives the rest from; "valid", "reasons", "metric", "metric_value",
+               "metric_ci95", "early_stopping", "latency"/"queueing"/"compute"/"schedule_error"
+               {mean, p50, p90, p99, max} (ms) are written for other readers; "resources": RESOURCES | null
+               (what the process used during the test).
 
     RESOURCES = {"peak_rss_bytes", "cpu_seconds", "wall_seconds", "usable_cpus", "cpu_utilisation",
                  "first_run_ms", "load_seconds" | null, "device_memory_bytes" | null}
@@ -43,27 +59,31 @@ JSON schema (version 3), written by `bench ... --json PATH`:
     SETTING = {"variant", "model", "provider", "intra_op_threads", "spinning", "graph_optimization",
                "execution_mode", "batch"}
 
-Version 3 added "resources" to rows, "profiles" and "tune", and the kinds "profile" and "tune";
-files of versions 1 and 2 load with none of them.
-Version 1 differs only in SPREAD: {"mean", "ci95"}, where "ci95" held what version 2 calls
-"half_range95" (it was never a confidence interval). Version-1 files load: "ci95" is read as
-"half_range95", and "mean_ci95" is computed from the intervals the file kept.
+Changelog, a line a version (every older version loads; what a file lacks is absent, or computed where said):
+    v1  SPREAD {"mean", "ci95"}, "ci95" never a confidence interval: read as "half_range95"; "mean_ci95" computed
+    v2  SPREAD {"mean", "half_range95", "mean_ci95"}: the spread of the intervals and the mean's interval apart
+    v3  kinds "load" and "check"; "load", "comparisons", "warnings"; rows' "rounds", "ci95", "cv" (else from times)
+    v4  kinds "profile" and "tune"; "profiles", "tune"; "resources" of rows and load rows (else null)
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
+from bench import stats
+from bench.scenarios import LoadRow
+from bench.stats import Comparison, Interval
 from toolkit.cli import UsageError
 
 SCHEMA = "alexnet-toolkit/bench"
-SCHEMA_VERSION = 3
-KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "profile", "tune")
+SCHEMA_VERSION = 4
+KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check", "profile", "tune")
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -127,6 +147,31 @@ class Throughput:
 
 
 @dataclasses.dataclass(frozen=True)
+class RowIntervals:
+    """95% confidence intervals of a row's samples/s (batch means) and latency percentiles (order
+    statistics), and the coefficient of variation of its run times."""
+
+    samples_per_second: Interval | None
+    p50: Interval
+    p90: Interval
+    p95: Interval
+    p99: Interval
+    cv: float
+
+    @classmethod
+    def from_times(cls, times_ms: Sequence[float], batch: int) -> "RowIntervals":
+        return cls(samples_per_second=stats.throughput_interval([t / 1000 for t in times_ms], batch),
+                   **{f"p{p}": stats.percentile_interval(times_ms, p / 100) for p in PERCENTILES},
+                   cv=stats.coefficient_of_variation(times_ms))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ci95": {"samples_per_second": None if self.samples_per_second is None
+                         else self.samples_per_second.to_json(),
+                         **{f"p{p}": getattr(self, f"p{p}").to_json() for p in PERCENTILES}},
+                "cv": self.cv}
+
+
+@dataclasses.dataclass(frozen=True)
 class Row:
     """One measured configuration: a model on an engine at one batch size."""
 
@@ -139,7 +184,20 @@ class Row:
     throughput: Throughput
     times_ms: tuple[float, ...]
     ratio: float | None = None
-    resources: Resources | None = None  # what the measuring process used (schema version 3)
+    rounds: tuple[int, ...] = ()   # iterations per interleaved round (compare), in the order of times_ms
+    resources: Resources | None = None  # what the measuring process used (schema version 4)
+
+    @functools.cached_property
+    def intervals(self) -> RowIntervals:
+        return RowIntervals.from_times(self.times_ms, self.batch)
+
+    def round_throughputs(self) -> list[float]:
+        """samples/s of each interleaved round."""
+        out, start = [], 0
+        for count in self.rounds:
+            out.append(self.batch * count * 1000 / sum(self.times_ms[start:start + count]))
+            start += count
+        return out
 
     @classmethod
     def from_times(cls, *, label: str, engine: str, model: str, batch: int, providers: Sequence[str],
@@ -155,14 +213,15 @@ class Row:
         return {"label": self.label, "engine": self.engine, "model": self.model, "batch": self.batch,
                 "providers": list(self.providers), "latency_ms": dataclasses.asdict(self.latency),
                 "throughput": dataclasses.asdict(self.throughput), "times_ms": list(self.times_ms),
-                "ratio": self.ratio, "resources": None if self.resources is None else self.resources.to_json()}
+                "ratio": self.ratio, "rounds": list(self.rounds), **self.intervals.to_json(),
+                "resources": None if self.resources is None else self.resources.to_json()}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Row":
         return cls(label=obj["label"], engine=obj["engine"], model=obj["model"], batch=int(obj["batch"]),
                    providers=tuple(obj["providers"]), latency=Latency(**obj["latency_ms"]),
                    throughput=Throughput(**obj["throughput"]), times_ms=tuple(obj["times_ms"]),
-                   ratio=obj.get("ratio"),
+                   ratio=obj.get("ratio"), rounds=tuple(obj.get("rounds", ())),
                    resources=Resources.from_json(obj["resources"]) if obj.get("resources") else None)
 
 
@@ -186,14 +245,9 @@ class Spread:
     def from_values(cls, values: Sequence[float]) -> "Spread":
         if not values:
             raise ValueError("spread of no values")
-        mean = statistics.fmean(values)
-        ci = None
-        if len(values) > 1:
-            from scipy.special import stdtrit  # the t quantile; scipy.special loads faster than scipy.stats
-
-            half = float(stdtrit(len(values) - 1, 0.975)) * statistics.stdev(values) / math.sqrt(len(values))
-            ci = (mean - half, mean + half)
-        return cls(mean=mean, half_range95=1.96 * statistics.pstdev(values), mean_ci95=ci)
+        interval = stats.mean_interval(values)
+        return cls(mean=statistics.fmean(values), half_range95=1.96 * statistics.pstdev(values),
+                   mean_ci95=None if interval is None else (interval.low, interval.high))
 
     def to_json(self) -> dict[str, Any]:
         return {"mean": self.mean, "half_range95": self.half_range95,
@@ -251,10 +305,13 @@ class BenchResult:
     providers: tuple[str, ...] = ()
     fallback: str | None = None
     notes: tuple[str, ...] = ()
-    profiles: tuple[Profile, ...] = ()  # kind "profile", and `compare --profile` (schema version 3)
-    tune: Tune | None = None            # kind "tune" (schema version 3)
     created: str = dataclasses.field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    load: tuple[LoadRow, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
+    warnings: tuple[str, ...] = ()
+    profiles: tuple[Profile, ...] = ()  # kind "profile", and `compare --profile` (schema version 4)
+    tune: Tune | None = None            # kind "tune" (schema version 4)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -270,9 +327,12 @@ class BenchResult:
             doc["latency_ms"] = dataclasses.asdict(self.rows[0].latency)
         doc["rows"] = [row.to_json() for row in self.rows]
         doc["train"] = [row.to_json() for row in self.train]
+        doc["load"] = [row.to_json() for row in self.load]
+        doc["comparisons"] = [c.to_json() for c in self.comparisons]
         doc["profiles"] = [profile.to_json() for profile in self.profiles]
         doc["tune"] = None if self.tune is None else self.tune.to_json()
-        doc.update(config=self.config, environment=self.environment, notes=list(self.notes))
+        doc.update(config=self.config, environment=self.environment, notes=list(self.notes),
+                   warnings=list(self.warnings))
         return doc
 
     @classmethod
@@ -295,6 +355,9 @@ class BenchResult:
                        model=doc.get("model"), requested_providers=tuple(doc["requested_providers"]),
                        providers=tuple(doc["providers"]), fallback=doc.get("fallback"),
                        notes=tuple(doc.get("notes", ())), created=doc["created"],
+                       load=tuple(LoadRow.from_json(r) for r in doc.get("load", ())),
+                       comparisons=tuple(Comparison.from_json(c) for c in doc.get("comparisons", ())),
+                       warnings=tuple(doc.get("warnings", ())),
                        profiles=tuple(Profile.from_json(p) for p in doc.get("profiles", ())),
                        tune=Tune.from_json(doc["tune"]) if doc.get("tune") else None)
         except (KeyError, TypeError, ValueError) as exc:
@@ -318,7 +381,7 @@ def load(path: str | Path) -> BenchResult:
     return BenchResult.from_json(doc, source=str(path))
 
 
-# ---- Schema version 3: resources and cold start, per-operator profiles, tuning ----
+# ---- Schema version 4: resources and cold start, per-operator profiles, tuning ----
 
 @dataclasses.dataclass(frozen=True)
 class Resources:

@@ -38,15 +38,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, Sequence
 
 from bench import tuned
+from bench.check import paired_comparison
 from bench.compare import Contender, EngineProcesses, row_of
 from bench.engines import EngineRecord, OnnxEngine
 from bench.inputs import InputConfig, default_batch
 from bench.measure import engine_result
 from bench.results import BenchResult, Row, Setting, Tune, TunePoint
-from bench.runner import RunConfig, measure
+from bench.runner import RunConfig, Stage, measure
 from bench.session import EXECUTION_MODES, GRAPH_OPTIMIZATION, SessionConfig
 from toolkit.cli import UsageError
 from toolkit.environment import cpu_info, usable_cpus
@@ -140,19 +141,38 @@ def coordinate_descent(start: Setting, space: Space, evaluate: Callable[[Setting
 
 class Evaluator:
     """Measures settings in this process, one session alive at a time (kept while only the batch
-    changes, so an idle session's threads never compete with the measured one); every point is kept."""
+    changes, so an idle session's threads never compete with the measured one); every point is kept.
 
-    def __init__(self, base: SessionConfig, inputs: InputConfig, run: RunConfig,
-                 on_point: Callable[[int, Setting, TunePoint | None], None] | None = None):
+    `progress(description, index, total, run)` (bench.report.MeasureProgress.step) announces each new
+    point as a step of its phase (`begin`): the starting point's batch sizes, then the search, whose
+    points are counted against the most it can take."""
+
+    def __init__(self, base: SessionConfig, inputs: InputConfig, run: RunConfig, progress: Stage | None = None):
         # Not strict: a provider that falls back is recorded as unusable, not an error.
         self.base = dataclasses.replace(base, strict=False)
         self.inputs = inputs
         self.run = run
-        self.on_point = on_point
+        self.progress = progress
         self.phase = "defaults"
         self.points: dict[Setting, TunePoint | None] = {}
         self.unusable: dict[str, str] = {}   # provider -> why
         self._open: tuple[Setting, OnnxEngine] | None = None
+        self._phase_start, self._phase_points = 0, 1
+
+    def begin(self, phase: str, points: int) -> None:
+        """A phase of at most `points` new points: "defaults" (the starting point) or "search"."""
+        self.phase, self._phase_start, self._phase_points = phase, len(self.points), max(points, 1)
+
+    def _announce(self, setting: Setting):
+        """The step of the point about to be measured, and the timing loop's callback."""
+        if self.progress is None:
+            return None
+        done = len(self.points) - self._phase_start
+        what = "starting point" if self.phase == "defaults" else "search"
+        rates = [p.samples_per_second for p in self.points.values() if p is not None]
+        best = f" (fastest so far {max(rates):,.1f} samples/s)" if rates else ""
+        return self.progress(f"tune: {what} {done + 1}/{self._phase_points}{best}: {setting.describe()}",
+                             min(done, self._phase_points - 1), self._phase_points, self.run)
 
     def session_config(self, setting: Setting) -> SessionConfig:
         entries = {**dict(self.base.entries), SPINNING: "1" if setting.spinning else "0"}
@@ -173,19 +193,19 @@ class Evaluator:
 
     def __call__(self, setting: Setting) -> TunePoint | None:
         if setting not in self.points:
+            step = self._announce(setting)
             engine = self.engine(setting)
             point = None
             if engine.fallback:
                 self.unusable[setting.provider] = engine.fallback
             else:
                 prepared = engine.prepare(setting.batch, self.inputs)
-                row = engine.record().row("tune", prepared.samples, measure(engine.step(prepared), self.run))
+                times = measure(engine.step(prepared), self.run, step)
+                row = engine.record().row("tune", prepared.samples, times)
                 point = TunePoint(setting=setting, samples_per_second=row.throughput.samples_per_second,
                                   p99_ms=row.latency.p99, p90_ms=row.latency.p90, iterations=row.latency.count,
                                   phase=self.phase)
             self.points[setting] = point
-            if self.on_point is not None:
-                self.on_point(len(self.points), setting, point)
         return self.points[setting]
 
 
@@ -233,6 +253,7 @@ def _starting_point(model: Path, batches: Sequence[int] | None, base: SessionCon
     if batches is None:
         fixed = default_batch(evaluate.engine(start).specs, 0, dict(inputs.shapes))
         batches = (fixed,) if fixed else DEFAULT_BATCHES
+    evaluate.begin("defaults", len(batches) * len(base.providers))
     for provider in base.providers:
         start = dataclasses.replace(start, provider=provider)
         # Every batch size is measured (a list, not a short-circuiting generator): each is a point of the front.
@@ -269,19 +290,22 @@ class Confirmed:
 
 
 def confirm(settings: dict[str, Setting], evaluate: Evaluator, inputs: InputConfig, run: RunConfig,
-            options: TuneOptions, progress_for: Callable[[str], Any]) -> Confirmed:
-    """At each batch size, its settings take turns for `options.rounds` rounds, each in a process of its own.
+            options: TuneOptions, progress: Stage | None) -> Confirmed:
+    """At each batch size, its settings take turns for `options.rounds` rounds, each in a process of its own
+    (`progress` announces each turn, as in `bench compare`).
 
     None within the budget: UsageError naming the best p99 found."""
     run = dataclasses.replace(run, min_time=options.confirm_time,
                               min_iterations=max(run.min_iterations, options.rounds))
     rows, records = [], {}
+    steps, done = len(settings) * options.rounds, 0
     for batch in sorted({s.batch for s in settings.values()}):
         group = [Contender(label, Path(s.model), session=evaluate.session_config(s))
                  for label, s in settings.items() if s.batch == batch]
-        with EngineProcesses(group, evaluate.base, inputs) as processes, progress_for(
-                f"confirming batch {batch}: {len(group)} settings x {options.rounds} rounds") as progress:
-            turns = processes.take_turns(batch, run, options.rounds, progress)
+        with EngineProcesses(group, evaluate.base, inputs) as processes:
+            turns = processes.take_turns(batch, run, options.rounds, progress, name="tune: confirming", done=done,
+                                         steps=steps)
+        done += len(group) * options.rounds
         for contender in group:
             rows.append(row_of(contender.label, turns[contender.label]))
             records[contender.label] = turns[contender.label][-1].record
@@ -293,39 +317,41 @@ def confirm(settings: dict[str, Setting], evaluate: Evaluator, inputs: InputConf
 
 
 def run_tune(model: Path, *, batches: Sequence[int] | None, base: SessionConfig, inputs: InputConfig, run: RunConfig,
-             options: TuneOptions, output: Path,
-             searching: Callable[[], ContextManager[Callable[[int, Setting, TunePoint | None], None]]],
-             progress_for: Callable[[str], Any]) -> BenchResult:
-    """Search, confirm, write the settings file to `output`; the result (rows: the confirmation).
+             options: TuneOptions, output: Path, progress: Stage | None) -> BenchResult:
+    """Search, confirm, write the settings file to `output`; the result (rows: the confirmation, each
+    candidate with a paired verdict against the defaults at its batch size).
 
-    `searching()`: a context manager around the search, yielding what is called with each point measured
-    (the CLI's status line); `progress_for(description)`: one around each confirmation batch (a bar)."""
+    `progress(description, index, total[, run])` (bench.report.MeasureProgress.step) announces each
+    point of the search and each turn of the confirmation."""
     started = time.perf_counter()
     variants = ((BASE_VARIANT, str(model)), *((v, str(variant_path(model, v))) for v in VARIANTS
                                                if variant_path(model, v).is_file()))
-    with searching() as on_point:
-        evaluate = Evaluator(base, inputs, run, on_point)
-        start, batches = _starting_point(model, batches, base, inputs, evaluate)
-        space = Space(variants=variants, providers=base.providers, threads=thread_counts(usable_cpus()),
-                      batches=batches)
-        evaluate.phase = "search"
-        best_start = max((dataclasses.replace(start, batch=b) for b in batches),
-                         key=lambda s: rank(evaluate(s), options.budget_ms))
-        winner = coordinate_descent(best_start, space, evaluate, budget_ms=options.budget_ms,
-                                    min_gain=options.min_gain, passes=options.passes)
-        evaluate.close()
+    evaluate = Evaluator(base, inputs, run, progress)
+    start, batches = _starting_point(model, batches, base, inputs, evaluate)
+    space = Space(variants=variants, providers=base.providers, threads=thread_counts(usable_cpus()),
+                  batches=batches)
+    evaluate.begin("search", options.passes * sum(len(space.values(axis)) - 1 for axis in AXES))
+    best_start = max((dataclasses.replace(start, batch=b) for b in batches),
+                     key=lambda s: rank(evaluate(s), options.budget_ms))
+    winner = coordinate_descent(best_start, space, evaluate, budget_ms=options.budget_ms,
+                                min_gain=options.min_gain, passes=options.passes)
+    evaluate.close()
     search_seconds = time.perf_counter() - started
     points = tuple(p for p in evaluate.points.values() if p is not None)
     if not any(feasible(p.p90_ms, options.budget_ms) for p in points):
         raise _no_setting_met(points, (), options.budget_ms)
     settings = labelled(candidates(points, winner, options.budget_ms, options.candidates), start)
-    confirmed = confirm(settings, evaluate, inputs, run, options, progress_for)
+    confirmed = confirm(settings, evaluate, inputs, run, options, progress)
     chosen = settings[confirmed.chosen]
     baseline = dataclasses.replace(start, batch=chosen.batch)
-    base_rate = {r.batch: r.throughput.samples_per_second for r in confirmed.rows
-                 if settings[r.label] == dataclasses.replace(start, batch=r.batch)}
+    defaults_rows = {r.batch: r for r in confirmed.rows
+                     if settings[r.label] == dataclasses.replace(start, batch=r.batch)}
+    base_rate = {batch: r.throughput.samples_per_second for batch, r in defaults_rows.items()}
     rows = [dataclasses.replace(r, ratio=r.throughput.samples_per_second / base_rate[r.batch])
             for r in confirmed.rows]
+    # The same interleaved rounds as `bench compare`: each candidate's paired verdict against the defaults.
+    comparisons = [paired_comparison(defaults_rows[r.batch], r) for r in confirmed.rows
+                   if r is not defaults_rows[r.batch]]
     chosen_row = next(r for r in rows if r.label == confirmed.chosen)
     tuned.write(output, tuned.TunedConfig(
         model=model, model_sha256=sha256_file(model), run=Path(chosen.model),
@@ -347,5 +373,6 @@ def run_tune(model: Path, *, batches: Sequence[int] | None, base: SessionConfig,
     config = {"model": str(model), "batches": list(batches), "session": dataclasses.asdict(base),
               "inputs": dataclasses.asdict(inputs), "run": dataclasses.asdict(run), **dataclasses.asdict(options),
               "output": str(output)}
-    result = engine_result("tune", confirmed.records[confirmed.chosen], rows, config, notes)
+    result = engine_result("tune", confirmed.records[confirmed.chosen], rows, config, notes,
+                           comparisons=comparisons)
     return dataclasses.replace(result, tune=tune)

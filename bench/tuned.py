@@ -4,13 +4,14 @@
     bench throughput --config runs/alexnet/alexnet.tuned.json          # the tuned model file, batch, session
     bench latency --config runs/alexnet/alexnet.tuned.json --batch 1  # a flag given on the command line wins
 
-`throughput`, `latency`, `sweep`, `overhead`, `profile`, `compare` (and any subcommand built on
-the shared measuring options, `load` included) take `--config`: every setting in the file that is
-not given on the command line is used, the model included (the variant the tune chose, e.g.
-alexnet.int8.onnx). `compare` keeps its reference model (the file's tuned model, not the variant)
-and takes the session settings and batch. A file tuned for another model is refused: the file
-names the model and the sha256 of its bytes (of the .onnx file itself; external data files are
-not hashed), and `--model` must be that model or the variant the tune chose.
+`throughput`, `latency`, `sweep`, `overhead`, `profile`, `compare` and `load` (every subcommand
+built on the shared measuring options) take `--config`: every setting in the file that is not
+given on the command line is used, the model included (the variant the tune chose, e.g.
+alexnet.int8.onnx); `load` takes the batch as its samples per query. `compare` keeps its
+reference model (the file's tuned model, not the variant) and takes the session settings and
+batch. A file tuned for another model is refused: the file names the model and the sha256 of its
+bytes (of the .onnx file itself; external data files are not hashed), and `--model` must be that
+model or the variant the tune chose.
 
 JSON (schema "alexnet-toolkit/bench-config", version 1; paths relative to the file's directory):
     {"schema", "version", "created",

@@ -4,9 +4,10 @@
     python -m export.benchmark --model runs/alexnet/model.keras  # a trained model instead
     python -m export.benchmark --image-size 67 --output /tmp/b.json
 
-Both paths run through the same `export.convert.export_keras` (convert, write, onnx
-checker with full_check, onnxruntime load) followed by the same verification against
-Keras on the same inputs; the stock path is `tf2onnx.convert.from_function` on a
+Both paths run through the same `export.convert.export_keras` as `python -m export`
+does (convert; write under a temporary name; onnx checker with full_check, onnxruntime
+load and the outputs' verification against Keras on the same inputs; rename), timed
+from start to the file in place; the stock path is `tf2onnx.convert.from_function` on a
 function that captures the model's variables, as tf2onnx documents. A tiny model is
 exported by both paths first, so neither pays TensorFlow's one-off start-up. Writes
 JSON (both times, the ratio, the outputs' agreement, machine and versions).
@@ -24,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from rich.table import Table  # noqa: E402
 
 from toolkit import cli  # noqa: E402
+from toolkit.constants import MIN_IMAGE_SIZE  # noqa: E402
 from toolkit.environment import collect  # noqa: E402
 from toolkit.files import require_parent_dir, write_json_atomic  # noqa: E402
 
@@ -32,17 +34,17 @@ DEFAULT_OUTPUT = "runs/export-benchmark.json"
 
 
 def _timed_export(model, path: Path, method: str, inputs, reference) -> dict:
+    """One export as `python -m export` makes it: the outputs are verified before the file is in place."""
     from export.convert import export_keras
-    from export.verify import compare, run_onnx
+    from export.verify import FileCheck
 
     started = time.perf_counter()
-    result = export_keras(model, path, method=method)
-    outputs = run_onnx(path, inputs)
-    comparison = compare(path.name, "keras", reference, outputs)
+    check = FileCheck(path.name, inputs, reference)
+    result = export_keras(model, path, method=method, check=check)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "convert_seconds": result.timings["convert"], "timings": result.timings,
-            "method": result.method, "size_bytes": result.size_bytes, "vs_keras": comparison.to_json(),
-            "outputs": outputs}
+            "method": result.method, "size_bytes": result.size_bytes, "vs_keras": check.vs_keras.to_json(),
+            "outputs": check.outputs}
 
 
 def run_benchmark(model, samples: int = 32, seed: int = 0) -> dict:
@@ -88,8 +90,8 @@ def _table(record: dict) -> Table:
 
 
 def _main(argv) -> int:
-    p = argparse.ArgumentParser(prog="export.benchmark", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.ArgumentParser(prog="export.benchmark", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", help="a .keras file (default: a freshly built AlexNet with random weights)")
     p.add_argument("--image-size", type=int, default=227, help="AlexNet's image size when building it")
     p.add_argument("--samples", type=int, default=32, help="random inputs to verify both exports on")
@@ -98,22 +100,22 @@ def _main(argv) -> int:
     args = p.parse_args(argv)
     if args.samples < 1:
         raise cli.UsageError(f"--samples must be at least 1, got {args.samples}")
+    if not args.model and args.image_size < MIN_IMAGE_SIZE:
+        raise cli.UsageError(f"--image-size {args.image_size} is too small for AlexNet: use at least "
+                             f"{MIN_IMAGE_SIZE}")
     if args.output == DEFAULT_OUTPUT:
         Path(DEFAULT_OUTPUT).parent.mkdir(exist_ok=True)     # runs/: the toolkit's own output directory
     output = require_parent_dir(args.output)
 
-    from export.convert import load_keras
-
     if args.model:
+        from toolkit.kerasfile import load_keras
+
         model = load_keras(args.model)
     else:
         import keras
 
-        from alexnet.model import MIN_IMAGE_SIZE, build_alexnet
+        from alexnet.model import build_alexnet
 
-        if args.image_size < MIN_IMAGE_SIZE:
-            raise cli.UsageError(f"--image-size {args.image_size} is too small for AlexNet: use at least "
-                                 f"{MIN_IMAGE_SIZE}")
         keras.utils.set_random_seed(args.seed)
         model = build_alexnet(image_size=args.image_size, input_shape=(28, 28, 1))
     record = run_benchmark(model, args.samples, args.seed)

@@ -7,6 +7,9 @@
 Writes OUT.onnx (and OUT.float16.onnx / OUT.int8.onnx) and OUT.onnx.json (config,
 environment, every comparison). Exit status: 0 all checks passed, 1 a check failed
 (outputs outside tolerance), 2 bad input.
+
+Parsing and validating the options imports neither TensorFlow nor onnxruntime (export.job),
+so --help and bad input are answered at once; the job itself (export.pipeline) imports them.
 """
 from __future__ import annotations
 
@@ -16,14 +19,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from export import METHODS  # noqa: E402
-from export.pipeline import (  # noqa: E402
+from export.job import (  # noqa: E402
     DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_FLOAT16_TOLERANCE,
     DEFAULT_INT8_MIN_AGREEMENT,
     DEFAULT_SAMPLES,
     DEFAULT_TOLERANCE,
     ExportJob,
-    run,
 )
 from toolkit import cli  # noqa: E402
 
@@ -32,9 +34,9 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="alexnet-export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(prog="alexnet-export", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a Keras 3 model file (.keras), single input and single output")
     p.add_argument("-o", "--output", help="the ONNX file to write (default: MODEL with the suffix .onnx)")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the newest tf2onnx and onnxruntime both support)")
@@ -51,7 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="real images for verification and int8 calibration "
                    "(fashion_mnist, cifar10; default: from summary.json beside MODEL, else random inputs)")
     p.add_argument("--data-dir", help="local dataset directory (default: the dataset's usual place)")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="test images (or random inputs) to verify on (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help="test images (or random inputs) to verify on (default: %(default)s)")
     p.add_argument("--calibration-samples", type=int, default=DEFAULT_CALIBRATION_SAMPLES,
                    help="train images to calibrate int8 on (default: %(default)s)")
     p.add_argument("--variants", type=_names,
@@ -73,7 +76,11 @@ def _main(argv) -> int:
         args["variants"] = []
     if args["variants"] is not None:
         args["variants"] = tuple(args["variants"])
-    run(ExportJob(**args))
+    job = ExportJob(**args)
+    # TensorFlow and onnxruntime come with the pipeline: imported only for a valid job.
+    from export.pipeline import run
+
+    run(job)
     return 0
 
 

@@ -3,6 +3,7 @@
     from export.variants import to_float16, to_int8
     to_float16("alexnet.onnx", "alexnet.float16.onnx")
     to_int8("alexnet.onnx", "alexnet.int8.onnx", calibration_images)     # real images, model's input layout
+    to_float16("alexnet.onnx", "alexnet.float16.onnx", check=FileCheck(...))   # export.verify
 
 float16: onnxruntime's own converter (`onnxruntime.transformers.float16`), keeping the
   input and output types, so callers feed and read the same arrays as for float32.
@@ -10,15 +11,16 @@ int8: `onnxruntime.quantization.quantize_static`, QDQ format (what the TensorRT 
   CUDA providers consume), per-channel int8 weights, uint8 activations whose ranges
   are calibrated on real images (MinMax over the calibration set).
 
-Each variant is written under a temporary name, checked with onnx.checker and loaded
-in onnxruntime, then renamed into place.
+Each variant is written once, through `toolkit.onnxfile`: under a temporary name, checked
+with onnx.checker, loaded in onnxruntime and given to the caller's `check` (its outputs
+against Keras and the float32 file), and renamed into place only if all of them passed.
 """
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import onnx
@@ -34,19 +36,19 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from export.graph import topological_sort
 from toolkit.cli import UsageError
-from toolkit.files import atomic_path
-from toolkit.onnxfile import check_external_data, load_model, verify_file, write_checked
+from toolkit.onnxfile import check_external_data, checked_path, load_model, write_checked
 
 # QDQ with per-channel axes needs QuantizeLinear/DequantizeLinear from opset 13.
 INT8_MIN_OPSET = 13
 CALIBRATION_BATCH = 16
 
 
-def to_float16(src: str | os.PathLike, output_path: str | os.PathLike) -> None:
+def to_float16(src: str | os.PathLike, output_path: str | os.PathLike,
+               check: Callable[[Path], None] | None = None) -> None:
     model = convert_float_to_float16(load_model(src), keep_io_types=True)
     # The converter appends its Cast nodes at the end of the node list.
     topological_sort(model.graph)
-    write_checked(model, output_path)
+    write_checked(model, output_path, check)
 
 
 class _Batches(CalibrationDataReader):
@@ -58,7 +60,8 @@ class _Batches(CalibrationDataReader):
         return next(self._batches, None)
 
 
-def to_int8(src: str | os.PathLike, output_path: str | os.PathLike, calibration: np.ndarray) -> None:
+def to_int8(src: str | os.PathLike, output_path: str | os.PathLike, calibration: np.ndarray,
+            check: Callable[[Path], None] | None = None) -> None:
     """Static QDQ int8; `calibration` holds real inputs exactly as the model takes them (layout included)."""
     check_external_data(src)
     model = onnx.load(str(src), load_external_data=False)
@@ -72,7 +75,8 @@ def to_int8(src: str | os.PathLike, output_path: str | os.PathLike, calibration:
     outputs = {o.name for o in model.graph.output}
     # The last node stays float: quantized softmax probabilities tie, and argmax then picks the first class.
     last = [n.name for n in model.graph.node if outputs.intersection(n.output)]
-    with atomic_path(output_path, suffix=".onnx") as tmp, \
+    # The quantizer writes straight to the temporary name: the file is written once.
+    with checked_path(output_path, check) as tmp, \
             tempfile.TemporaryDirectory(prefix=".int8-", dir=Path(output_path).parent) as scratch:
         # onnxruntime's recommended preparation: shape inference and graph optimisation (BatchNorm
         # fusion). Symbolic shape inference (it needs sympy) is for transformers; ONNX inference suffices.
@@ -81,4 +85,3 @@ def to_int8(src: str | os.PathLike, output_path: str | os.PathLike, calibration:
         quantize_static(str(prepared), str(tmp), _Batches(input_name, calibration), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=last)
-        verify_file(tmp)

@@ -42,16 +42,6 @@ def fsync_path(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _sync_tree(path: Path) -> None:
-    # A writer may produce a directory (TensorFlow's SavedModel); sync every file in it.
-    if path.is_dir():
-        for child in path.rglob("*"):
-            if child.is_file():
-                fsync_path(child)
-    elif path.exists():
-        fsync_path(path)
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; fsync it and rename it onto `path` only if the block succeeds.
@@ -69,7 +59,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        _sync_tree(tmp_path)
+        fsync_path(tmp_path)
         os.replace(tmp_path, path)
         fsync_path(directory)  # the rename itself is durable only once the directory is
     finally:
@@ -108,7 +98,8 @@ def schema_version(doc: Any, schema: str, newest: int, source: str, what: str, f
     schema, no valid version, or a version newer than `newest` (this code cannot know what it holds).
     `what` names the kind of file ("training summary"); `fix` says what to do instead."""
     if not isinstance(doc, dict) or doc.get("schema") != schema:
-        raise UsageError(f"{source} is not a {what} (no \"schema\": \"{schema}\"): {fix}")
+        raise UsageError(f"{source} is not a{'n' if what[0] in 'aeiou' else ''} {what} "
+                         f"(no \"schema\": \"{schema}\"): {fix}")
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise UsageError(f"{source} has no valid schema version: {fix}")

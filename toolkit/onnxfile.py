@@ -6,12 +6,16 @@ absolute path inside the model. A model that points outside its own directory
 read arbitrary files, so it is refused here, before onnx or onnxruntime opens it.
 
 Writing. `write_checked` writes under a temporary name, runs `onnx.checker` (full check)
-and loads the file in onnxruntime's CPU provider, and only then renames it into place:
-a failed export or variant never leaves a plausible-looking broken file behind.
+and loads the file in onnxruntime's CPU provider, then runs the caller's own `check` on it
+(e.g. its outputs against a reference), and only then renames it into place: a failed
+export or variant never leaves a plausible-looking broken file behind. `checked_path` is
+the same for writers that only write to a path (onnxruntime's quantizer).
 
     from toolkit.onnxfile import load_session, load_model, write_checked
     session = load_session("runs/alexnet/alexnet.onnx", ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    write_checked(model_proto, "runs/alexnet/alexnet.float16.onnx")
+    write_checked(model_proto, "runs/alexnet/alexnet.float16.onnx", check=outputs_within_tolerance)
+    with checked_path("runs/alexnet/alexnet.int8.onnx", check=outputs_within_tolerance) as tmp:
+        quantize_static(..., tmp, ...)
 
 Imports onnx and onnxruntime, never TensorFlow (bench/ runs on GPU machines without it).
 """
@@ -22,7 +26,7 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import onnx
 import onnxruntime as ort
@@ -120,11 +124,22 @@ def verify_file(path: str | os.PathLike) -> None:
         raise CheckFailed(f"the model does not load in onnxruntime's CPU provider ({short_error(exc)})") from exc
 
 
-def write_checked(model: onnx.ModelProto, path: str | os.PathLike) -> None:
-    """Write `model` to `path`: temporary name, `verify_file`, then rename (see the module docstring)."""
+@contextlib.contextmanager
+def checked_path(path: str | os.PathLike, check: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Yield a temporary name beside `path` for the block to write an ONNX file to; then `verify_file`,
+    `check(temporary path)`, and the rename onto `path` only if all of them passed."""
     with atomic_path(path, suffix=".onnx") as tmp:
-        onnx.save(model, str(tmp))
+        yield tmp
         verify_file(tmp)
+        if check is not None:
+            check(tmp)
+
+
+def write_checked(model: onnx.ModelProto, path: str | os.PathLike,
+                  check: Callable[[Path], None] | None = None) -> None:
+    """Write `model` to `path` through `checked_path` (see the module docstring)."""
+    with checked_path(path, check) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def loadable_providers(path: str | os.PathLike) -> list[str]:

@@ -59,4 +59,23 @@ def test_rounds_must_be_positive(helper_models):
     with pytest.raises(UsageError, match="--rounds 0 must be >= 1"):
         compare.run_compare(helper_models["fixed"], batches=(2,), session_config=SessionConfig(),
                             inputs=InputConfig(), run_config=RunConfig(), keras_path=None, variants={}, rounds=0,
-                            progress_for=None)
+                            progress=None)
+
+
+def test_progress_names_the_batch_engine_and_round(helper_models):
+    """Each engine, as it starts a round, is announced with its step of all of them: the bar's time left;
+    with --profile, then each engine's profiles."""
+    calls = []
+    result = compare.run_compare(helper_models["fixed"], batches=(2,), session_config=SessionConfig(),
+                                 inputs=InputConfig(), run_config=RunConfig(warmup=0, min_time=0, min_iterations=2),
+                                 keras_path=None, variants={"copy": helper_models["fixed"]}, rounds=2,
+                                 progress=lambda *call: calls.append(call),
+                                 profile_run=RunConfig(warmup=1, min_time=0, min_iterations=3))
+    assert calls == [("compare: batch 2, onnxruntime float32, round 1/2", 0, 4),
+                     ("compare: batch 2, copy, round 1/2", 1, 4),
+                     ("compare: batch 2, onnxruntime float32, round 2/2", 2, 4),
+                     ("compare: batch 2, copy, round 2/2", 3, 4),
+                     ("compare: profiling onnxruntime float32, 3 runs per batch size", 0, 2),
+                     ("compare: profiling copy, 3 runs per batch size", 1, 2)]
+    assert [(p.label, p.batch, p.runs) for p in result.profiles] == [("onnxruntime float32", 2, 3), ("copy", 2, 3)]
+    assert [r.rounds for r in result.rows] == [(1, 1), (1, 1)] and result.rows[1].resources.cpu_seconds > 0

@@ -9,6 +9,7 @@ from bench import cli, measure, results
 from bench.engines import EngineRecord, OnnxEngine
 from bench.inputs import InputConfig, InputSpec
 from bench.measure import engine_result, measure_engine, measure_overhead
+from bench.results import Row
 from bench.runner import RunConfig
 from bench.session import SessionConfig
 from toolkit.cli import UsageError
@@ -114,3 +115,14 @@ def test_a_harness_slowed_by_a_known_amount_is_detected(helper_models, tmp_path,
     assert median_run_ratio(slowed) - median_run_ratio(base) == pytest.approx(expected, rel=0.15)
     moved = 1 / slowed.rows[0].ratio - 1 / base.rows[0].ratio
     assert expected / 3 < moved < expected * 3, (base.notes, slowed.notes)
+
+
+def test_a_row_until_stable_gave_up_on_is_warned_about():
+    steady = Row.from_times(label="steady", engine="onnxruntime", model="m.onnx", batch=1, providers=["CPU"],
+                            times_s=[0.010] * 40)
+    jumpy = Row.from_times(label="jumpy", engine="onnxruntime", model="m.onnx", batch=1, providers=["CPU"],
+                           times_s=[0.200 if i in (3, 17, 18, 31) else 0.010 for i in range(40)])
+    run = RunConfig(until_stable=2.0, max_time=30.0)
+    found = [w for w in measure.variation_warnings([steady, jumpy], run) if "not stable" in w]
+    assert len(found) == 1 and found[0].startswith("jumpy batch 1: not stable within +-2% after --max-time 30 s")
+    assert not [w for w in measure.variation_warnings([jumpy]) if "not stable" in w]  # without --until-stable

@@ -155,6 +155,31 @@ def test_config_fills_what_the_command_line_does_not_give(tuned_files):
     assert args.model == str(tuned_files / "m.onnx") and args.batch == "8"
 
 
+def test_config_applies_to_load_too(bench, tuned_files):
+    """`bench load --config`: the tuned variant, its batch as the query size and its session options; a flag
+    given wins."""
+    config = tuned_files / "m.tuned.json"
+    load = ("load", "--config", config, "--dim", "seq=3", "--shape", "scale=1", "--scenario", "single-stream",
+            "--min-duration", "0.1", "--min-queries", "20", "--warmup", "1", "--quiet")
+    out = tuned_files / "load.json"
+    done = bench(*load, "--json", out)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    (row,) = doc["load"]
+    assert doc["kind"] == "load" and doc["model"]["path"] == str(tuned_files / "m.int8.onnx")
+    assert row["settings"]["batch"] == 8 and row["resources"]["load_seconds"] > 0
+    session = doc["config"]["session"]
+    assert (session["intra_op_threads"], session["graph_optimization"], session["execution_mode"]) == (
+        1, "extended", "parallel")
+    assert ["session.intra_op.allow_spinning", "1"] in session["entries"]
+    assert any(n.startswith(f"settings from {config}") for n in doc["notes"])
+    done = bench(*load, "--batch", 2, "--json", out)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert doc["load"][0]["settings"]["batch"] == 2 and doc["config"]["session"]["intra_op_threads"] == 1
+    assert any("given on the command line: --batch" in n for n in doc["notes"])
+
+
 def test_given_options_are_told_apart_from_defaults():
     assert cli._given(["throughput", "--batch", "8", "--quiet"]) == {"batch", "quiet"}
     assert cli._given(["sweep", "--intra-op-threads", "2", "--session-config", "a=1"]) == {
@@ -232,6 +257,31 @@ def test_tune_writes_a_config_that_the_measuring_commands_reproduce(bench, helpe
     doc = json.loads(overridden.read_text())
     assert doc["rows"][0]["batch"] == 3 and doc["config"]["session"]["graph_optimization"] == "basic"
     assert doc["config"]["session"]["intra_op_threads"] == chosen.intra_op_threads
+
+
+def test_progress_counts_the_points_of_each_phase_then_the_confirmations_turns(helper_models, tmp_path):
+    """Each new point is a step of its phase (the starting point, the search: at most so many points), then each
+    turn of the confirmation, as `bench compare` counts them: what bench.report.MeasureProgress shows."""
+    from bench.inputs import InputConfig
+    from bench.runner import RunConfig
+    from bench.session import SessionConfig
+
+    calls = []
+    result = tune.run_tune(helper_models["fixed"], batches=None, base=SessionConfig(intra_op_threads=1),
+                           inputs=InputConfig(), run=RunConfig(warmup=1, min_time=0.02, min_iterations=3),
+                           options=tune.TuneOptions(passes=1, candidates=1, rounds=2, confirm_time=0.1),
+                           output=tmp_path / "fixed.tuned.json", progress=lambda *call: calls.append(call))
+    starting = [c for c in calls if c[0].startswith("tune: starting point")]
+    search = [c for c in calls if c[0].startswith("tune: search")]
+    confirming = [c for c in calls if c[0].startswith("tune: confirming")]
+    assert calls == starting + search + confirming
+    assert [c[1:3] for c in starting] == [(0, 1)] and starting[0][0].endswith("batch 2")  # the model's fixed batch
+    assert len(search) == len(result.tune.points) - 1 and all(c[1] < c[2] for c in search)
+    assert [c[1] for c in search] == list(range(len(search))) and "fastest so far" in search[0][0]
+    assert all(len(c) == 4 and c[3].min_iterations == 3 for c in starting + search)  # the timing loop fills each
+    turns = len(result.rows) * 2
+    assert [c[1:] for c in confirming] == [(i, turns) for i in range(turns)]
+    assert confirming[0][0] == "tune: confirming: batch 2, defaults, round 1/2"
 
 
 def test_a_budget_no_setting_meets_is_one_line_with_the_best_p99_and_no_files(bench, helper_models, tmp_path):

@@ -19,12 +19,20 @@ def test_benchmark_records_both_paths_and_their_ratio(tmp_path):
     assert record["target_met"] == (record["ratio"] <= 1 / 3)
     assert record["fast_vs_stock"]["max_abs_diff"] <= 1e-6
     assert record["fast_vs_stock"]["top1_agreement"] == 1.0
+    assert record["fast"]["vs_keras"]["samples"] == 4
     assert record["model"]["input_shape"] == [None, 28, 28, 1]
     assert record["environment"]["cpu"]["model"]
     assert f"ratio fast/stock {record['ratio']:.3f}" in proc.stdout
 
 
-def test_benchmark_refuses_a_missing_output_directory(tmp_path):
-    proc = run_module("export.benchmark", "--output", tmp_path / "no" / "b.json")
+@pytest.mark.parametrize("args, pattern", [
+    (["--output", "{tmp}/no/b.json"], "output directory"),
+    (["--samples", "x"], "argument --samples: invalid int value: 'x'"),
+    (["--image-size", "10", "--output", "{tmp}/b.json"], "--image-size 10 is too small for AlexNet"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, pattern):
+    proc = run_module("export.benchmark", *[a.format(tmp=tmp_path) for a in args])
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("export.benchmark: error: output directory")
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("export.benchmark: error: ") and pattern in lines[0], proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,12 +1,15 @@
 """`python -m export` as a user runs it: a real subprocess, real files, one-line errors."""
 from __future__ import annotations
 
-import json
+import io
 import zipfile
 
 import pytest
 
 from tests.conftest import run_module
+from toolkit.runs import ExportRecord
+
+from .conftest import INT8_TEST_AGREEMENT
 
 
 def _one_line_error(proc, code: int, pattern: str):
@@ -17,37 +20,42 @@ def _one_line_error(proc, code: int, pattern: str):
 
 
 @pytest.mark.slow
-def test_full_export_with_variants(small_alexnet_path, fashion_mnist_dir, tmp_path):
-    from export.convert import default_opset
+def test_full_export_with_variants(trained_alexnet_path, fashion_mnist_dir, tmp_path):
+    from export.opsets import default_opset
 
     out = tmp_path / "alexnet.onnx"
-    proc = run_module("export", small_alexnet_path, "-o", out, "--data-dir", fashion_mnist_dir,
-                      "--samples", 64, "--calibration-samples", 64, COLUMNS="160")
+    proc = run_module("export", trained_alexnet_path, "-o", out, "--data-dir", fashion_mnist_dir,
+                      "--samples", 64, "--calibration-samples", 64, "--int8-min-agreement", INT8_TEST_AGREEMENT,
+                      COLUMNS="160")
     assert proc.returncode == 0, proc.stderr
     assert {p.name for p in tmp_path.iterdir()} == {"alexnet.onnx", "alexnet.float16.onnx", "alexnet.int8.onnx",
                                                     "alexnet.onnx.json"}
-    record = json.loads((tmp_path / "alexnet.onnx.json").read_text())
-    assert record["config"]["dataset"] == "fashion_mnist"          # found in summary.json beside the model
-    assert record["verification_inputs"] == "64 fashion_mnist test images"
-    files = {f["variant"]: f for f in record["files"]}
-    assert files["float32"]["vs_keras"]["max_abs_diff"] <= 1e-4
-    assert files["int8"]["vs_float32"]["top1_agreement"] >= 0.99
-    assert files["int8"]["size_bytes"] < files["float16"]["size_bytes"] < files["float32"]["size_bytes"]
-    assert "CPUExecutionProvider" in files["int8"]["providers"]
-    assert record["export"]["opset"] == default_opset()
-    assert record["environment"]["packages"]["tf2onnx"]
+    record = ExportRecord.read(tmp_path / "alexnet.onnx.json")
+    assert record.config["dataset"] == "fashion_mnist"          # found in summary.json beside the model
+    assert record.verification_inputs == "64 fashion_mnist test images"
+    files = {f.variant: f for f in record.files}
+    assert files["float32"].vs_keras.max_abs_diff <= 1e-4
+    assert files["float16"].vs_keras.max_abs_diff <= 1e-2
+    assert files["int8"].vs_float32.top1_agreement >= INT8_TEST_AGREEMENT
+    assert files["float32"].vs_float32 is None
+    assert files["int8"].size_bytes < files["float16"].size_bytes < files["float32"].size_bytes
+    assert "CPUExecutionProvider" in files["int8"].providers
+    assert record.export.opset == default_opset()
+    assert record.environment["packages"]["tf2onnx"]
     for name in ("alexnet.onnx", "alexnet.float16.onnx", "alexnet.int8.onnx", "top-1 = float32"):
         assert name in proc.stderr
 
 
-def test_a_failed_check_exits_1_and_leaves_no_file(small_alexnet_path, tmp_path):
-    out = tmp_path / "alexnet.onnx"
-    proc = run_module("export", small_alexnet_path, "-o", out, "--dataset", "fashion_mnist", "--variants",
-                      "float16", "--float16-tolerance", "1e-9", "--samples", 16)
+@pytest.mark.parametrize("option, failed, written", [
+    ("--tolerance", "alexnet.onnx", set()),
+    ("--float16-tolerance", "alexnet.float16.onnx", {"alexnet.onnx"}),
+])
+def test_a_failed_check_exits_1_and_leaves_no_file(trained_alexnet_path, tmp_path, option, failed, written):
+    proc = run_module("export", trained_alexnet_path, "-o", tmp_path / "alexnet.onnx", "--dataset", "fashion_mnist",
+                      "--variants", "float16", option, "1e-9", "--samples", 16)
     assert proc.returncode == 1, proc.stderr
-    assert "alexnet-export: check failed: alexnet.float16.onnx: max |difference| from keras" in proc.stderr
-    assert not (tmp_path / "alexnet.float16.onnx").exists()
-    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())   # no temporary files left
+    assert f"alexnet-export: check failed: {failed}: max |difference| from keras" in proc.stderr
+    assert {p.name for p in tmp_path.iterdir()} == written          # no temporary files, no record
 
 
 @pytest.mark.parametrize("args, pattern", [
@@ -56,12 +64,15 @@ def test_a_failed_check_exits_1_and_leaves_no_file(small_alexnet_path, tmp_path)
     (["{two_inputs}", "-o", "{out}"], "only single-input, single-output models are supported"),
     (["{model}", "-o", "{tmp}/no/such/dir/a.onnx"], "output directory"),
     (["{model}", "-o", "{out}", "--opset", "99"], "opset 99 is not supported by the installed tools"),
+    (["{model}", "-o", "{out}", "--opset", "x"], "argument --opset: invalid int value: 'x'"),
+    (["-o", "{out}"], "the following arguments are required: model"),
+    (["{model}", "-o", "{out}", "--method", "quick"], "argument --method: invalid choice: 'quick'"),
     (["{model}", "-o", "{out}", "--variants", "int8", "--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["{plain}", "-o", "{out}", "--variants", "int8"], "the int8 variant is calibrated on real images"),
     (["{model}", "-o", "{out}", "--tolerance", "-1"], "--tolerance must be a finite number >= 0"),
     (["{model}", "-o", "{tmp}/a.txt"], "must end in .onnx"),
 ])
-def test_bad_input_is_one_line_and_exit_2(small_alexnet_path, tmp_path, args, pattern):
+def test_bad_input_is_one_line_and_exit_2(trained_alexnet_path, tmp_path, args, pattern):
     import keras
 
     junk = tmp_path / "junk.keras"
@@ -73,25 +84,26 @@ def test_bad_input_is_one_line_and_exit_2(small_alexnet_path, tmp_path, args, pa
     if "{two_inputs}" in args:
         a, b = keras.Input((3,)), keras.Input((3,))
         keras.Model([a, b], keras.layers.Add()([a, b])).save(two_inputs)
-    names = dict(missing=tmp_path / "absent.keras", junk=junk, two_inputs=two_inputs, model=small_alexnet_path,
+    names = dict(missing=tmp_path / "absent.keras", junk=junk, two_inputs=two_inputs, model=trained_alexnet_path,
                  plain=plain, out=tmp_path / "out.onnx", tmp=tmp_path)
     proc = run_module("export", *[a.format(**names) for a in args])
     _one_line_error(proc, 2, pattern)
     assert not (tmp_path / "out.onnx").exists()
 
 
-def test_pipeline_with_nchw_input_feeds_variants_in_nchw(small_alexnet_path, tmp_path):
-    import io
-
+def test_pipeline_with_nchw_input_feeds_variants_in_nchw(trained_alexnet_path, tmp_path):
     from rich.console import Console
 
-    from export.pipeline import ExportJob, run
+    from export.job import ExportJob
+    from export.pipeline import run
 
-    job = ExportJob(model=str(small_alexnet_path), output=str(tmp_path / "nchw.onnx"), nchw=True,
-                    variants=("float16", "int8"), samples=16, calibration_samples=32)
+    job = ExportJob(model=str(trained_alexnet_path), output=str(tmp_path / "nchw.onnx"), nchw=True,
+                    variants=("float16", "int8"), samples=16, calibration_samples=32,
+                    int8_min_agreement=INT8_TEST_AGREEMENT)
     console = io.StringIO()
     record = run(job, Console(file=console, width=160))
-    assert record["export"]["layout"] == "NCHW" and record["export"]["input_shape"] == ["batch", 1, 28, 28]
-    assert [f["variant"] for f in record["files"]] == ["float32", "float16", "int8"]
-    assert all(f["vs_keras"]["top1_agreement"] >= 0.99 for f in record["files"])
+    assert record.export.layout == "NCHW" and record.export.input_shape == ["batch", 1, 28, 28]
+    assert [f.variant for f in record.files] == ["float32", "float16", "int8"]
+    assert all(f.vs_keras.top1_agreement >= INT8_TEST_AGREEMENT for f in record.files)
+    assert ExportRecord.read(tmp_path / "nchw.onnx.json").files == record.files   # it returns what it wrote
     assert "nchw.int8.onnx" in console.getvalue()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.verify import compare, run_onnx
+from export.verify import FileCheck, compare, run_onnx
 from toolkit.cli import CheckFailed
 
 
@@ -45,8 +45,11 @@ def test_shape_mismatch_is_a_failed_check():
         compare("c.onnx", "keras", np.zeros((2, 3)), np.zeros((2, 4)))
 
 
-def test_run_onnx_batches_and_transposes_for_nchw(small_export, small_alexnet, test_images):
-    from export.verify import run_keras
+def test_run_onnx_batches(trained_export, test_images, keras_outputs):
+    np.testing.assert_allclose(run_onnx(trained_export.path, test_images[:5], batch_size=2), keras_outputs[:5],
+                               atol=1e-5)
 
-    reference = run_keras(small_alexnet, test_images[:5])
-    np.testing.assert_allclose(run_onnx(small_export.path, test_images[:5], batch_size=2), reference, atol=1e-5)
+
+def test_agreement_is_with_the_float32_file_so_it_needs_its_check():
+    with pytest.raises(ValueError, match="pass its check as float32"):
+        FileCheck("c.onnx", np.zeros((1, 2)), np.zeros((1, 2)), min_agreement=0.99)

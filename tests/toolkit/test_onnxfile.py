@@ -96,3 +96,34 @@ def test_missing_file_and_non_onnx_file_are_usage_errors(tmp_path):
     junk.write_bytes(b"\xff\x00 certainly not protobuf \x12\x99")
     with pytest.raises(UsageError, match="not an ONNX model"):
         load_session(junk)
+
+
+def test_write_checked_renames_only_after_every_check(tmp_path):
+    from toolkit.cli import CheckFailed
+    from toolkit.onnxfile import write_checked
+
+    target = tmp_path / "m.onnx"
+    seen = []
+
+    def refuse(tmp):
+        seen.append(tmp)
+        assert tmp != target and tmp.is_file()  # the caller's check runs on the temporary file
+        raise CheckFailed("outputs differ")
+
+    with pytest.raises(CheckFailed, match="outputs differ"):
+        write_checked(_model_with_weight(None), target, check=refuse)
+    assert seen and list(tmp_path.iterdir()) == []
+    write_checked(_model_with_weight(None), target, check=lambda tmp: None)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    assert load_model(target).graph.node[0].op_type == "MatMul"
+
+
+def test_a_model_that_onnxruntime_cannot_load_is_never_renamed(tmp_path):
+    from toolkit.cli import CheckFailed
+    from toolkit.onnxfile import write_checked
+
+    broken = _model_with_weight(None)
+    broken.graph.node[0].op_type = "NoSuchOp"
+    with pytest.raises(CheckFailed, match="fails onnx.checker"):
+        write_checked(broken, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []

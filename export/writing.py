@@ -1,0 +1,88 @@
+"""The exported file: the metadata that makes it self-describing, and its one write.
+
+    from export.writing import write
+    written = write(converted, "runs/alexnet/alexnet.onnx", source, nchw=False, check=float32_check)
+    written.metadata, written.input.dtype, written.input.shape, written.input.description
+
+Why metadata: an ONNX file travels without its Keras model and training run, so it carries
+what a caller needs to use it (the input it expects and the preprocessing, the layout, the
+class names) and what traces it back (sha256 of the source file, converter, versions).
+
+Why one write: the file goes to disk only through `toolkit.onnxfile.write_checked`: under a
+temporary name, onnx.checker (full check), an onnxruntime load, then the caller's `check`
+(in the export, `export.verify.FileCheck`: outputs against Keras within tolerance), and the
+rename last. A file under the final name has passed every one of them, and nothing writes
+it a second time.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import tf2onnx
+from onnx import helper
+
+from export.conversion import Converted
+from export.source import Source
+from toolkit.environment import package_versions
+from toolkit.onnxfile import write_checked
+
+
+@dataclass(frozen=True)
+class OnnxInput:
+    """The exported graph's input as a caller must feed it."""
+
+    dtype: str
+    shape: list[Any]                  # as the ONNX input declares it ("batch" first)
+    layout: str                       # "NHWC" or "NCHW"
+    description: str                  # what the input must be (see Preprocessing.describe)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What `write` put in the file besides the graph."""
+
+    input: OnnxInput
+    metadata: dict[str, str]
+
+
+def onnx_input(proto: onnx.ModelProto, source: Source, nchw: bool) -> OnnxInput:
+    tensor_type = proto.graph.input[0].type.tensor_type
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).name
+    shape = [d.dim_param or d.dim_value for d in tensor_type.shape.dim]
+    layout = "NCHW" if nchw else "NHWC"
+    return OnnxInput(dtype, shape, layout, source.preprocessing.describe(dtype, shape[1:], layout))
+
+
+def metadata(source: Source, model_input: OnnxInput, method: str) -> dict[str, str]:
+    """The file's metadata_props (see the module docstring)."""
+    versions = package_versions()
+    return {
+        "preprocessing": model_input.description,
+        "input_layout": model_input.layout,
+        "class_names": json.dumps(source.class_names),
+        "source_sha256": source.sha256 or "",
+        "source_model": source.model.name,
+        "converter": f"export.convert ({method} path), tf2onnx {tf2onnx.__version__}",
+        "versions": json.dumps({k: versions[k] for k in ("tensorflow", "keras", "tf2onnx", "onnx") if k in versions}
+                               | {"onnxruntime": ort.__version__}),
+    }
+
+
+def write(converted: Converted, path: str | os.PathLike, source: Source, *, nchw: bool,
+          check: Callable[[Path], None] | None = None) -> Written:
+    """Add the metadata to `converted` and write it once, checked (see the module docstring)."""
+    proto = converted.proto
+    model_input = onnx_input(proto, source, nchw)
+    props = metadata(source, model_input, converted.method)
+    helper.set_model_props(proto, props)
+    proto.doc_string = (f"{source.model.name} exported by alexnet-toolkit export.convert; "
+                        f"input: {model_input.description}")
+    write_checked(proto, path, check)
+    return Written(model_input, props)
