@@ -206,6 +206,8 @@ def test_profile_prints_top_operators_and_report_renders_them_again(bench, helpe
     (["load", "--model", "{image}", "--scenario", "server"], "--scenario server needs --qps"),
     (["load", "--model", "{image}", "--csv", "{tmp}/out.txt"], "give a file name ending in .csv"),
     (["load", "--model", "{image}", "--warmup", "-1"], "--warmup -1 must be >= 0"),
+    (["load", "--config", "{tmp}/notes.txt"], "settings file .*notes.txt is not valid JSON"),
+    (["load", "--model", "{multi}", "--config", "{tmp}/fixed.tuned.json"], "was tuned for .*fixed.onnx"),
     (["check", "{tmp}/newer.json", "--baseline", "{tmp}/newer.json"], "newer than this bench reads"),
     (["check", "{tmp}/a.json", "--baseline", "{tmp}/b.json", "--max-slowdown", "lots"], "is not a percentage"),
     (["throughput", "--model", "{fixed}", "--until-stable", "-1"], "--until-stable -1 must be a percentage"),
