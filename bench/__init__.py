@@ -6,7 +6,11 @@ Modules:
   session   onnxruntime sessions: providers and honest fallback, threads, IO binding, TensorRT
   engines   one interface over onnxruntime (a session) and TensorFlow (a Keras file, one tf.function)
   runner    the timing loop: warm-up excluded, minimum time and count, raw per-iteration times
+  resources peak resident memory, CPU utilisation, load and first-run time, GPU memory: read from the process
   measure   an engine + inputs + the timing loop -> rows; the harness-overhead check
+  profile   where the time goes: onnxruntime's per-node profile, TensorFlow's per-op one (`bench profile`)
+  tune      the best variant, threads, spinning, graph optimisation, execution mode, batch (`bench tune`)
+  tuned     the settings file `bench tune` writes and `--config` reads (model sha256-checked)
   report    the one renderer: rich tables, the run report (Markdown, one self-contained HTML page),
             plot files, the progress bar
   figures   pure functions from results (and the training summary) to matplotlib figures

@@ -9,11 +9,16 @@
     bench load --scenario server --qps 100 --latency-bound-ms 50   # MLPerf LoadGen scenarios, VALID/INVALID
     bench load --scenario server --find-peak --latency-bound-ms 50 # the highest QPS that meets the bound
     bench check new.json --baseline base.json --max-slowdown 5%    # exit 1 if significantly slower
+    bench profile --model m.onnx --batch 32           # the top operators by time, provider per node
+    bench tune --model m.onnx --latency-budget-ms 20  # the best settings here; writes m.tuned.json
+    bench throughput --config m.tuned.json            # run with them (flags given override them)
     bench report a.json b.json --compare --export r.md --export r.csv --plot-dir plots
     bench report runs/alexnet/bench-*.json --run runs/alexnet --html runs/alexnet/report.html   # the whole run
 
 Every measuring subcommand takes --model, --batch, --json PATH, --csv PATH, --quiet, --provider
-cpu|cuda|tensorrt (a list, in preference order) and --strict; see `bench SUBCOMMAND --help`.
+cpu|cuda|tensorrt (a list, in preference order), --strict and --config (a file `bench tune` wrote);
+see `bench SUBCOMMAND --help`. Every result records the resources the measuring process used: peak
+resident memory, CPU utilisation, session creation and first-run time, GPU memory on CUDA.
 """
 from __future__ import annotations
 
@@ -56,9 +61,15 @@ def _batch_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def _measuring_options(default_batch: str | None, batch_help: str, measurement: bool = True) -> argparse.ArgumentParser:
-    """Model, inputs, onnxruntime, measurement (unless `measurement` is False: `load` has its own) and output."""
+def _measuring_options(default_batch: str | None, batch_help: str, measurement: bool = True,
+                       config: bool = True) -> argparse.ArgumentParser:
+    """The settings file (unless `config` is False: `tune` writes it), model, inputs, onnxruntime, measurement
+    (unless `measurement` is False: `load` has its own) and output."""
     p = cli.ArgumentParser(add_help=False)
+    if config:
+        p.add_argument_group("settings file").add_argument(
+            "--config", metavar="TUNED.json", help="settings `bench tune` wrote (model variant, batch, session "
+                                                   "options); options given here override them")
     g = p.add_argument_group("model and inputs")
     g.add_argument("--model", help=f"ONNX model (default: {DEFAULT_MODEL}, relative to the current directory: "
                                    "where the main training job exports)")
@@ -100,6 +111,11 @@ def _measuring_options(default_batch: str | None, batch_help: str, measurement: 
                        help="... and at least this many iterations")
     _output_options(p)
     return p
+
+
+def _top_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top", type=int, default=report.DEFAULT_TOP,
+                   help="profiles: the operators and nodes shown (the JSON keeps all)")
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
@@ -175,6 +191,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the engines take turns this many times per batch size, each round a share of --min-time")
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
                    help="another ONNX model to compare (default: STEM.float16.onnx/STEM.int8.onnx beside --model)")
+    p.add_argument("--profile", action="store_true",
+                   help="then profile every engine at each batch size: top operators, provider per node")
+    p.add_argument("--profile-runs", type=int, default=10, help="runs per engine and batch size profiled")
+    _top_option(p)
+    p = sub.add_parser("profile", help="where the time goes: top operators, their share, provider per node",
+                       description="onnxruntime's profiler on, in a session of its own: the kernel time per "
+                                   "operator type and per node over --min-iterations runs after --warmup, their "
+                                   "share, the provider of each node, the nodes that fell back to the CPU, and "
+                                   "how much of the measured time the kernels account for. Details: "
+                                   "bench/profile.py.",
+                       formatter_class=fmt, parents=[_measuring_options(
+                           None, "samples per run (default: the model's fixed batch, else 1)")])
+    _top_option(p)
+    # The trace holds every kernel of every run: a fixed number of runs (--min-iterations) keeps it small.
+    p.set_defaults(min_time=0.0)
+    p = sub.add_parser("tune", help="search variant, threads, spinning, graph optimisation, execution mode, "
+                                    "batch (and provider) for the best throughput, within a p99 budget",
+                       description="Short measurements (--min-time, --min-iterations) at the defaults and every "
+                                   "batch size, coordinate descent one axis at a time, then the best --candidates "
+                                   "confirmed against the defaults in interleaved rounds, each in a process of its "
+                                   "own. Prints the Pareto front of throughput vs p99 and writes the fastest "
+                                   "confirmed setting within the budget for --config. Details: bench/tune.py.",
+                       formatter_class=fmt, parents=[_measuring_options(
+                           None, "batch sizes to try (default: the model's fixed batch, else 1,8,32)", config=False)])
+    tune_defaults, search = _tune_defaults()
+    p.add_argument("--latency-budget-ms", type=float, help="the highest p99 latency (ms per run) allowed")
+    p.add_argument("-o", "--output", dest="settings_file", metavar="TUNED.json",
+                   help="settings file to write; default: STEM.tuned.json beside the model")
+    p.add_argument("--passes", type=int, default=tune_defaults.passes, help="coordinate-descent passes at most")
+    p.add_argument("--min-gain", type=float, default=tune_defaults.min_gain,
+                   help="a value replaces the current one only if this much better (a fraction: noise margin)")
+    p.add_argument("--candidates", type=int, default=tune_defaults.candidates,
+                   help="the best settings of the search confirmed against the starting point")
+    p.add_argument("--rounds", type=int, default=tune_defaults.rounds,
+                   help="interleaved rounds of the confirmation")
+    p.add_argument("--confirm-time", type=float, default=tune_defaults.confirm_time,
+                   help="seconds of confirmation per setting, over all rounds")
+    p.set_defaults(warmup=search.warmup, min_time=search.min_time, min_iterations=search.min_iterations)
     p = sub.add_parser("overhead", help="the harness vs a bare session.run loop (should be within 2%%)",
                        formatter_class=fmt, parents=[_measuring_options("1", "samples per run")])
     p.add_argument("--rounds", type=int, default=5, help="interleaved harness/bare rounds; the median ratio counts")
@@ -228,6 +282,27 @@ def _train_defaults():
     return TrainBenchConfig()
 
 
+def _tune_defaults():
+    """bench tune's options, and its short measurements per point (its --warmup/--min-time/--min-iterations)."""
+    from bench.tune import SEARCH_RUN, TuneOptions
+    return TuneOptions(), SEARCH_RUN
+
+
+def _given(argv: Sequence[str] | None) -> set[str]:
+    """The options typed on the command line, as dests: what a parser whose every default is
+    SUPPRESS leaves in its namespace (a value equal to a default still counts as given)."""
+    def suppress(parser: argparse.ArgumentParser) -> None:
+        parser._defaults.clear()
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+            if isinstance(action, argparse._SubParsersAction):
+                for subparser in action.choices.values():
+                    suppress(subparser)
+    parser = build_parser()
+    suppress(parser)
+    return set(vars(parser.parse_args(argv))) - {"command"}
+
+
 def _session_config(args) -> SessionConfig:
     return SessionConfig(providers=parse_providers(args.provider), strict=args.strict,
                          intra_op_threads=args.intra_op_threads, inter_op_threads=args.inter_op_threads,
@@ -256,6 +331,9 @@ class _Output:
 
     def __init__(self, args):
         self.quiet = args.quiet
+        self.top = getattr(args, "top", report.DEFAULT_TOP)
+        if self.top < 1:
+            raise cli.UsageError(f"--top {self.top} must be >= 1")
         self.json = require_parent_dir(args.json) if args.json else None
         self.csv = report.csv_path(args.csv) if args.csv else None
         self.out = cli.console()
@@ -270,11 +348,11 @@ class _Output:
         if not self.quiet:
             for warning in result.warnings:
                 print(f"{PROG}: warning: {warning}", file=sys.stderr)
-            report.print_result(self.out, result)
+            report.print_result(self.out, result, self.top)
         if self.json:
             write_json_atomic(self.json, result.to_json())
         if self.csv:
-            report.write_csv(report.tables(result), self.csv)
+            report.write_csv(report.tables(result, self.top), self.csv)
         return 0
 
 
@@ -355,11 +433,42 @@ def _cmd_compare(args) -> results.BenchResult:
         keras_path = Path(args.keras) if args.keras else compare.default_keras(model)
         if keras_path is None:
             raise cli.UsageError(f"no model.keras beside {model}: pass --keras PATH or --no-tensorflow")
+    if args.profile_runs < 1:
+        raise cli.UsageError(f"--profile-runs {args.profile_runs} must be >= 1")
     with args.output.progress() as progress:
         # Each engine measures in a process of its own: the bar moves a step per engine and round.
         return compare.run_compare(model, batches=_batch_list(args.batch), session_config=_session_config(args),
                                    inputs=_input_config(args), run_config=run, keras_path=keras_path,
-                                   variants=variants, rounds=args.rounds, progress=progress.step)
+                                   variants=variants, rounds=args.rounds, progress=progress.step,
+                                   profile_run=dataclasses.replace(run, min_time=0, min_iterations=args.profile_runs)
+                                   if args.profile else None)
+
+
+def _cmd_profile(args) -> results.BenchResult:
+    from bench.measure import engine_result
+    from bench.profile import profile_onnx
+
+    run, session_config, inputs = _run_config(args), _session_config(args), _input_config(args)
+    with args.output.progress() as progress:
+        record, row, found = profile_onnx(args.model or default_model(), session_config, label="onnxruntime",
+                                          batch=_single_batch(args.batch), inputs=inputs, run=run,
+                                          progress=progress.step)
+    result = engine_result("profile", record, [row], _config_record(args, session=session_config, inputs=inputs,
+                                                                    run=run))
+    return dataclasses.replace(result, profiles=(found,))
+
+
+def _cmd_tune(args) -> results.BenchResult:
+    from bench import tune, tuned
+
+    model = Path(args.model) if args.model else default_model()
+    output = require_parent_dir(args.settings_file) if args.settings_file else tuned.default_path(model)
+    options = tune.TuneOptions(budget_ms=args.latency_budget_ms, passes=args.passes, min_gain=args.min_gain,
+                               candidates=args.candidates, rounds=args.rounds, confirm_time=args.confirm_time)
+    with args.output.progress() as progress:
+        return tune.run_tune(model, batches=_batch_list(args.batch) if args.batch else None,
+                             base=_session_config(args), inputs=_input_config(args), run=_run_config(args),
+                             options=options, output=output, progress=progress.step)
 
 
 def _cmd_train(args) -> results.BenchResult:
@@ -452,7 +561,7 @@ def _cmd_report(args) -> int:
 
 COMMANDS = {"throughput": _cmd_throughput, "latency": _cmd_latency, "sweep": _cmd_sweep,
             "compare": _cmd_compare, "overhead": _cmd_overhead, "train": _cmd_train, "load": _cmd_load,
-            "check": _cmd_check}
+            "check": _cmd_check, "profile": _cmd_profile, "tune": _cmd_tune}
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -460,8 +569,13 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "report":
         return _cmd_report(args)
+    notes = []
+    if getattr(args, "config", None):  # every subcommand with the shared measuring options
+        from bench import tuned
+        notes.append(tuned.apply(args, _given(argv), run_variant=args.command != "compare"))
     args.output = _Output(args)
     result = COMMANDS[args.command](args)
+    result = dataclasses.replace(result, notes=(*result.notes, *notes))
     args.output.finish(result)
     if result.kind == "check":
         from bench.check import failure

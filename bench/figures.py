@@ -12,6 +12,7 @@ two side by side.
     figures.throughput([sweep, compare])           # samples/s vs batch, one line per engine/variant
     [figures.latency([sweep, compare], b) for b in figures.batches([sweep, compare])]   # CDFs
     figures.train_scaling(train_result); figures.training_curve(run.read_summary(), "accuracy")
+    figures.pareto(results.load("bench-tune.json").tune)   # every setting tried: samples/s vs p99
 
 Series are named by engine and variant ("onnxruntime int8", "tensorflow float32"; a sweep's
 rows, labelled by engine alone, get the model's file name: "onnxruntime alexnet.onnx"), with
@@ -27,7 +28,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.results import BenchResult, Row
+from bench.results import BenchResult, Row, Tune
 from toolkit.runs import TrainSummary
 
 # A CDF drawn from more points than this is drawn from this many quantiles instead (min and max
@@ -80,6 +81,27 @@ def _legend_below(axis, columns: int = 2) -> None:
     axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=columns, fontsize=9, frameon=False)
 
 
+def _finish(figure: Figure, axis, *, xlabel: str, title: str, ylabel: str | None = None, from_zero: bool = False,
+            columns: int = 2) -> Figure:
+    """Every figure's last steps: axis labels (the y axis from 0 if `from_zero`), title, a light grid, the legend
+    below in `columns`."""
+    axis.set_xlabel(xlabel)
+    if ylabel is not None:
+        axis.set_ylabel(ylabel)
+    if from_zero:
+        axis.set_ylim(bottom=0)
+    axis.set_title(title)
+    axis.grid(True, alpha=0.3)
+    _legend_below(axis, columns)
+    return figure
+
+
+def _log_x_if_wide(axis, low: float, high: float) -> None:
+    """A logarithmic x axis where the values are more than 20x apart, so the smallest do not collapse against it."""
+    if low > 0 and high / low > 20:
+        axis.set_xscale("log")
+
+
 def throughput(results: Sequence[BenchResult]) -> Figure:
     """Samples/s against batch size, one line per engine/variant."""
     figure, axis = _figure()
@@ -89,13 +111,8 @@ def throughput(results: Sequence[BenchResult]) -> Figure:
                   color=s.color, label=s.name)
     axis.set_xscale("log", base=2)
     axis.set_xticks(batches(results), [str(b) for b in batches(results)])
-    axis.set_xlabel("batch size")
-    axis.set_ylabel("samples / s")
-    axis.set_ylim(bottom=0)
-    axis.set_title("throughput vs batch size")
-    axis.grid(True, alpha=0.3)
-    _legend_below(axis)
-    return figure
+    return _finish(figure, axis, xlabel="batch size", ylabel="samples / s", from_zero=True,
+                   title="throughput vs batch size")
 
 
 def _cdf_points(times_ms: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,19 +137,12 @@ def latency(results: Sequence[BenchResult], batch: int) -> Figure:
         x, y = _cdf_points(row.times_ms)
         axis.step(x, y, where="post", color=s.color,
                   label=f"{s.name}: p50 {row.latency.p50:.3g} ms, p99 {row.latency.p99:.3g} ms")
-    low = min(row.latency.min for _, row in drawn)
-    high = max(row.latency.max for _, row in drawn)
-    if low > 0 and high / low > 20:
-        axis.set_xscale("log")
+    _log_x_if_wide(axis, min(row.latency.min for _, row in drawn), max(row.latency.max for _, row in drawn))
     for level in (0.5, 0.99):
         axis.axhline(level, color="black", linewidth=0.6, linestyle=":")
-    axis.set_xlabel("ms per run of one batch")
-    axis.set_ylabel("fraction of runs at most this fast")
     axis.set_ylim(0, 1.02)
-    axis.set_title(f"latency at batch {batch} (dotted: p50, p99)")
-    axis.grid(True, alpha=0.3)
-    _legend_below(axis, columns=1)
-    return figure
+    return _finish(figure, axis, xlabel="ms per run of one batch", ylabel="fraction of runs at most this fast",
+                   title=f"latency at batch {batch} (dotted: p50, p99)", columns=1)
 
 
 def train_scaling(result: BenchResult) -> Figure:
@@ -149,13 +159,8 @@ def train_scaling(result: BenchResult) -> Figure:
             axis.annotate(f"{t.efficiency:.0%}", (t.np, t.total.mean), textcoords="offset points", xytext=(6, -12),
                           fontsize=8)
     axis.set_xticks(nps, [str(n) for n in nps])
-    axis.set_xlabel("ranks (-np); labels: scaling efficiency")
-    axis.set_ylabel("images / s (total)")
-    axis.set_ylim(bottom=0)
-    axis.set_title("training throughput")
-    axis.grid(True, alpha=0.3)
-    _legend_below(axis, columns=1)
-    return figure
+    return _finish(figure, axis, xlabel="ranks (-np); labels: scaling efficiency", ylabel="images / s (total)",
+                   from_zero=True, title="training throughput", columns=1)
 
 
 def training_curve(summary: TrainSummary, metric: str) -> Figure:
@@ -169,8 +174,27 @@ def training_curve(summary: TrainSummary, metric: str) -> Figure:
                      label=f"test {summary.test_accuracy:.2%}")
         axis.set_ylim(0, 1)
     axis.set_xticks(epochs, [str(e) for e in epochs])
-    axis.set_xlabel("epoch")
-    axis.set_title(f"{metric} per epoch")
-    axis.grid(True, alpha=0.3)
-    _legend_below(axis, columns=3)
-    return figure
+    return _finish(figure, axis, xlabel="epoch", title=f"{metric} per epoch", columns=3)
+
+
+def pareto(tune: Tune) -> Figure:
+    """`bench tune`: every setting its search measured, p99 against samples/s; the Pareto front joined (no other
+    point is both faster and lower in p99), the chosen setting ringed, the latency budget dashed."""
+    figure, axis = _figure()
+    points = tune.points
+    axis.scatter([p.p99_ms for p in points], [p.samples_per_second for p in points], s=14, color="tab:gray",
+                 alpha=0.6, label="setting tried (short measurement)")
+    front = sorted((points[i] for i in tune.pareto), key=lambda p: p.p99_ms)
+    axis.plot([p.p99_ms for p in front], [p.samples_per_second for p in front], marker="o", color="tab:blue",
+              label="Pareto front")
+    chosen = [p for p in points if p.setting == tune.chosen]
+    if chosen:
+        axis.scatter([chosen[0].p99_ms], [chosen[0].samples_per_second], s=140, facecolors="none",
+                     edgecolors="tab:red", linewidths=2, label=f"chosen: {tune.chosen.variant}, batch "
+                                                               f"{tune.chosen.batch}")
+    if tune.budget_ms is not None:
+        axis.axvline(tune.budget_ms, color="black", linestyle="--", linewidth=1,
+                     label=f"latency budget {tune.budget_ms:g} ms")
+    _log_x_if_wide(axis, min(p.p99_ms for p in points), max(p.p99_ms for p in points))
+    return _finish(figure, axis, xlabel="p99 ms per run of one batch", ylabel="samples / s", from_zero=True,
+                   title="tune: throughput vs p99 latency")

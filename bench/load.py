@@ -12,7 +12,8 @@ bench/scenarios.py (pure); this module only keeps time:
     samples are done.
 Before a test, `warmup` queries run one at a time (at least one): their fastest latency is the
 model's minimum here, which a server latency bound must exceed, and their median sizes the
-offline sample count and --find-peak's starting QPS when none is given.
+offline sample count and --find-peak's starting QPS when none is given. Each test records what the
+process used while it ran (bench/resources.py), the first warm-up query as its first run.
 
     bench load --model m.onnx --scenario single-stream
     bench load --model m.onnx --scenario server --qps 200 --latency-bound-ms 20 --concurrency 2
@@ -22,6 +23,7 @@ offline sample count and --find-peak's starting QPS when none is given.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import queue
@@ -36,7 +38,9 @@ from bench import scenarios, stats
 from bench.engines import Engine, Prepared
 from bench.inputs import InputConfig
 from bench.measure import load_average, unsettled
-from bench.runner import Progress, RunConfig
+from bench.resources import clocks, used_since
+from bench.results import Resources
+from bench.runner import Progress, RunConfig, Stage
 from bench.scenarios import OFFLINE, SERVER, LoadRow, LoadSettings, Timeline
 from toolkit.cli import UsageError
 from toolkit.environment import usable_cpus
@@ -48,8 +52,6 @@ LEAD_S = 0.01
 STABILITY_INTERVAL_S = 0.25
 MAX_PEAK_POINTS = 24
 PILOT_S = 0.5
-# A stage's announcement, (description, index, total[, minimums]) -> its callback: bench.report.MeasureProgress.step.
-Step = Callable[..., Progress | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,7 +222,7 @@ class LoadOutcome:
 
 
 def run_load(engine: Engine, settings: LoadSettings, inputs: InputConfig, *, warmup: int, find_peak: bool,
-             progress: Step) -> LoadOutcome:
+             progress: Stage) -> LoadOutcome:
     """Warm up, check the settings against the model, run the test (or the peak search); rows and notes.
 
     `progress(description, index, total, minimums)` announces each stage and returns the callback of
@@ -247,8 +249,11 @@ def run_load(engine: Engine, settings: LoadSettings, inputs: InputConfig, *, war
         raise UsageError(f"--latency-bound-ms {settings.bound_ms:g} is below this model's minimum latency here "
                          f"({calibration.min_ms:.3f} ms, the fastest of {len(calibration.latencies_s)} warm-up "
                          f"queries of {batch} sample(s)): raise the bound above it")
+    # Each test's resources: its own CPU and wall time; its first run is the first warm-up query.
+    used = functools.partial(used_since, first_run_ms=calibration.latencies_s[0] * 1000,
+                             load_seconds=engine.load_seconds, providers=engine.providers)
     if scenario == SERVER:
-        rows = _server_rows(engine.name, run, prepared, settings, calibration, find_peak, progress, notes)
+        rows = _server_rows(engine.name, run, prepared, settings, calibration, find_peak, progress, notes, used)
     elif scenario == OFFLINE:
         if settings.expected_qps is None:
             progress(f"{name}: a {PILOT_S:g} s pilot to size the run", 0, 1)
@@ -260,13 +265,17 @@ def run_load(engine: Engine, settings: LoadSettings, inputs: InputConfig, *, war
         # Its callback counts batches: the run ends when all of them are done, whatever the time.
         step = progress(f"load: {engine.name} {settings.label()}: {total:,} samples", 0, 1,
                         RunConfig(warmup=0, min_time=0, min_iterations=total // batch))
-        rows = [LoadRow.from_timeline(settings, offline(run, prepared, total, step))]
+        start = clocks()
+        timeline = offline(run, prepared, total, step)
+        rows = [LoadRow.from_timeline(settings, timeline, resources=used(start))]
     else:
         on = ("" if settings.until_stable is None else f", then until p{settings.percentile * 100:g} stable within "
               f"+-{settings.until_stable:g}% (at most {settings.max_time_s:g} s)")
         step = progress(f"load: {engine.name} {settings.label()}: {settings.queries:,} queries and "
                         f"{settings.duration_s:g} s at least{on}", 0, 1, _minimums(settings))
-        rows = [LoadRow.from_timeline(settings, closed_loop(run, prepared[0].feeds, settings, batch, step))]
+        start = clocks()
+        timeline = closed_loop(run, prepared[0].feeds, settings, batch, step)
+        rows = [LoadRow.from_timeline(settings, timeline, resources=used(start))]
     return LoadOutcome(rows=tuple(rows), calibration=calibration, notes=tuple(notes),
                        warnings=tuple(_warnings(rows)))
 
@@ -277,12 +286,14 @@ def _minimums(settings: LoadSettings) -> RunConfig:
 
 
 def _server_rows(engine_name: str, run, prepared, settings: LoadSettings, calibration: Calibration,
-                 find_peak: bool, progress: Step, notes: list[str]) -> list[LoadRow]:
+                 find_peak: bool, progress: Stage, notes: list[str],
+                 used: Callable[[tuple[float, float]], Resources]) -> list[LoadRow]:
     def point(qps: float, description: str) -> LoadRow:
         at = settings.at_qps(qps)
         step = progress(f"load: {engine_name} {at.label()}{description}", 0, 1, _minimums(at))
+        start = clocks()
         timeline, overloaded, scheduled = serve(run, prepared, at, qps, step)
-        return LoadRow.from_timeline(at, timeline, overloaded=overloaded, scheduled=scheduled)
+        return LoadRow.from_timeline(at, timeline, overloaded=overloaded, scheduled=scheduled, resources=used(start))
 
     if not find_peak:
         return [point(settings.qps, "")]

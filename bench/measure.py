@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 from bench import stats
 from bench.engines import Engine, EngineRecord, cycling_step
 from bench.inputs import InputConfig
+from bench.resources import measure_with_resources
 from bench.results import BenchResult, Row
 from bench.runner import Progress, RunConfig, measure
 from toolkit import environment
@@ -44,8 +45,9 @@ def default_model() -> Path:
 def measure_engine(engine: Engine, *, batch: int, inputs: InputConfig, run: RunConfig, label: str | None = None,
                    progress: Progress | None = None) -> Row:
     prepared = engine.prepare(batch, inputs)
-    times = measure(engine.step(prepared), run, progress)
-    return engine.record().row(label or engine.name, prepared.samples, times)
+    times, used = measure_with_resources(engine.step(prepared), run, load_seconds=engine.load_seconds,
+                                         providers=engine.providers, progress=progress)
+    return engine.record().row(label or engine.name, prepared.samples, times, used)
 
 
 def load_average() -> float | None:

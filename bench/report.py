@@ -4,8 +4,10 @@ A result becomes neutral `TableData` (title, columns, string cells) once; rich, 
 and CSV all render that, so they cannot disagree. The run report is a `Document` of `Section`s
 (facts, tables, plots, notes): the training run (toolkit.runs.TrainSummary), the export
 (toolkit.runs.ExportRecord), one section per benchmark result (with its confidence intervals and
-verdicts; a `bench load` result: VALID or INVALID and why; a `bench check` result: regression or
-not), the throughput/latency plots, the environment; each appears only when its input exists.
+verdicts and the resources its process used; a `bench load` result: VALID or INVALID and why; a
+`bench check` result: regression or not; a `bench profile` result: the top operators; a `bench tune`
+result: the chosen setting and the Pareto front), the throughput/latency plots, the environment;
+each appears only when its input exists.
 It renders to Markdown (plots as PNG files under --plot-dir, linked by relative path) and to one
 self-contained HTML page (plots as SVG data URIs, no script, no network resource, readable at
 phone width). The figures themselves are pure functions in bench/figures.py. SVG and text
@@ -24,7 +26,7 @@ the table's `name`).
     report.export(doc, "runs/alexnet/sweep.csv", results=[r])
 
 A new result kind gets its section by adding a builder to RESULT_SECTIONS (kind -> Section);
-bench sweep, compare, load, ... show their progress through `MeasureProgress`.
+bench sweep, compare, load, profile, tune, ... show their progress through `MeasureProgress`.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from bench.results import BenchResult, Row, Spread
+from bench.results import BenchResult, Profile, Row, Setting, Spread
 from bench.runner import Progress as ProgressCallback
 from bench.runner import RunConfig
 from bench.scenarios import LoadRow, headline_rows
@@ -58,7 +60,10 @@ NUMERIC = {"batch", "samples/s", "mean", "p50", "p90", "p95", "p99", "max", "std
            "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old", "cv", "queries",
            "value", "value 95% CI", "base", "new", "allowed",
            "epoch", "loss", "accuracy", "val loss", "val accuracy", "learning rate", "seconds", "rank", "images",
-           "first index", "size", "opset", "max |diff| vs Keras", "top-1 = Keras", "top-1 = float32", "cores"}
+           "first index", "size", "opset", "max |diff| vs Keras", "top-1 = Keras", "top-1 = float32", "cores",
+           "peak RSS MB", "CPU util", "CPU s", "load s", "first run ms", "GPU MB", "nodes", "calls", "share",
+           "threads", "ms per run"}
+DEFAULT_TOP = 15  # operators and nodes a profile table shows (the JSON keeps all)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +72,7 @@ class TableData:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     name: str = "results"   # the CSV file's suffix when a result has several tables
+    caption: tuple[str, ...] = ()  # lines shown under the table
 
 
 def _ms(value: float) -> str:
@@ -147,7 +153,8 @@ def _metric_value(metric: str, value: float) -> str:
 
 
 def load_tables(result: BenchResult) -> list[TableData]:
-    """The scenarios' results and verdicts, where each query's time went, and why a test is INVALID."""
+    """The scenarios' results and verdicts, where each query's time went, why a test is INVALID, and what the
+    process used during each test."""
     show_peak = any(r.peak for r in result.load)
 
     def early(row: LoadRow) -> str:
@@ -180,6 +187,9 @@ def load_tables(result: BenchResult) -> list[TableData]:
     invalid = tuple((r.label(), reason) for r in result.load for reason in r.reasons)
     if invalid:
         found.append(TableData("why INVALID (and the fix)", ("test", "reason"), invalid, "invalid"))
+    used = resources_table(result)
+    if used is not None:
+        found.append(used)
     return found
 
 
@@ -201,7 +211,12 @@ def comparisons_table(comparisons: Sequence[Comparison], title: str, name: str =
     return TableData(title, columns, rows, name)
 
 
-def tables(result: BenchResult) -> list[TableData]:
+VERDICTS = {"compare": "verdicts: each engine against the reference",
+            "tune": "verdicts: each candidate against the defaults at its batch size"}
+
+
+def tables(result: BenchResult, top: int = DEFAULT_TOP) -> list[TableData]:
+    """Every table of a result; `top`: the operators and nodes a profile's tables show."""
     if result.kind == "train":
         return [train_table(result)]
     if result.kind == "load":
@@ -212,10 +227,116 @@ def tables(result: BenchResult) -> list[TableData]:
                                                       "slowdown allowed)")]
     found = [inference_table(result), interval_table(result)]
     if result.comparisons:
-        found.append(comparisons_table(result.comparisons, "verdicts: each engine against the reference (ratio of "
+        found.append(comparisons_table(result.comparisons, f"{VERDICTS.get(result.kind, 'verdicts')} (ratio of "
                                                            "samples/s, 95% CI; paired t: Student's t on the log "
                                                            "ratios of the interleaved rounds)"))
+    used = resources_table(result)
+    if used is not None:
+        found.append(used)
+    if result.tune is not None:
+        found.append(pareto_table(result))
+    for profile in result.profiles:
+        found.extend((operators_table(profile, top), nodes_table(profile, top)))
     return found
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1e6:,.1f}"
+
+
+def resources_table(result: BenchResult) -> TableData | None:
+    """What the process used for each row (each load test), from version 4 on; None for older files."""
+    if result.kind == "load":
+        keys, entries = ("test",), [((r.label(),), r.resources) for r in result.load if r.resources is not None]
+    else:
+        show_label = len({r.label for r in result.rows}) > 1
+        keys = ("label",) * show_label + ("batch",)
+        entries = [((r.label,) * show_label + (str(r.batch),), r.resources) for r in result.rows
+                   if r.resources is not None]
+    if not entries:
+        return None
+    show_gpu = any(used.device_memory_bytes is not None for _, used in entries)
+    columns = keys + ("peak RSS MB", "CPU util", "CPU s", "load s", "first run ms") + ("GPU MB",) * show_gpu
+    rows = tuple(key + (_mb(used.peak_rss_bytes), f"{used.cpu_utilisation:.0%}", f"{used.cpu_seconds:.2f}",
+                        "-" if used.load_seconds is None else f"{used.load_seconds:.3f}", _ms(used.first_run_ms))
+                 + (_mb(used.device_memory_bytes),) * show_gpu for key, used in entries)
+    cpus = entries[0][1].usable_cpus
+    return TableData("resources and cold start, read from the measuring process", columns, rows, "resources", (
+        f"CPU util: CPU time / wall time / {cpus} usable CPUs over the measured runs, or the load test "
+        "(spin-waiting counts as busy); load: session creation or Keras model load; first run: the first at its "
+        "batch size, timed alone and not measured (load: the first warm-up query)",
+        "peak RSS: the process's resident-memory high-water mark so far (runtime and interpreter included; "
+        "compare: each engine's own process)"))
+
+
+def _per_run(profile: Profile, total_ms: float) -> str:
+    return _ms(total_ms / profile.runs)
+
+
+def operators_table(profile: Profile, top: int = DEFAULT_TOP) -> TableData:
+    columns = ("op", "providers", "nodes", "calls", "ms per run", "share")
+    rows = tuple((op.name, _short(op.providers), str(op.nodes), str(op.calls), _per_run(profile, op.total_ms),
+                  f"{profile.share(op):.1%}") for op in profile.ops[:top])
+    return TableData(f"{profile.label}, batch {profile.batch}: top {len(rows)} of {len(profile.ops)} op types",
+                     columns, rows, "operators", profile_lines(profile))
+
+
+def nodes_table(profile: Profile, top: int = DEFAULT_TOP) -> TableData:
+    columns = ("node", "op", "provider", "ms per run", "share")
+    rows = tuple((node.name, node.op, _short(node.providers), _per_run(profile, node.total_ms),
+                  f"{profile.share(node):.1%}") for node in profile.nodes[:top])
+    return TableData(f"{profile.label}, batch {profile.batch}: top {len(rows)} of {len(profile.nodes)} nodes",
+                     columns, rows, "nodes")
+
+
+def profile_lines(profile: Profile) -> tuple[str, ...]:
+    """The margin between the kernels and the measured time, and who ran the nodes."""
+    wall = profile.wall_ms / profile.runs
+    kernels = profile.kernel_ms / profile.runs
+    lines = [f"per run ({profile.runs} profiled runs): measured {_ms(wall)} ms, kernels {_ms(kernels)} ms = "
+             f"{profile.coverage:.1%} of it"]
+    if profile.overlapping:
+        lines.append("kernels may run concurrently here (inter-op threads / parallel executor): their sum can "
+                     "exceed the measured time")
+    if profile.runtime_ms is not None:
+        runtime = profile.runtime_ms / profile.runs
+        lines.append(f"the rest: {_ms(wall - runtime)} ms outside the session (Python call, input/output "
+                     f"conversion), {_ms(runtime - kernels)} ms inside it between kernels (executor, allocation, "
+                     "thread synchronisation, profiler)")
+    counts = ", ".join(f"{_short([p])} {n}" for p, n in profile.nodes_by_provider.items())
+    lines.append(f"nodes by provider: {counts}; {_fallback(profile)}")
+    return tuple(lines)
+
+
+def _fallback(profile: Profile) -> str:
+    fallback = profile.cpu_fallback_nodes
+    return ("fell back to CPU: none (a CPU session)" if fallback is None
+            else f"fell back to CPU: {fallback} of {len(profile.nodes)}")
+
+
+def _setting_cells(setting: Setting) -> tuple[str, ...]:
+    threads = "ort" if setting.intra_op_threads == 0 else str(setting.intra_op_threads)
+    return (setting.variant, setting.provider, threads, "on" if setting.spinning else "off",
+            setting.graph_optimization, setting.execution_mode, str(setting.batch))
+
+
+def pareto_table(result: BenchResult) -> TableData:
+    """The tune's throughput-vs-p99 front (short search measurements), the chosen setting marked."""
+    tune = result.tune
+    columns = ("", "variant", "provider", "threads", "spinning", "graph", "mode", "batch", "samples/s", "p99")
+    rows = []
+    for index in tune.pareto:
+        point = tune.points[index]
+        rows.append(("chosen" if point.setting == tune.chosen else "",) + _setting_cells(point.setting)
+                    + (_rate(point.samples_per_second), _ms(point.p99_ms)))
+    budget = "no latency budget" if tune.budget_ms is None else f"latency budget: p99 <= {tune.budget_ms:g} ms"
+    caption = (f"{budget}; chosen: {tune.chosen.describe()}",
+               *(f"{label}{' (chosen)' if setting == tune.chosen else ''}: {setting.describe()}"
+                 for label, setting in tune.confirmed),
+               "threads ort: onnxruntime's default (one per physical core, pinned)")
+    return TableData(f"Pareto front, throughput vs p99: {len(rows)} of {len(tune.points)} settings tried "
+                     f"({tune.search_seconds:.0f} s of short measurements; the confirmed rows are above)",
+                     columns, tuple(rows), "pareto", caption)
 
 
 def _delta(old: float, new: float, unit: str = "") -> tuple[str, str]:
@@ -280,7 +401,8 @@ def to_markdown(data: TableData) -> str:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
     align = ["---:" if _numeric(c) else "---" for c in data.columns]
-    return "\n".join([f"**{data.title}**", "", line(data.columns), line(align), *map(line, data.rows)])
+    table = "\n".join([f"**{data.title}**", "", line(data.columns), line(align), *map(line, data.rows)])
+    return "\n\n".join([table, *(f"_{c}_" for c in data.caption)])  # a paragraph per caption line
 
 
 
@@ -312,18 +434,20 @@ def header_lines(result: BenchResult) -> list[str]:
     return [f"{key}: {value}" for key, value in facts]
 
 
-def renderables(result: BenchResult) -> list:
+def renderables(result: BenchResult, top: int = DEFAULT_TOP) -> list:
     items: list = [Text(line, style="dim") for line in header_lines(result)]
     if result.fallback:
         items.append(Text(f"warning: {result.fallback}", style="bold yellow"))
     items.extend(Text(f"warning: {w}", style="bold yellow") for w in result.warnings)
-    items.extend(to_rich(t) for t in tables(result))
+    for table in tables(result, top):
+        # Captions as lines of their own: the console's width, not the table's.
+        items.extend([to_rich(table), *(Text(line) for line in table.caption)])
     items.extend(Text(f"note: {n}") for n in result.notes)
     return items
 
 
-def print_result(console: Console, result: BenchResult) -> None:
-    for item in renderables(result):
+def print_result(console: Console, result: BenchResult, top: int = DEFAULT_TOP) -> None:
+    for item in renderables(result, top):
         console.print(item)
 
 
@@ -507,8 +631,49 @@ def _bench_section(result: BenchResult, index: int, facts: Sequence[tuple[str, s
 
 
 def inference_section(result: BenchResult, index: int) -> Section:
-    """Its table; the plots of all inference results together come in their own section."""
-    return _bench_section(result, index)
+    """Its tables (intervals, verdicts, resources; a profile's top operators and nodes, `bench profile` or
+    `compare --profile`), each profile's top operator first; the plots of all inference results together
+    come in their own section."""
+    return _bench_section(result, index, profile_facts(result))
+
+
+def profile_facts(result: BenchResult) -> list[tuple[str, str]]:
+    """Each profile's top operator and its share, how much of the measured time the kernels cover, the fallback."""
+    facts = []
+    for profile in result.profiles:
+        top = profile.ops[0] if profile.ops else None
+        share = "no kernels recorded" if top is None else f"{top.name}, {profile.share(top):.1%} of the kernel time"
+        facts.append((f"top operator, {profile.label} batch {profile.batch}",
+                      f"{share}; kernels {profile.coverage:.1%} of the measured time; {_fallback(profile)}"))
+    return facts
+
+
+def tune_facts(result: BenchResult) -> list[tuple[str, str]]:
+    """The chosen setting, what it measured against the defaults in the confirmation, and where it was written."""
+    tune = result.tune
+    label = next((label for label, setting in tune.confirmed if setting == tune.chosen), None)
+    row = next((r for r in result.rows if r.label == label), None)
+    facts = [("chosen setting", tune.chosen.describe())]
+    if row is not None:
+        from bench.check import row_label
+        verdict = next((c.verdict for c in result.comparisons if c.row == row_label(row)), None)
+        facts.append(("confirmed", f"{_rate(row.throughput.samples_per_second)} samples/s, p99 {_ms(row.latency.p99)} "
+                                   f"ms, {_ratio(row.ratio)} the defaults" + (f" ({verdict})" if verdict else "")))
+    facts += [("latency budget", "none" if tune.budget_ms is None else f"p99 <= {tune.budget_ms:g} ms"),
+              ("settings file", str(tune.config_path or "-")),
+              ("search", f"{_count(len(tune.points), 'setting')} tried in {tune.search_seconds:.0f} s, "
+                         f"{_count(len(tune.pareto), 'point')} on the Pareto front")]
+    return facts
+
+
+def tune_section(result: BenchResult, index: int) -> Section:
+    """`bench tune`: the chosen setting first, the confirmation's rows and verdicts, the Pareto front (a table
+    and a plot)."""
+    from bench import figures
+    return _bench_section(result, index, tune_facts(result),
+                          plots=(Plot(f"tune-pareto-{index + 1}", "throughput vs p99 of every setting tried, "
+                                                                  "the Pareto front and the chosen setting",
+                                      lambda: figures.pareto(result.tune)),))
 
 
 def train_bench_section(result: BenchResult, index: int) -> Section:
@@ -550,7 +715,7 @@ def check_section(result: BenchResult, index: int) -> Section:
 RESULT_SECTIONS: dict[str, Callable[[BenchResult, int], Section]] = {
     "throughput": inference_section, "latency": inference_section, "sweep": inference_section,
     "compare": inference_section, "overhead": inference_section, "train": train_bench_section,
-    "load": load_section, "check": check_section}
+    "load": load_section, "check": check_section, "profile": inference_section, "tune": tune_section}
 # Kinds whose rows are engines measured at batch sizes (the overhead check's rows are not).
 PLOTTED_KINDS = ("throughput", "latency", "sweep", "compare")
 
@@ -595,6 +760,9 @@ def overview_section(results: Sequence[BenchResult], summary: TrainSummary | Non
             facts.extend((f"load {test}", verdict) for test, verdict in load_verdicts(result))
         elif result.kind == "check":
             facts.append((f"check against {result.config['baseline']}", check_verdict(result)))
+        elif result.kind == "tune":
+            facts.extend((f"tune: {key}", value) for key, value in tune_facts(result)[:2])
+        facts.extend(profile_facts(result))
     return Section("At a glance", "summary", tuple(facts)) if facts else None
 
 
@@ -706,6 +874,8 @@ dd{margin:0;font-weight:600}
 .scroll{overflow-x:auto;margin:0 0 14px}
 table{border-collapse:collapse;font-size:.85rem;font-variant-numeric:tabular-nums;min-width:50%}
 .caption{font-weight:600;margin:0 0 6px;font-size:.85rem;color:#24292f}
+.below{margin:-8px 0 14px;font-size:.8rem;color:#57606a}
+.below p{margin:0 0 2px}
 th,td{padding:4px 10px;border-bottom:1px solid #eaeef2;white-space:nowrap;text-align:left}
 th{background:#f6f8fa}
 .num{text-align:right}
@@ -726,8 +896,10 @@ def _html_table(data: TableData) -> str:
     def cells(tag: str, values: Sequence[str]) -> str:
         return "".join(f"<{tag}{a}>{html.escape(v)}</{tag}>" for a, v in zip(aligned, values))
     body = "".join(f"<tr>{cells('td', row)}</tr>" for row in data.rows)
+    below = ('<div class="below">' + "".join(f"<p>{html.escape(line)}</p>" for line in data.caption) + "</div>"
+             if data.caption else "")
     return (f'<p class="caption">{html.escape(data.title)}</p><div class="scroll"><table>'
-            f"<thead><tr>{cells('th', data.columns)}</tr></thead><tbody>{body}</tbody></table></div>")
+            f"<thead><tr>{cells('th', data.columns)}</tr></thead><tbody>{body}</tbody></table></div>{below}")
 
 
 def _html_plot(plot_: Plot) -> str:

@@ -58,6 +58,9 @@ class RunConfig:
 
 
 Progress = Callable[[int, float], None]  # (iterations done, seconds elapsed)
+# A stage's announcement, (description, index, total[, minimums]) -> the callback of its timing loop:
+# bench.report.MeasureProgress.step (bench sweep, compare, load, profile, tune).
+Stage = Callable[..., Progress | None]
 
 
 def measure(step: Callable[[], Any], config: RunConfig, progress: Progress | None = None) -> list[float]:

@@ -59,13 +59,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from bench import stats
 from bench.stats import Interval
 from toolkit.cli import UsageError
+
+if TYPE_CHECKING:  # bench.results imports this module: Resources is read from it where it is needed
+    from bench.results import Resources
 
 SINGLE_STREAM, MULTI_STREAM, SERVER, OFFLINE = "single-stream", "multi-stream", "server", "offline"
 SCENARIOS = (SINGLE_STREAM, MULTI_STREAM, SERVER, OFFLINE)
@@ -357,7 +360,8 @@ def metric_name(scenario: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class LoadRow:
-    """One load test's result; all but `settings`, `timeline`, `overloaded`, `scheduled`, `peak` follows from them.
+    """One load test's result; all but `settings`, `timeline`, `overloaded`, `scheduled`, `peak` (and `resources`,
+    what the process used during the test, recorded by bench/load.py; schema version 4) follows from them.
 
     metric: the scenario's result (p90/p99 latency in ms, or samples/s) with its 95% interval;
     valid / reasons: LoadGen's VALID/INVALID and why (each reason names its fix).
@@ -383,10 +387,12 @@ class LoadRow:
     early_stopping: EarlyStopping | None
     valid: bool
     reasons: tuple[str, ...]
+    resources: Resources | None = None
 
     @classmethod
     def from_timeline(cls, settings: LoadSettings, timeline: Timeline, *, overloaded: bool = False,
-                      scheduled: int | None = None, peak: bool = False) -> "LoadRow":
+                      scheduled: int | None = None, peak: bool = False,
+                      resources: Resources | None = None) -> "LoadRow":
         """`overloaded`: the server run stopped issuing after len(timeline) of `scheduled` queries."""
         if len(timeline) == 0:
             raise ValueError("a load test needs at least one completed query")
@@ -423,7 +429,7 @@ class LoadRow:
                    compute=Summary.of((done - started) * 1000),
                    schedule_error=Summary.of((timeline.column("issued") - timeline.column("intended")) * 1000),
                    metric=metric_name(scenario), metric_value=metric_value, metric_ci=metric_ci,
-                   early_stopping=early, valid=not reasons, reasons=tuple(reasons))
+                   early_stopping=early, valid=not reasons, reasons=tuple(reasons), resources=resources)
 
     def label(self) -> str:
         return self.settings.label()
@@ -458,14 +464,18 @@ class LoadRow:
                 "early_stopping": None if self.early_stopping is None else self.early_stopping.to_json(),
                 **{name: dataclasses.asdict(getattr(self, name))
                    for name in ("latency", "queueing", "compute", "schedule_error")},
+                "resources": None if self.resources is None else self.resources.to_json(),
                 "timeline": self.timeline.to_json()}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "LoadRow":
         """Re-derived from the recorded inputs, so a file always agrees with the rules that read it."""
+        from bench.results import Resources
+
         settings = LoadSettings(**obj["settings"])
         return cls.from_timeline(settings, Timeline.from_json(obj["timeline"]), overloaded=obj["overloaded"],
-                                 scheduled=obj["scheduled"], peak=obj["peak"])
+                                 scheduled=obj["scheduled"], peak=obj["peak"],
+                                 resources=Resources.from_json(obj["resources"]) if obj.get("resources") else None)
 
 
 def validity_reasons(settings: LoadSettings, duration: float, *, count: int, metric_value: float,

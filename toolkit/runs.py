@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.cli import CheckFailed, UsageError
-from toolkit.files import read_json, write_json_atomic
+from toolkit.files import read_json, schema_version, write_json_atomic
 
 SUMMARY_SCHEMA = "alexnet-toolkit/train-summary"
 SUMMARY_VERSION = 1
@@ -102,15 +102,7 @@ def to_json(obj) -> dict[str, Any]:
 
 def _versioned(cls, doc: Any, source: str, *, schema: str, version: int, what: str, fix: str):
     """Build `cls` from a versioned document: one line naming the problem when it is not one this reads."""
-    if not isinstance(doc, dict) or doc.get("schema") != schema:
-        raise UsageError(f"{source} is not a{'n' if what[0] in 'aeiou' else ''} {what} "
-                         f"(no \"schema\": \"{schema}\"): {fix}")
-    found = doc.get("version")
-    if not isinstance(found, int) or isinstance(found, bool) or found < 1:
-        raise UsageError(f"{source} has no valid schema version: {fix}")
-    if found > version:
-        raise UsageError(f"{source} has {what} version {found}, newer than this toolkit reads "
-                         f"({version}): upgrade alexnet-toolkit to read it")
+    schema_version(doc, schema, version, source, what, fix)
     try:
         return _from_json(cls, {k: v for k, v in doc.items() if k not in ("schema", "version")})
     except (KeyError, TypeError, ValueError) as exc:

@@ -115,7 +115,11 @@ def test_load_scenarios_on_helper_models(bench, helper_models, tmp_path):
     (row,) = doc["load"]
     assert doc["kind"] == "load" and row["valid"] and row["metric"] == "p90 latency ms" and row["queries"] >= 100
     assert doc["config"]["load"]["scenario"] == "single-stream" and doc["environment"]["load_average"] is not None
+    # What the process used during the test; its first run: the first warm-up query.
+    assert row["resources"]["first_run_ms"] > 0 and row["resources"]["peak_rss_bytes"] > 0
+    assert row["resources"]["cpu_seconds"] > 0 and "resources and cold start" in done.stdout
     assert (tmp_path / "ss.csv").is_file() and (tmp_path / "ss-time.csv").is_file()
+    assert (tmp_path / "ss-resources.csv").read_text().startswith("test,peak RSS MB,CPU util,")
     server = tmp_path / "server.json"
     done = bench("load", "--model", helper_models["image"], "--scenario", "server", "--qps", "100",
                  "--latency-bound-ms", "500", "--concurrency", "2", "--min-duration", "0.2", "--json", server,
@@ -150,6 +154,22 @@ def test_report_renders_compares_and_exports(bench, helper_models, tmp_path):
     assert (tmp_path / "r-significance.csv").read_text().startswith("row,baseline,metric,base,new,ratio,95% CI")
 
 
+def test_profile_prints_top_operators_and_report_renders_them_again(bench, helper_models, tmp_path):
+    out = tmp_path / "p.json"
+    done = bench("profile", "--model", helper_models["heavy"], "--batch", 16, "--top", 1, "--min-iterations", 5,
+                 "--json", out)
+    assert done.returncode == 0, done.stderr
+    doc = validated(out)
+    assert doc["kind"] == "profile" and len(doc["profiles"]) == 1 and doc["rows"][0]["resources"]["first_run_ms"] > 0
+    found = doc["profiles"][0]
+    assert found["runs"] == 5 and found["ops"][0]["name"] == "MatMul" and len(found["nodes"]) > 1  # all kept
+    assert "top 1 of" in done.stdout and "| MatMul" not in done.stdout and "MatMul" in done.stdout
+    assert "fell back to CPU: none (a CPU session)" in done.stdout and "peak RSS MB" in done.stdout
+    again = bench("report", out)
+    assert again.returncode == 0, again.stderr
+    assert "top 15 of" not in again.stdout and "op types" in again.stdout and "share" in again.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["throughput", "--model", "{tmp}/missing.onnx"], "does not exist"),
     (["throughput", "--model", "{tmp}/corrupt.onnx"], "not an ONNX model"),
@@ -166,6 +186,16 @@ def test_report_renders_compares_and_exports(bench, helper_models, tmp_path):
     (["latency", "--model", "{fixed}", "--json", "{tmp}/no/such/dir/r.json"], "output directory"),
     (["throughput", "--model", "{fixed}", "--bogus"], "unrecognized arguments: --bogus"),
     (["throughput"], "no model at runs/alexnet/alexnet.onnx"),
+    (["throughput", "--model", "{multi}", "--config", "{tmp}/fixed.tuned.json"], "was tuned for .*fixed.onnx"),
+    (["latency", "--config", "{tmp}/notes.txt"], "settings file .*notes.txt is not valid JSON"),
+    (["latency", "--config", "{tmp}/newer.json"], "is not a bench settings file"),
+    (["latency", "--config", "{tmp}/missing.json"], "settings file .*missing.json does not exist"),
+    (["tune", "--model", "{fixed}", "--config", "{tmp}/fixed.tuned.json"], "unrecognized arguments: --config"),
+    (["tune", "--model", "{fixed}", "--latency-budget-ms", "-1"], "--latency-budget-ms -1 must be > 0"),
+    (["tune", "--model", "{fixed}", "--min-gain", "1.5"], "--min-gain 1.5 must be in"),
+    (["tune", "--model", "{fixed}", "-o", "{tmp}/no/such/dir/t.json"], "output directory"),
+    (["profile", "--model", "{fixed}", "--top", "0"], "--top 0 must be >= 1"),
+    (["compare", "--model", "{fixed}", "--no-tensorflow", "--profile-runs", "0"], "--profile-runs 0 must be >= 1"),
     (["load", "--model", "{image}", "--scenario", "server", "--qps", "0"], "--qps 0 must be a positive number"),
     (["load", "--model", "{image}", "--scenario", "server", "--qps", "10", "--latency-bound-ms", "0.000001"],
      "--latency-bound-ms 1e-06 is below this model's minimum latency here"),
@@ -176,11 +206,21 @@ def test_report_renders_compares_and_exports(bench, helper_models, tmp_path):
     (["load", "--model", "{image}", "--scenario", "server"], "--scenario server needs --qps"),
     (["load", "--model", "{image}", "--csv", "{tmp}/out.txt"], "give a file name ending in .csv"),
     (["load", "--model", "{image}", "--warmup", "-1"], "--warmup -1 must be >= 0"),
+    (["load", "--config", "{tmp}/notes.txt"], "settings file .*notes.txt is not valid JSON"),
+    (["load", "--model", "{multi}", "--config", "{tmp}/fixed.tuned.json"], "was tuned for .*fixed.onnx"),
     (["check", "{tmp}/newer.json", "--baseline", "{tmp}/newer.json"], "newer than this bench reads"),
     (["check", "{tmp}/a.json", "--baseline", "{tmp}/b.json", "--max-slowdown", "lots"], "is not a percentage"),
     (["throughput", "--model", "{fixed}", "--until-stable", "-1"], "--until-stable -1 must be a percentage"),
 ])
 def test_bad_input_is_one_line_exit_2(bench, helper_models, tmp_path, args, message):
+    from bench import tuned
+    from toolkit.files import sha256_file
+
+    digest = sha256_file(helper_models["fixed"])
+    tuned.write(tmp_path / "fixed.tuned.json", tuned.TunedConfig(
+        model=helper_models["fixed"], model_sha256=digest, run=helper_models["fixed"], run_sha256=digest,
+        variant="float32", batch=2, provider="cpu", intra_op_threads=1, inter_op_threads=0, graph_optimization="all",
+        execution_mode="sequential", session_entries=(), latency_budget_ms=None, measured={}, machine={}))
     (tmp_path / "corrupt.onnx").write_bytes(helper_models["multi"].read_bytes()[:50])
     (tmp_path / "notes.txt").write_text("not a model, not json\n")
     newer = {"schema": results.SCHEMA, "version": results.SCHEMA_VERSION + 1}
@@ -226,14 +266,23 @@ def _in_a_terminal(argv: list[str], timeout: float = 120) -> str:
 FASHION = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 
 
-@pytest.mark.parametrize("args, shows", [
-    (["sweep", "--batch", "1,4", "--warmup", "1", "--min-time", "0.6", "--min-iterations", "3"],
+IMAGES = ["--images", FASHION]
+
+
+@pytest.mark.parametrize("model, args, shows", [
+    ("image", ["sweep", "--batch", "1,4", "--warmup", "1", "--min-time", "0.6", "--min-iterations", "3", *IMAGES],
      ["sweep: onnxruntime batch 1 (1/2)", "sweep: onnxruntime batch 4 (2/2)"]),
-    (["load", "--scenario", "single-stream", "--min-duration", "0.6", "--warmup", "1"],
+    ("image", ["load", "--scenario", "single-stream", "--min-duration", "0.6", "--warmup", "1", *IMAGES],
      ["load: onnxruntime single-stream batch 1: 100 queries and 0.6 s at least"]),
-], ids=["sweep", "load"])
-def test_progress_shows_on_a_terminal_only(bench, helper_models, args, shows):
-    args = [*args, "--model", str(helper_models["image"]), "--images", FASHION]
+    # The profiler's trace grows with every run: the warm-up (profiled too) is what lasts long enough to be seen.
+    ("heavy", ["profile", "--batch", "64", "--warmup", "150", "--min-iterations", "20"],
+     ["profile: onnxruntime batch 64, 20 profiled runs"]),
+    ("image", ["tune", "--batch", "1", "--passes", "1", "--candidates", "1", "--rounds", "1", "--confirm-time", "0.5",
+               "-o", "{tmp}/image.tuned.json", *IMAGES],
+     ["tune: starting point 1/1: float32, cpu", "tune: search 1/", "tune: confirming: batch 1, defaults, round 1/1"]),
+], ids=["sweep", "load", "profile", "tune"])
+def test_progress_shows_on_a_terminal_only(bench, helper_models, tmp_path, model, args, shows):
+    args = [*(a.format(tmp=tmp_path) for a in args), "--model", str(helper_models[model])]
     piped = bench(*args)
     assert piped.returncode == 0, piped.stderr
     # No bar, no cursor movement in a pipe or a log file: at most a warning (a busy machine's instability).

@@ -1,13 +1,14 @@
 """Rendering: the rich table pinned to a golden text, exports by extension, comparisons, PNG plots."""
 import dataclasses
 import io
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from bench import check, report, results
-from bench.results import BenchResult, Row, TrainRow
+from bench.results import BenchResult, Kernel, Profile, Resources, Row, Setting, TrainRow, Tune, TunePoint
 from bench.scenarios import SERVER, SINGLE_STREAM, LoadRow, LoadSettings
 from tests.bench.test_check import inference, rounds_row
 from tests.bench.test_scenarios import server_timeline, single_stream_timeline
@@ -54,12 +55,16 @@ def test_train_table_renders_to_golden_text():
     check_golden("train.txt", report.render_text([train_result()], width=100))
 
 
-@pytest.mark.parametrize("name", ["sweep-v1", "train-v1", "sweep-v2", "train-v2"])
+@pytest.mark.parametrize("name", ["sweep-v1", "train-v1", "sweep-v2", "train-v2", "sweep-v3", "load-v3",
+                                  "compare-v3"])
 def test_old_files_render_as_their_current_twins(name):
     """data/NAME-vN.json hold the very results the golden tests build, as bench's version N wrote them
-    (version 2: written by commit fe89db6's code from `fixed_result()` and `train_result()`)."""
-    text = report.render_text([results.load(DATA / f"{name}.json")], width=100)
-    assert text == (GOLDEN / f"{name.split('-')[0]}.txt").read_text()
+    (version 2: written by commit fe89db6's code from `fixed_result()` and `train_result()`; version 3: by
+    main's code at ac35826 from `fixed_result()`, `load_result()` and `verdicts_result()`). None has
+    resources, profiles or a tune: they render as before."""
+    kind = name.split("-")[0]
+    text = report.render_text([results.load(DATA / f"{name}.json")], width=160 if kind in ("load", "compare") else 100)
+    assert text == (GOLDEN / f"{kind}.txt").read_text()
 
 
 def load_result() -> BenchResult:
@@ -107,8 +112,54 @@ def test_check_result_renders_to_golden_text():
 @pytest.mark.parametrize("make", [load_result, verdicts_result])
 def test_new_kinds_round_trip_through_json(tmp_path, make):
     path = tmp_path / "r.json"
-    report.write_text_atomic(path, __import__("json").dumps(make().to_json()))
+    report.write_text_atomic(path, json.dumps(make().to_json()))
     assert results.load(path) == make()
+
+
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+USED = Resources(peak_rss_bytes=251_000_000, cpu_seconds=0.9, wall_seconds=1.0, usable_cpus=2, first_run_ms=12.5,
+                 load_seconds=0.75)
+
+
+def profile_result() -> BenchResult:
+    """A CUDA session where one node fell back to the CPU, with its resources: every number follows from these."""
+    row = Row.from_times(label="onnxruntime", engine="onnxruntime", model="m.onnx", batch=8, providers=[CUDA, CPU],
+                         times_s=[0.019, 0.021], resources=dataclasses.replace(USED, device_memory_bytes=512 * 2**20))
+    kernels = [Kernel("conv1", "Conv", CUDA, 8.0), Kernel("conv2", "Conv", CUDA, 2.0), Kernel("fc", "Gemm", CUDA, 6.0),
+               Kernel("shape", "Shape", CPU, 0.5)] * 2
+    found = Profile.from_kernels(kernels, label="onnxruntime", engine="onnxruntime", batch=8, runs=2, wall_ms=40.0,
+                                 runtime_ms=38.0, session_providers=(CUDA, CPU))
+    return BenchResult(kind="profile", config={}, environment=ENVIRONMENT, rows=(row,),
+                       model={"path": "m.onnx", "inputs": []}, requested_providers=("cuda",), providers=(CUDA, CPU),
+                       profiles=(found,), created="2026-01-01T00:00:00+00:00")
+
+
+def tune_result() -> BenchResult:
+    defaults = Setting("float32", "m.onnx", "cpu", 2, False, "all", "sequential", 8)
+    chosen = dataclasses.replace(defaults, variant="int8", model="m.int8.onnx", intra_op_threads=0, spinning=True)
+    points = (TunePoint(defaults, 400.0, 30.0, 25.0, 5, "defaults"), TunePoint(chosen, 1200.0, 9.0, 8.0, 5, "search"),
+              TunePoint(dataclasses.replace(chosen, batch=1), 300.0, 4.0, 3.0, 5, "search"),
+              TunePoint(dataclasses.replace(chosen, graph_optimization="basic"), 900.0, 12.0, 11.0, 5, "search"))
+    rows = (Row.from_times(label="defaults", engine="onnxruntime", model="m.onnx", batch=8, providers=[CPU],
+                           times_s=[0.02, 0.021], resources=USED),
+            Row.from_times(label="candidate 1", engine="onnxruntime", model="m.int8.onnx", batch=8, providers=[CPU],
+                           times_s=[0.006, 0.008], resources=USED))
+    # Two interleaved rounds of one run each, as the confirmation measures them.
+    rows = tuple(dataclasses.replace(r, rounds=(1, 1), ratio=r.throughput.samples_per_second
+                                     / rows[0].throughput.samples_per_second) for r in rows)
+    found = Tune(points=points, budget_ms=10.0, defaults=defaults, chosen=chosen, config_path="m.tuned.json",
+                 search_seconds=42.0, confirmed=(("defaults", defaults), ("candidate 1", chosen)))
+    return BenchResult(kind="tune", config={}, environment=ENVIRONMENT, rows=rows, model={"path": "m.int8.onnx",
+                       "inputs": []}, requested_providers=("cpu",), providers=(CPU,), tune=found,
+                       comparisons=(check.paired_comparison(*rows),),
+                       notes=("ratio: throughput over the starting point's (defaults) at batch 8",),
+                       created="2026-01-01T00:00:00+00:00")
+
+
+@pytest.mark.parametrize("name, build", [("profile", profile_result), ("tune", tune_result)])
+def test_profiles_resources_and_tunes_render_to_golden_text(name, build):
+    check_golden(f"{name}.txt", report.render_text([build()], width=120))
+    assert results.BenchResult.from_json(json.loads(json.dumps(build().to_json()))) == build()
 
 
 def test_comparison_has_delta_and_ratio_per_row():
@@ -141,6 +192,14 @@ def test_exports_by_extension(tmp_path, suffix, marker):
 def test_markdown_rows_match_the_table():
     markdown = report.to_markdown(report.inference_table(fixed_result()))
     assert "| 32 | 106.7 | 300.0 | 300.0 | 460.0 | 480.0 | 496.0 | 500.0 | 158.1 | 5 |" in markdown
+
+
+def test_markdown_keeps_each_caption_line_a_paragraph(tmp_path):
+    report.export(report.document([profile_result()]), tmp_path / "p.md")
+    text = (tmp_path / "p.md").read_text()
+    assert "| Conv | CUDA | 2 | 4 | 10.000 | 60.6% |" in text
+    assert "\n\n_per run (2 profiled runs): measured 20.000 ms, kernels 16.500 ms = 82.5% of it_\n\n" in text
+    assert "\n\n_nodes by provider: CUDA 3, CPU 1; fell back to CPU: 1 of 4_\n\n" in text
 
 
 def test_csv_writes_each_table_beside_the_first(tmp_path):
@@ -191,6 +250,64 @@ def test_the_run_report_has_sections_for_load_and_check_results():
     assert "| ref | 1 | [65.2, 101.4] |" in markdown  # the compare's intervals, "[low, high]" as written
     page = report.to_html(doc)
     assert "why INVALID (and the fix)" in page and "REGRESSION in 1 of 1 row" in page and "[5.000, ?]" in page
+
+
+def test_the_run_report_has_sections_for_profile_and_tune_results(tmp_path):
+    """The top operators, the chosen setting and its confirmation, the Pareto front (table, caption and plot),
+    and the resources table in each section; Markdown, HTML and CSV all carry them."""
+    doc = report.document([profile_result(), tune_result()])
+    sections = {s.anchor: s for s in doc.sections}
+    assert list(sections) == ["summary", "bench-1-profile", "bench-2-tune", "environment"]  # nothing to plot by batch
+    profile = sections["bench-1-profile"]
+    top = ("top operator, onnxruntime batch 8", "Conv, 60.6% of the kernel time; kernels 82.5% of the measured time; "
+                                                "fell back to CPU: 1 of 4")
+    assert profile.facts[0] == top
+    assert [t.name for t in profile.tables] == ["results", "intervals", "resources", "operators", "nodes"]
+    tune = sections["bench-2-tune"]
+    chosen = ("chosen setting", "int8, cpu, threads onnxruntime's default, spinning on, graph all, sequential, batch 8")
+    confirmed = ("confirmed", "1,142.9 samples/s, p99 7.980 ms, 2.93x the defaults (no significant difference)")
+    assert tune.facts[:5] == (chosen, confirmed, ("latency budget", "p99 <= 10 ms"),
+                              ("settings file", "m.tuned.json"),
+                              ("search", "4 settings tried in 42 s, 2 points on the Pareto front"))
+    assert [t.name for t in tune.tables] == ["results", "intervals", "verdicts", "resources", "pareto"]
+    assert [p.name for p in tune.plots] == ["tune-pareto-2"]
+    glance = dict(sections["summary"].facts)
+    assert glance[top[0]] == top[1] and glance["tune: chosen setting"] == chosen[1]
+    assert glance["tune: confirmed"] == confirmed[1]
+    markdown = report.to_markdown_document(doc, report.write_plots(doc, tmp_path), tmp_path)
+    assert "![throughput vs p99 of every setting tried" in markdown and "(tune-pareto-2.png)" in markdown
+    assert "| chosen | int8 | cpu | ort | on | all | sequential | 8 | 1,200.0 | 9.000 |" in markdown
+    assert "\n\n_candidate 1 (chosen): int8, cpu, threads onnxruntime's default," in markdown
+    assert "| Conv | CUDA | 2 | 4 | 10.000 | 60.6% |" in markdown and "| 8 | 251.0 | 45% |" in markdown
+    page = report.to_html(doc)
+    assert '<div class="below"><p>latency budget: p99 &lt;= 10 ms; chosen: int8' in page
+    assert "<p>nodes by provider: CUDA 3, CPU 1; fell back to CPU: 1 of 4</p>" in page
+    assert "data:image/svg+xml;base64," in page and "Pareto front, throughput vs p99" in page
+    both = [profile_result(), tune_result()]
+    report.export(doc, tmp_path / "r.csv", results=both)
+    assert sorted(p.name for p in tmp_path.glob("r*.csv")) == [
+        "r-intervals-2.csv", "r-intervals.csv", "r-nodes.csv", "r-operators.csv", "r-pareto.csv", "r-resources-2.csv",
+        "r-resources.csv", "r-results-2.csv", "r-verdicts.csv", "r.csv"]
+    assert (tmp_path / "r-pareto.csv").read_text().splitlines()[1] == (
+        "chosen,int8,cpu,ort,on,all,sequential,8,\"1,200.0\",9.000")
+
+
+def test_the_pareto_figure_marks_the_front_the_choice_and_the_budget():
+    from bench import figures
+
+    legend = [t.get_text() for t in figures.pareto(tune_result().tune).axes[0].get_legend().get_texts()]
+    assert legend == ["setting tried (short measurement)", "Pareto front", "chosen: int8, batch 8",
+                      "latency budget 10 ms"]
+
+
+def test_a_load_tests_resources_get_their_table():
+    used = dataclasses.replace(USED, first_run_ms=3.0)
+    result = dataclasses.replace(load_result(), load=tuple(dataclasses.replace(r, resources=used)
+                                                           for r in load_result().load))
+    (table,) = [t for t in report.tables(result) if t.name == "resources"]
+    assert table.columns == ("test", "peak RSS MB", "CPU util", "CPU s", "load s", "first run ms")
+    assert table.rows[0] == ("single-stream batch 1", "251.0", "45%", "0.90", "0.750", "3.000")
+    assert results.BenchResult.from_json(json.loads(json.dumps(result.to_json()))) == result
 
 
 def test_the_run_reports_comparison_says_whether_each_difference_is_significant():

@@ -4,8 +4,8 @@ The run directory is what `make demo` leaves, made of real files: the training s
 export record of a small real run, committed under data/run/ as alexnet.train and
 `python -m export` wrote them (2 ranks, 67 px, 4,000 Fashion-MNIST images, 3 epochs; exported
 with float16 and int8 variants), and bench results measured in this session, for real, on a
-helper model (a sweep, a compare against a variant, a single-stream load test, and a check of
-the sweep against itself).
+helper model (a sweep, a compare against a variant, a single-stream load test, a check of the
+sweep against itself, a profile and a short tune).
 
 The browser test needs Debian's `chromium` and `chromium-driver` and the `selenium` package;
 it is skipped, saying which is missing, where they are not installed.
@@ -33,7 +33,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars")
 PHONE_WIDTH = 390
-BENCHES = ("sweep", "compare", "load", "check")
+BENCHES = ("sweep", "compare", "load", "check", "profile", "tune")
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,12 @@ def measured_run(bench, helper_models, tmp_path_factory) -> RunDir:
     assert done.returncode == 0, done.stderr
     done = bench("check", run.bench("sweep"), "--baseline", run.bench("sweep"), "--quiet", "--json", run.bench("check"))
     assert done.returncode == 0, done.stderr
+    done = bench("profile", "--model", model, "--batch", "4", "--json", run.bench("profile"), *MEASURE)
+    assert done.returncode == 0, done.stderr
+    done = bench("tune", "--model", model, "--batch", "1,4", "--passes", "1", "--candidates", "2", "--rounds", "2",
+                 "--confirm-time", "0.3", "-o", run.root / "image.tuned.json", "--json", run.bench("tune"), "--warmup",
+                 "1", "--min-time", "0.05", "--min-iterations", "5", "--quiet", "--images", FASHION)
+    assert done.returncode == 0, done.stderr
     run.plots.mkdir()
     # No --run: the report finds the run where the first results file is.
     done = bench("report", *(run.bench(name) for name in BENCHES), "--html", run.report_html,
@@ -62,12 +68,16 @@ def measured_run(bench, helper_models, tmp_path_factory) -> RunDir:
 
 
 def _key_numbers(run: RunDir) -> list[str]:
-    """The test accuracy, every row's samples/s, the load test's verdict and p90, as the report formats them."""
-    rows = [row for name in ("sweep", "compare") for row in results.load(run.bench(name)).rows]
+    """The test accuracy, every row's samples/s, the load test's verdict and p90, the profile's top operator, and
+    the tune's chosen setting, as the report formats them."""
+    rows = [row for name in ("sweep", "compare", "tune") for row in results.load(run.bench(name)).rows]
     (test,) = results.load(run.bench("load")).load
+    (profile,) = results.load(run.bench("profile")).profiles
+    chosen = results.load(run.bench("tune")).tune.chosen
     return [f"{run.read_summary().test_accuracy:.2%}", *(f"{r.throughput.samples_per_second:,.1f}" for r in rows),
             f"{'VALID' if test.valid else 'INVALID'}, p90 latency ms {report._ms(test.metric_value)}",
-            "no regression in 2 rows"]
+            "no regression in 2 rows", f"{profile.ops[0].name}, {profile.share(profile.ops[0]):.1%} of the kernel time",
+            f"graph {chosen.graph_optimization}, {chosen.execution_mode}, batch {chosen.batch}"]
 
 
 def _images(page: str) -> list[str]:
@@ -78,14 +88,19 @@ def test_the_page_has_every_part_of_the_run(measured_run):
     page = measured_run.report_html.read_text()
     sections = re.findall(r'<section id="([^"]+)">', page)
     assert sections == ["summary", "training", "export", "bench-1-sweep", "bench-2-compare", "bench-3-load",
-                        "bench-4-check", "plots", "environment"]
+                        "bench-4-check", "bench-5-profile", "bench-6-tune", "plots", "environment"]
     for number in _key_numbers(measured_run):
         assert number in page
     record = ExportRecord.read(measured_run.export_record)
     assert all(f.name in page for f in record.files) and "alexnet.int8.onnx" in page
-    # Loss and accuracy per epoch, throughput vs batch, and one latency CDF per batch size (1, 2, 4):
-    # the same plots as the Markdown report's files.
-    assert len(_images(page)) == 6 == len(list(measured_run.plots.iterdir()))
+    # Loss and accuracy per epoch, throughput vs batch, one latency CDF per batch size (1, 2, 4), and the
+    # tune's Pareto front: the same plots as the Markdown report's files.
+    assert len(_images(page)) == 7 == len(list(measured_run.plots.iterdir()))
+    # Each measured result's resources and cold start; the profile's operators, the tune's front.
+    for name in ("sweep", "compare", "load", "profile", "tune"):
+        section = page.split(f'<section id="bench-{BENCHES.index(name) + 1}-{name}">')[1].split("</section>")[0]
+        assert "resources and cold start, read from the measuring process" in section, name
+    assert "op types" in page and "Pareto front, throughput vs p99" in page
 
 
 def test_the_page_is_self_contained(measured_run):
@@ -170,7 +185,7 @@ def test_the_page_in_headless_chromium(measured_run, tmp_path):
             driver.set_window_size(width, height)
             driver.get(measured_run.report_html.resolve().as_uri())
             images = driver.execute_script(IMAGES)
-            assert len(images) == 6 and all(done and w > 0 and h > 0 and shown > 0 for done, w, h, shown in images)
+            assert len(images) == 7 and all(done and w > 0 and h > 0 and shown > 0 for done, w, h, shown in images)
             scroll_width, inner_width = driver.execute_script(OVERFLOW)
             assert inner_width == width and scroll_width <= inner_width, f"the page overflows at {width} px"
             assert driver.execute_script(FETCHED) == []

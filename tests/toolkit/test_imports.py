@@ -17,7 +17,8 @@ import pytest
 from tests.conftest import ROOT, cli_env
 
 HEAVY = ("tensorflow", "keras", "onnxruntime", "onnx", "tf2onnx", "horovod")
-BENCH_COMMANDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check", "report")
+BENCH_COMMANDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check", "profile", "tune",
+                  "report")
 PROBE = """
 import runpy, sys
 sys.argv = [{module!r}] + {args!r}
@@ -63,16 +64,21 @@ def test_help_and_dry_runs_import_no_framework(module, args):
 
 
 def test_bench_report_and_check_run_without_a_framework(tmp_path):
-    from tests.bench.test_report import fixed_result, load_result
+    from tests.bench.test_report import fixed_result, load_result, profile_result, tune_result
 
     path, load = tmp_path / "r.json", tmp_path / "load.json"
     path.write_text(json.dumps(fixed_result().to_json()))
     load.write_text(json.dumps(load_result().to_json()))
-    heavy, code = heavy_modules("bench", "report", str(path), str(load), "--export", str(tmp_path / "r.md"), "--html",
-                                str(tmp_path / "r.html"), "--export", str(tmp_path / "r.csv"), "--plot-dir",
-                                str(tmp_path), cwd=tmp_path)
+    profile, tune = tmp_path / "profile.json", tmp_path / "tune.json"
+    profile.write_text(json.dumps(profile_result().to_json()))
+    tune.write_text(json.dumps(tune_result().to_json()))
+    heavy, code = heavy_modules("bench", "report", str(path), str(load), str(profile), str(tune), "--export",
+                                str(tmp_path / "r.md"), "--html", str(tmp_path / "r.html"), "--export",
+                                str(tmp_path / "r.csv"), "--plot-dir", str(tmp_path), cwd=tmp_path)
     assert code == "0" and (tmp_path / "r.md").is_file() and (tmp_path / "r.html").is_file()
-    assert "where the time went" in (tmp_path / "r.html").read_text() and (tmp_path / "r.csv").is_file()
+    page = (tmp_path / "r.html").read_text()
+    assert "where the time went" in page and "op types" in page and "Pareto front" in page
+    assert (tmp_path / "r.csv").is_file() and (tmp_path / "r-pareto.csv").is_file()
     assert heavy == []
     heavy, code = heavy_modules("bench", "check", str(path), "--baseline", str(path), "--quiet", cwd=tmp_path)
     assert code == "0" and heavy == []
