@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 
 from alexnet.data import TUTORIAL_VALIDATION_SIZE
 from toolkit.cli import UsageError
-from toolkit.constants import DATASETS, MIN_IMAGE_SIZE, NORMS, PRECISIONS
+from toolkit.constants import DATASETS, DEVICES, MIN_IMAGE_SIZE, NORMS, PRECISIONS
 from toolkit.runs import RunDir
 
 OPTIMIZERS = ("sgd", "adam")
@@ -23,6 +23,7 @@ class TrainConfig:
     image_size: int = 227
     norm: str = "batch"
     precision: str = "auto"
+    device: str = "auto"                 # auto: GPUs when TensorFlow sees them (alexnet.devices)
     optimizer: str = "sgd"
     lr: float = 0.001                    # for one rank; multiplied by the number of ranks
     momentum: float = 0.9                # the tutorial uses none; 0.9 converges in far fewer epochs
@@ -54,6 +55,7 @@ class TrainConfig:
         need(self.norm in NORMS, f"unknown --norm {self.norm!r}: use one of {', '.join(NORMS)}")
         need(self.precision in PRECISIONS,
              f"unknown --precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        need(self.device in DEVICES, f"unknown --device {self.device!r}: use one of {', '.join(DEVICES)}")
         need(self.optimizer in OPTIMIZERS,
              f"unknown --optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
         need(self.lr > 0, f"--lr must be positive, got {self.lr}")

@@ -31,7 +31,7 @@ class World:
     size: int
     local_rank: int
     local_size: int
-    device: str          # what this rank computes on: "CPU" or "GPU:<index>"
+    device: str          # what this rank computes on: "CPU" or "GPU:<index> <name>", e.g. "GPU:0 NVIDIA H100 80GB HBM3"
     allreduce: str       # how tensors cross ranks: "nccl", "mpi", "gloo" (or "none" for one rank)
 
     @property
@@ -42,13 +42,14 @@ class World:
 
 def init() -> World:
     hvd.init()  # Horovod: join the job (Gloo rendezvous under horovodrun, a single rank otherwise)
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = tf.config.get_visible_devices("GPU")  # none under --device cpu (alexnet.devices hid them)
     device = "CPU"
     if gpus:
         index = hvd.local_rank() % len(gpus)  # Horovod: one GPU per local rank
         tf.config.experimental.set_memory_growth(gpus[index], True)
         tf.config.set_visible_devices(gpus[index], "GPU")
-        device = f"GPU:{index}"
+        name = tf.config.experimental.get_device_details(gpus[index]).get("device_name", "")
+        device = f"GPU:{index} {name}".strip()
     else:
         # Horovod: ranks on one host share its cores; each TF defaulting to all of them
         # oversubscribes the CPU (measured: 2 ranks on 2 cores ran 2x slower per step).

@@ -38,7 +38,7 @@ def detect_and_resolve(precision: str) -> str:
     from toolkit.environment import cpu_has_native_bf16
 
     caps = []
-    for gpu in tf.config.list_physical_devices("GPU"):
+    for gpu in tf.config.get_visible_devices("GPU"):  # none under --device cpu
         cap = tf.config.experimental.get_device_details(gpu).get("compute_capability")
         if cap:
             caps.append(tuple(cap))

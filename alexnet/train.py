@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from alexnet.config import OPTIMIZERS, TrainConfig  # noqa: E402
 from toolkit import cli  # noqa: E402
-from toolkit.constants import DATASETS, NORMS, PRECISIONS  # noqa: E402
+from toolkit.constants import DATASETS, DEVICES, NORMS, PRECISIONS  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,6 +37,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=d.image_size, help="side of the square image the network sees")
     p.add_argument("--norm", default=d.norm, help=f"one of {', '.join(NORMS)} (batch: tutorial, lrn: 2012 paper)")
     p.add_argument("--precision", default=d.precision, help=f"one of {', '.join(PRECISIONS)}")
+    p.add_argument("--device", default=d.device,
+                   help=f"one of {', '.join(DEVICES)}; auto: GPUs when TensorFlow sees them (one per local rank), "
+                        "else the CPU; a loaded NVIDIA driver with no GPU visible to TensorFlow is an error unless cpu")
     p.add_argument("--optimizer", default=d.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate for one rank; scaled by the rank count")
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (the tutorial: 0)")
@@ -65,6 +68,10 @@ def parser() -> argparse.ArgumentParser:
 def _main(argv) -> int:
     args = parser().parse_args(argv)
     cfg = TrainConfig(**vars(args))
+    from alexnet import devices
+
+    # Before Horovod pins a GPU per rank; imports TensorFlow only where an NVIDIA driver is loaded (or for cpu).
+    devices.select(cfg.device)
     # Importing TensorFlow takes seconds: only after the arguments are known to be good.
     from alexnet import report, training
     from alexnet.preemption import Preempted

@@ -12,6 +12,10 @@ from pathlib import Path
 MIN_IMAGE_SIZE = 67
 NORMS = ("batch", "lrn")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# Where training runs (alexnet.devices): GPUs when TensorFlow sees them, or the one asked for.
+DEVICES = ("auto", "gpu", "cpu")
+# The oldest NVIDIA driver the GPU stack runs on: CUDA 13.0 (onnxruntime-gpu, Horovod's NCCL build).
+MIN_DRIVER = "580.65.06"
 
 DATASETS = ("cifar10", "fashion_mnist", "synthetic")
 REAL_DATASETS = ("cifar10", "fashion_mnist")

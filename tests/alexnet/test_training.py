@@ -65,11 +65,11 @@ def test_two_ranks_with_gloo_on_real_fashion_mnist(tmp_path, fashion_mnist_dir):
     ("mixed_bfloat16", ["--train-samples", "256", "--validation-samples", "64", "--test-samples", "64"]),
 ])
 def test_short_run_lowers_the_loss_in_each_mixed_policy(tmp_path, fashion_mnist_dir, policy, sizes):
-    result = run_module("alexnet.train", *SMALL, *sizes, "--epochs", "2", "--precision", policy,
+    result = run_module("alexnet.train", *SMALL, *sizes, "--epochs", "2", "--precision", policy, "--device", "cpu",
                         "--output-dir", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     s = summary(tmp_path)
-    assert s.precision == policy
+    assert s.precision == policy and s.config["device"] == "cpu" and [r.device for r in s.ranks] == ["CPU"]
     assert s.epochs[1].loss < s.epochs[0].loss
     assert np.isfinite(s.test_loss)
 
