@@ -78,7 +78,8 @@ def test_overhead_reports_the_ratio(bench, helper_models, tmp_path):
     assert [r["label"] for r in doc["rows"]] == ["bench harness", "bare session.run loop"]
     assert doc["rows"][0]["ratio"] > 0 and doc["rows"][1]["ratio"] == 1.0
     assert doc["notes"][0].startswith("harness cost per iteration (no-op step):")
-    assert doc["notes"][2].startswith("median run: harness ")
+    assert doc["notes"][1].startswith("ratio: bare loop's median run / harness's median run")
+    assert doc["notes"][3].startswith("median run: harness ")
     harness, bare = (r["times_ms"] for r in doc["rows"])
     assert len(harness) == len(bare) and len(set(bare)) > 1  # the bare loop's own per-run times
 
