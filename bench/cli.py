@@ -16,9 +16,10 @@
     bench report runs/alexnet/bench-*.json --run runs/alexnet --html runs/alexnet/report.html   # the whole run
 
 Every measuring subcommand takes --model, --batch, --json PATH, --csv PATH, --quiet, --provider
-cpu|cuda|tensorrt (a list, in preference order), --strict and --config (a file `bench tune` wrote);
-see `bench SUBCOMMAND --help`. Every result records the resources the measuring process used: peak
-resident memory, CPU utilisation, session creation and first-run time, GPU memory on CUDA.
+cpu|cuda|tensorrt (a list, in preference order; tensorrt falls back to cuda, then cpu), --strict and
+--config (a file `bench tune` wrote); see `bench SUBCOMMAND --help`. Every result records the resources
+the measuring process used: peak resident memory, CPU utilisation, session creation and first-run time,
+GPU memory on CUDA; and on CUDA, where a run's time goes: input copy, compute, output copy.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from bench.session import (
     EXECUTION_MODES,
     GRAPH_OPTIMIZATION,
     IO_BINDING,
+    OUTPUTS,
     SessionConfig,
     parse_providers,
     with_default_entries,
@@ -94,10 +96,19 @@ def _measuring_options(default_batch: str | None, batch_help: str, measurement: 
     g.add_argument("--graph-opt", default="all", choices=list(GRAPH_OPTIMIZATION), help="graph optimisation level")
     g.add_argument("--execution-mode", default="sequential", choices=list(EXECUTION_MODES))
     g.add_argument("--io-binding", default="auto", choices=list(IO_BINDING),
-                   help="auto: on for CUDA/TensorRT (inputs copied in each run, outputs left on the device)")
+                   help="auto: on for CUDA/TensorRT (inputs copied in from host arrays in each run)")
+    g.add_argument("--outputs", default="host", choices=list(OUTPUTS),
+                   help="where each run leaves its outputs: copied to the host, or in GPU memory (IO binding); "
+                        "compare holds TensorFlow to the same")
     g.add_argument("--device-id", type=int, default=0, help="GPU index for CUDA/TensorRT")
     g.add_argument("--trt-fp16", action="store_true", help="let TensorRT build float16 engines")
+    g.add_argument("--trt-int8", action="store_true",
+                   help="let TensorRT use int8 kernels: for QDQ models (the export's int8 variant), whose "
+                        "QuantizeLinear/DequantizeLinear nodes give the scales")
+    g.add_argument("--trt-workspace-mb", type=int, help="TensorRT builder workspace (default: TensorRT's)")
     g.add_argument("--trt-cache-dir", help="TensorRT engine cache directory (reused across runs)")
+    g.add_argument("--trt-timing-cache-dir", help="TensorRT timing cache directory (kernel timings, reused across "
+                                                  "runs and models: faster engine builds)")
     g.add_argument("--session-config", action="append", default=[], metavar="KEY=VALUE",
                    help="onnxruntime session config entry (repeatable; default: "
                         f"{', '.join(f'{k}={v}' for k, v in DEFAULT_ENTRIES)}, each overridable), "
@@ -307,8 +318,9 @@ def _session_config(args) -> SessionConfig:
     return SessionConfig(providers=parse_providers(args.provider), strict=args.strict,
                          intra_op_threads=args.intra_op_threads, inter_op_threads=args.inter_op_threads,
                          graph_optimization=args.graph_opt, execution_mode=args.execution_mode,
-                         io_binding=args.io_binding, device_id=args.device_id, trt_fp16=args.trt_fp16,
-                         trt_cache_dir=args.trt_cache_dir,
+                         io_binding=args.io_binding, outputs=args.outputs, device_id=args.device_id,
+                         trt_fp16=args.trt_fp16, trt_int8=args.trt_int8, trt_workspace_mb=args.trt_workspace_mb,
+                         trt_cache_dir=args.trt_cache_dir, trt_timing_cache_dir=args.trt_timing_cache_dir,
                          entries=with_default_entries(inputs_lib.parse_assignments(
                              args.session_config, "session-config", "session.intra_op.allow_spinning=1")))
 

@@ -38,7 +38,7 @@ from bench.engines import Engine, EngineRecord, OnnxEngine, TensorFlowEngine
 from bench.inputs import InputConfig, InputSpec
 from bench.measure import engine_result
 from bench.resources import measure_with_resources
-from bench.results import BenchResult, Profile, Resources, Row
+from bench.results import BenchResult, DeviceTimes, Profile, Resources, Row
 from bench.runner import RunConfig, Stage
 from bench.session import SessionConfig
 from toolkit.cli import UsageError
@@ -81,6 +81,7 @@ class Measured:
     samples: int
     record: EngineRecord
     resources: Resources
+    device_times: DeviceTimes | None = None  # on a GPU, sampled in the first round at each batch size
 
 
 # Per child process: the one engine it serves, loaded once, and the inputs of the batch size it is at.
@@ -89,7 +90,7 @@ _CHILD: dict[str, Any] = {}
 
 def _open(contender: Contender, session_config: SessionConfig, signature: Sequence[InputSpec]) -> Engine:
     if contender.engine == TensorFlowEngine.name:
-        return TensorFlowEngine(contender.path, signature)
+        return TensorFlowEngine(contender.path, signature, outputs=session_config.outputs)
     return OnnxEngine.open(contender.path, session_config)
 
 
@@ -108,7 +109,8 @@ def _child_measure(contender: Contender, signature: Sequence[InputSpec], batch: 
         _CHILD.update(batch=batch, prepared=engine.prepare(batch, inputs))
     times, used = measure_with_resources(engine.step(_CHILD["prepared"]), run_config, load_seconds=engine.load_seconds,
                                          providers=engine.providers, first_run=first)
-    return Measured(times=tuple(times), samples=_CHILD["prepared"].samples, record=engine.record(), resources=used)
+    return Measured(times=tuple(times), samples=_CHILD["prepared"].samples, record=engine.record(), resources=used,
+                    device_times=engine.device_times(_CHILD["prepared"]) if first else None)
 
 
 def _child_profile(contender: Contender, signature: Sequence[InputSpec], batches: Sequence[int],
@@ -190,8 +192,18 @@ def row_of(label: str, rounds: Sequence[Measured]) -> Row:
     """One row from an engine's rounds at one batch size: all their runs (each round's count kept, for the
     paired verdicts), the resources of all of them."""
     used = functools.reduce(Resources.then, (m.resources for m in rounds))
-    row = rounds[-1].record.row(label, rounds[-1].samples, [t for m in rounds for t in m.times], used)
+    split = next((m.device_times for m in rounds if m.device_times is not None), None)
+    row = rounds[-1].record.row(label, rounds[-1].samples, [t for m in rounds for t in m.times], used, split)
     return dataclasses.replace(row, rounds=tuple(len(m.times) for m in rounds))
+
+
+# How every engine handed back its outputs (SessionConfig.outputs): the same way for all, said in the notes.
+OUTPUT_NOTES = {
+    "host": "outputs: every engine copies each run's outputs to the host (onnxruntime: session.run, or IO binding "
+            "with the outputs bound to the CPU; TensorFlow: .numpy()); inputs come from host arrays in every run",
+    "device": "outputs: every engine leaves each run's outputs in the memory it computed them in (onnxruntime: IO "
+              "binding with the outputs bound to the GPU, synchronised; TensorFlow: the tensor, sync_devices); "
+              "inputs come from host arrays in every run"}
 
 
 def _session_summary(config: SessionConfig) -> str:
@@ -238,10 +250,12 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
         comparisons.extend(paired_comparison(base_row, r) for r in batch_rows if r is not base_row)
     notes = [f"ratio: throughput over {reference}'s at the same batch",
              f"each engine ran in its own process; at each batch they took turns, {rounds} rounds",
-             f"onnxruntime session: {_session_summary(session_config)}"]
+             f"onnxruntime session: {_session_summary(session_config)}",
+             OUTPUT_NOTES[session_config.outputs]]
     if keras_path is not None:
         notes.append("tensorflow: its defaults (intra/inter-op threads 0 = every logical CPU), float32, "
-                     "one tf.function around model(x, training=False)")
+                     "one tf.function around model(x, training=False); on a GPU with memory growth on, so "
+                     "onnxruntime's process has room beside it")
     notes.extend(f"{label}: {record.fallback}" for label, record in records.items() if record.fallback)
     if profile_run is not None:
         missing = [c.label for c in contenders if not any(p.label == c.label for p in profiles)]

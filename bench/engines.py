@@ -8,6 +8,12 @@ An engine
     what `runner.measure` times);
   * says which providers it really ran on (`providers`, `fallback`): a GPU provider onnxruntime
     could not create is never reported under its name;
+  * leaves each run's outputs where `SessionConfig.outputs` says, the same for both runtimes:
+    copied to the host (onnxruntime: IO binding's outputs bound to the CPU, or session.run;
+    TensorFlow: `.numpy()`), or left in GPU memory (onnxruntime: bound to CUDA; TensorFlow: the
+    tensor, the device synchronised). Inputs come from host arrays in every run, for both;
+  * on a GPU, splits a run into its input copy, compute and output copy (`device_times`), sampled
+    apart from the timed runs; on the CPU there is nothing to split (None);
   * describes itself for the result's JSON (`record()`): an `EngineRecord`, plain values that
     cross process boundaries (`bench compare` runs each engine in a process of its own).
 
@@ -36,7 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from bench.inputs import InputConfig, InputSpec, batch_of, input_specs
-from bench.results import Resources, Row
+from bench.results import DeviceTimes, Resources, Row
 from bench.session import BenchSession, SessionConfig, open_session
 from toolkit.cli import UsageError
 
@@ -59,9 +65,11 @@ class EngineRecord:
     def model_json(self) -> dict[str, Any]:
         return {"path": self.model, "inputs": [s.to_json() for s in self.inputs], "outputs": list(self.outputs)}
 
-    def row(self, label: str, samples: int, times_s: Sequence[float], resources: Resources | None = None) -> Row:
+    def row(self, label: str, samples: int, times_s: Sequence[float], resources: Resources | None = None,
+            device_times: DeviceTimes | None = None) -> Row:
         return Row.from_times(label=label, engine=self.engine, model=self.model, batch=samples,
-                              providers=self.providers, times_s=times_s, resources=resources)
+                              providers=self.providers, times_s=times_s, resources=resources,
+                              device_times=device_times)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +78,31 @@ class Prepared:
 
     samples: int                       # per run: the batch axis of the generated inputs
     feeds: tuple[Any, ...]             # cycled through, one per run
+    arrays: tuple[Mapping[str, np.ndarray], ...] = ()  # the same feeds as generated: host arrays by input name
+
+
+# Runs sampled for a GPU row's H2D / compute / D2H split (after one warm-up run that is not kept).
+SPLIT_RUNS = 20
+
+
+def split_loop(copy_in: Callable[[], Any], compute: Callable[[Any], Any], copy_out: Callable[[Any], Any],
+               runs: int) -> tuple[list[float], list[float], list[float]]:
+    """Seconds of each step of `runs` runs, each step synchronised by its callable: copy_in() -> device inputs,
+    compute(inputs) -> device outputs, copy_out(outputs). One more run first, not kept (allocation, kernel choice)."""
+    clock = time.perf_counter
+    h2d, compute_s, d2h = [], [], []
+    for _ in range(runs + 1):
+        start = clock()
+        inputs = copy_in()
+        copied = clock()
+        outputs = compute(inputs)
+        computed = clock()
+        copy_out(outputs)
+        done = clock()
+        h2d.append(copied - start)
+        compute_s.append(computed - copied)
+        d2h.append(done - computed)
+    return h2d[1:], compute_s[1:], d2h[1:]
 
 
 def cycling_step(run: Callable[[Any], Any], feeds: Sequence[Any]) -> Step:
@@ -91,7 +124,7 @@ class Engine(abc.ABC):
     def prepare(self, batch: int, inputs: InputConfig) -> Prepared:
         pool = inputs.feeds(self.specs, batch)
         samples = batch_of(self.specs, {name: array.shape for name, array in pool[0].items()})
-        return Prepared(samples=samples, feeds=tuple(self.convert(feed) for feed in pool))
+        return Prepared(samples=samples, feeds=tuple(self.convert(feed) for feed in pool), arrays=tuple(pool))
 
     def step(self, prepared: Prepared) -> Step:
         return cycling_step(self.runner(), prepared.feeds)
@@ -108,6 +141,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def record(self) -> EngineRecord:
         """The engine's part of the result's JSON."""
+
+    @abc.abstractmethod
+    def device_times(self, prepared: Prepared, runs: int = SPLIT_RUNS) -> DeviceTimes | None:
+        """Where a run's time goes on the GPU (`split_loop` over the first prepared feed); None on the CPU."""
 
 
 class OnnxEngine(Engine):
@@ -143,6 +180,41 @@ class OnnxEngine(Engine):
             binding.synchronize_outputs()
         return run
 
+    def device_times(self, prepared: Prepared, runs: int = SPLIT_RUNS) -> DeviceTimes | None:
+        return self.split(prepared.arrays[0], "cuda", runs) if self.session.on_gpu else None
+
+    def split(self, feed: Mapping[str, np.ndarray], device: str, runs: int) -> DeviceTimes:
+        """`device_times` on `device` ("cuda"; "cpu" only exercises the code): inputs copied in as OrtValues,
+        the run with inputs and outputs bound to the device, the outputs copied out."""
+        import onnxruntime as ort
+
+        session, device_id = self.session.session, self.session.config.device_id
+        binding = session.io_binding()
+        outputs = [o.name for o in session.get_outputs()]
+        for name in outputs:
+            binding.bind_output(name, device, device_id)
+        copied: list[np.ndarray] = []
+
+        def copy_in():
+            values = [ort.OrtValue.ortvalue_from_numpy(array, device, device_id) for array in feed.values()]
+            binding.synchronize_inputs()
+            return values
+
+        def compute(values):
+            for name, value in zip(feed, values):
+                binding.bind_ortvalue_input(name, value)
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+
+        def copy_out(_):
+            copied[:] = binding.copy_outputs_to_cpu()
+        times = split_loop(copy_in, compute, copy_out, runs)
+        return DeviceTimes.from_times(*times, input_bytes=sum(a.nbytes for a in feed.values()),
+                                      output_bytes=sum(a.nbytes for a in copied),
+                                      method="onnxruntime: OrtValue.ortvalue_from_numpy to the device + "
+                                             "synchronize_inputs; run_with_iobinding, inputs and outputs bound to "
+                                             "the device, + synchronize_outputs; copy_outputs_to_cpu")
+
     def record(self) -> EngineRecord:
         import onnxruntime as ort
 
@@ -154,7 +226,7 @@ class OnnxEngine(Engine):
             runtime={"version": ort.__version__, "device": ort.get_device(), "providers": list(self.providers),
                      "available_providers": ort.get_available_providers(),
                      "intra_op_threads": config.intra_op_threads, "inter_op_threads": config.inter_op_threads,
-                     "io_binding": self.session.io_binding})
+                     "io_binding": self.session.io_binding, "outputs": config.outputs})
 
 
 class TensorFlowEngine(Engine):
@@ -162,17 +234,28 @@ class TensorFlowEngine(Engine):
 
     `tf.function` around `model(x, training=False)` is the fastest plain-Keras inference path
     (`model.predict` adds a tf.data pipeline per call). `specs` is the signature the inputs are
-    generated from: the ONNX model's, so that both runtimes see the very same samples.
+    generated from: the ONNX model's, so that both runtimes see the very same samples. `outputs`:
+    as `SessionConfig.outputs`, so both runtimes hand back their outputs the same way.
+
+    On a GPU, TensorFlow grows its memory as it needs it instead of taking nearly all of it at the
+    first op (its default), so that onnxruntime, measured in another process on the same GPU, has room.
     """
 
     name = "tensorflow"
 
-    def __init__(self, path: str | os.PathLike, specs: Sequence[InputSpec]):
+    def __init__(self, path: str | os.PathLike, specs: Sequence[InputSpec], outputs: str = "host"):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
         from toolkit.kerasfile import load_keras
 
+        self.gpus = tf.config.list_physical_devices("GPU")
+        for gpu in self.gpus:
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # TensorFlow already runs on the GPU in this process: its setting stays (recorded)
+                continue
+        self.outputs = outputs
         self.model_path = Path(path)
         start = time.perf_counter()
         self.model = model = load_keras(self.model_path)
@@ -185,15 +268,52 @@ class TensorFlowEngine(Engine):
         self._tf = tf
         self._call = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
                                  reduce_retracing=True)
-        self.providers = ("TensorFlow GPU" if tf.config.list_physical_devices("GPU") else "TensorFlow CPU",)
+        self.providers = ("TensorFlow GPU" if self.gpus else "TensorFlow CPU",)
 
     def convert(self, feed: Mapping[str, np.ndarray]) -> Any:
         return [to_keras_layout(feed[spec.name], shape) for spec, shape in zip(self.specs, self._shapes)]
 
     def runner(self) -> Callable[[Any], Any]:
         call = self._call
-        # .numpy(): onnxruntime hands back host arrays, so TensorFlow must too.
-        return lambda xs: call(*xs).numpy()
+        if self.outputs == "host":
+            return lambda xs: call(*xs).numpy()
+        sync = self._tf.test.experimental.sync_devices  # the GPU's queue drained: the run has finished
+
+        def run(xs):
+            out = call(*xs)
+            sync()
+            return out
+        return run
+
+    def device_times(self, prepared: Prepared, runs: int = SPLIT_RUNS) -> DeviceTimes | None:
+        return self.split(prepared.feeds[0], "/GPU:0", runs) if self.gpus else None
+
+    def split(self, xs: Sequence[np.ndarray], device: str, runs: int) -> DeviceTimes:
+        """`device_times` on `device` ("/GPU:0"; "/CPU:0" only exercises the code): the inputs copied onto it
+        (tf.identity under tf.device), the call, `.numpy()`; each step followed by sync_devices."""
+        tf, call = self._tf, self._call
+        sync = tf.test.experimental.sync_devices
+        copied: list[np.ndarray] = []
+
+        def copy_in():
+            with tf.device(device):
+                tensors = [tf.identity(x) for x in xs]
+            sync()
+            return tensors
+
+        def compute(tensors):
+            out = call(*tensors)
+            sync()
+            return out
+
+        def copy_out(out):
+            copied[:] = [out.numpy()]
+        times = split_loop(copy_in, compute, copy_out, runs)
+        return DeviceTimes.from_times(*times, input_bytes=sum(x.nbytes for x in xs),
+                                      output_bytes=sum(a.nbytes for a in copied),
+                                      method="tensorflow: tf.identity of the host arrays under tf.device + "
+                                             "sync_devices; the tf.function on the device tensors + sync_devices; "
+                                             ".numpy()")
 
     def record(self) -> EngineRecord:
         threading = self._tf.config.threading
@@ -203,7 +323,9 @@ class TensorFlowEngine(Engine):
             fallback=None,
             runtime={"version": self._tf.__version__, "device": self.providers[0],
                      "intra_op_threads": threading.get_intra_op_parallelism_threads(),
-                     "inter_op_threads": threading.get_inter_op_parallelism_threads()})
+                     "inter_op_threads": threading.get_inter_op_parallelism_threads(),
+                     "memory_growth": [self._tf.config.experimental.get_memory_growth(g) for g in self.gpus],
+                     "outputs": self.outputs})
 
 
 def to_keras_layout(array: np.ndarray, keras_shape: tuple) -> np.ndarray:

@@ -47,7 +47,7 @@ def measure_engine(engine: Engine, *, batch: int, inputs: InputConfig, run: RunC
     prepared = engine.prepare(batch, inputs)
     times, used = measure_with_resources(engine.step(prepared), run, load_seconds=engine.load_seconds,
                                          providers=engine.providers, progress=progress)
-    return engine.record().row(label or engine.name, prepared.samples, times, used)
+    return engine.record().row(label or engine.name, prepared.samples, times, used, engine.device_times(prepared))
 
 
 def load_average() -> float | None:

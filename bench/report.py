@@ -62,7 +62,7 @@ NUMERIC = {"batch", "samples/s", "mean", "p50", "p90", "p95", "p99", "max", "std
            "epoch", "loss", "accuracy", "val loss", "val accuracy", "learning rate", "seconds", "rank", "images",
            "first index", "size", "opset", "max |diff| vs Keras", "top-1 = Keras", "top-1 = float32", "cores",
            "peak RSS MB", "CPU util", "CPU s", "load s", "first run ms", "GPU MB", "nodes", "calls", "share",
-           "threads", "ms per run"}
+           "threads", "ms per run", "runs", "limit"}
 DEFAULT_TOP = 15  # operators and nodes a profile table shows (the JSON keeps all)
 
 
@@ -225,7 +225,11 @@ def tables(result: BenchResult, top: int = DEFAULT_TOP) -> list[TableData]:
         return [comparisons_table(result.comparisons, f"bench check: each row against the baseline ({SIGNIFICANCE}; "
                                                       "REGRESSION: the slowdown's whole interval is over the "
                                                       "slowdown allowed)")]
-    found = [inference_table(result), interval_table(result)]
+    found = [checks_table(result)] if result.kind == "gpucheck" else []
+    found += [inference_table(result), interval_table(result)]
+    split = device_times_table(result)
+    if split is not None:
+        found.append(split)
     if result.comparisons:
         found.append(comparisons_table(result.comparisons, f"{VERDICTS.get(result.kind, 'verdicts')} (ratio of "
                                                            "samples/s, 95% CI; paired t: Student's t on the log "
@@ -267,6 +271,44 @@ def resources_table(result: BenchResult) -> TableData | None:
         "batch size, timed alone and not measured (load: the first warm-up query)",
         "peak RSS: the process's resident-memory high-water mark so far (runtime and interpreter included; "
         "compare: each engine's own process)"))
+
+
+def device_times_table(result: BenchResult) -> TableData | None:
+    """Where each GPU row's run time goes (schema version 5); None where no row ran on a GPU. A CPU row in the
+    same result says n/a: its inputs and outputs are in host memory already, there is nothing to copy."""
+    if not any(r.device_times is not None for r in result.rows):
+        return None
+    show_label = len({r.label for r in result.rows}) > 1
+    columns = ("label",) * show_label + ("batch", "H2D ms", "compute ms", "D2H ms", "sum ms", "timed run ms",
+                                         "H2D GB/s", "runs")
+    rows = []
+    for r in result.rows:
+        key = (r.label,) * show_label + (str(r.batch),)
+        split = r.device_times
+        if split is None:
+            rows.append(key + ("n/a (CPU)",) + ("-",) * 3 + (_ms(r.latency.mean),) + ("-", "-"))
+            continue
+        bandwidth = split.h2d_gb_per_s
+        rows.append(key + tuple(map(_ms, (*split.means_ms, split.total_ms, r.latency.mean)))
+                    + ("-" if bandwidth is None else f"{bandwidth:.1f}", str(split.runs)))
+    methods = sorted({r.device_times.method for r in result.rows if r.device_times is not None})
+    return TableData("where GPU time goes (ms per run, mean of sampled runs, each step synchronised: host->device "
+                     "copy of the inputs, compute on the device, device->host copy of the outputs)", columns,
+                     tuple(rows), "device-times",
+                     ("timed run: the row's mean over its timed runs, outputs as the result's config says; the "
+                      "split's runs are sampled apart from them", *methods))
+
+
+def checks_table(result: BenchResult) -> TableData:
+    """A GPU check's verdicts: PASS, FAIL, or not run (and why)."""
+    def verdict(passed: bool | None) -> str:
+        return "not run" if passed is None else "PASS" if passed else "FAIL"
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3g}"
+    rows = tuple((c.name, verdict(c.passed), number(c.value), number(c.limit), c.detail) for c in result.checks)
+    return TableData("GPU check: each verdict, the number measured and the bound it was held to", (
+        "check", "result", "value", "limit", "detail"), rows, "checks")
 
 
 def _per_run(profile: Profile, total_ms: float) -> str:
@@ -711,13 +753,26 @@ def check_section(result: BenchResult, index: int) -> Section:
     return _bench_section(result, index, facts, warnings=(f"regression: {regression}",) if regression else ())
 
 
+def gpucheck_verdict(result: BenchResult) -> str:
+    counts = {label: sum(c.passed is value for c in result.checks)
+              for label, value in (("passed", True), ("failed", False), ("not run", None))}
+    return ", ".join(f"{count} {label}" for label, count in counts.items())
+
+
+def gpucheck_section(result: BenchResult, index: int) -> Section:
+    """scripts/gpu-check.sh: its verdicts first, then the CPU-vs-CUDA sweep, where GPU time goes, cold starts."""
+    failed = tuple(f"{c.name}: FAIL ({c.detail})" for c in result.checks if c.passed is False)
+    return _bench_section(result, index, (("GPU check", gpucheck_verdict(result)),), warnings=failed)
+
+
 # Result kind -> its section (the result, its position among the report's results).
 RESULT_SECTIONS: dict[str, Callable[[BenchResult, int], Section]] = {
     "throughput": inference_section, "latency": inference_section, "sweep": inference_section,
     "compare": inference_section, "overhead": inference_section, "train": train_bench_section,
-    "load": load_section, "check": check_section, "profile": inference_section, "tune": tune_section}
+    "load": load_section, "check": check_section, "profile": inference_section, "tune": tune_section,
+    "gpucheck": gpucheck_section}
 # Kinds whose rows are engines measured at batch sizes (the overhead check's rows are not).
-PLOTTED_KINDS = ("throughput", "latency", "sweep", "compare")
+PLOTTED_KINDS = ("throughput", "latency", "sweep", "compare", "gpucheck")
 
 
 def plots_section(results: Sequence[BenchResult]) -> Section | None:

@@ -5,12 +5,12 @@ milliseconds -> mean, stdev, min, p50, p90, p95, p99, max) and `Throughput.from_
 (batch / mean iteration time). The raw per-iteration times are kept in the JSON so runs can
 be merged and re-analysed later.
 
-JSON schema (version 4), written by `bench ... --json PATH`:
+JSON schema (version 5), written by `bench ... --json PATH` (and scripts/gpu-check.sh):
 
     {
-      "schema": "alexnet-toolkit/bench", "version": 4,
+      "schema": "alexnet-toolkit/bench", "version": 5,
       "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train" | "load" | "check"
-              | "profile" | "tune",
+              | "profile" | "tune" | "gpucheck",
       "created": ISO-8601 UTC,
       "model": {"path", "inputs": [{"name", "dtype", "shape"}]} | null,
       "requested_providers": ["cpu", ...],    # what the user asked for
@@ -23,7 +23,7 @@ JSON schema (version 4), written by `bench ... --json PATH`:
                 "seconds"}, "times_ms": [raw per-iteration times], "ratio": float | null,
                 "rounds": [iterations per interleaved round] (compare; else []),
                 "ci95": {"samples_per_second", "p50", "p90", "p95", "p99": INTERVAL | null}, "cv": float,
-                "resources": RESOURCES | null}],
+                "resources": RESOURCES | null, "device_times": DEVICE_TIMES | null}],
       "train": [{"np", "total": SPREAD, "per_rank": SPREAD, "efficiency",
                  "intervals": [total img/s per interval]}],                 # kind "train"
       "load": [LOAD_ROW],                                                   # kind "load"
@@ -32,6 +32,8 @@ JSON schema (version 4), written by `bench ... --json PATH`:
                                                                             # kinds "compare", "check"
       "profiles": [PROFILE],                                                # kind "profile"; `compare --profile`
       "tune": TUNE | null,                                                  # kind "tune"
+      "checks": [{"name", "passed": bool | null, "value": float | null, "limit": float | null, "detail"}],
+                                                                            # kind "gpucheck" (null: not run)
       "warnings": [str],                      # unstable measurements: cause and fix
       "config": {every option, resolved},
       "environment": {host, CPU, GPUs, versions, "onnxruntime" | "tensorflow": {version, device, threads}},
@@ -48,6 +50,8 @@ JSON schema (version 4), written by `bench ... --json PATH`:
                {mean, p50, p90, p99, max} (ms) are written for other readers; "resources": RESOURCES | null
                (what the process used during the test).
 
+    DEVICE_TIMES = {"h2d_ms": [...], "compute_ms": [...], "d2h_ms": [...] (per sampled run), "input_bytes",
+                    "output_bytes", "method"}: where a run's time goes on a GPU (null on CPU: not applicable)
     RESOURCES = {"peak_rss_bytes", "cpu_seconds", "wall_seconds", "usable_cpus", "cpu_utilisation",
                  "first_run_ms", "load_seconds" | null, "device_memory_bytes" | null}
     PROFILE = {"label", "engine", "batch", "runs", "wall_ms", "runtime_ms" | null, "overlapping",
@@ -64,6 +68,7 @@ Changelog, a line a version (every older version loads; what a file lacks is abs
     v2  SPREAD {"mean", "half_range95", "mean_ci95"}: the spread of the intervals and the mean's interval apart
     v3  kinds "load" and "check"; "load", "comparisons", "warnings"; rows' "rounds", "ci95", "cv" (else from times)
     v4  kinds "profile" and "tune"; "profiles", "tune"; "resources" of rows and load rows (else null)
+    v5  kind "gpucheck" and its "checks"; rows' "device_times", the H2D/compute/D2H split on a GPU (else null)
 """
 from __future__ import annotations
 
@@ -82,9 +87,15 @@ from bench.stats import Comparison, Interval
 from toolkit.cli import UsageError
 
 SCHEMA = "alexnet-toolkit/bench"
-SCHEMA_VERSION = 4
-KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check", "profile", "tune")
+SCHEMA_VERSION = 5
+KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check", "profile", "tune",
+         "gpucheck")
 PERCENTILES = (50, 90, 95, 99)
+
+
+def _ms_of(times_s: Sequence[float]) -> tuple[float, ...]:
+    """Seconds -> milliseconds, rounded to the nanosecond: perf_counter's resolution, and a JSON a third shorter."""
+    return tuple(round(t * 1000, 6) for t in times_s)
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -186,6 +197,7 @@ class Row:
     ratio: float | None = None
     rounds: tuple[int, ...] = ()   # iterations per interleaved round (compare), in the order of times_ms
     resources: Resources | None = None  # what the measuring process used (schema version 4)
+    device_times: DeviceTimes | None = None  # H2D / compute / D2H on a GPU; None on CPU (schema version 5)
 
     @functools.cached_property
     def intervals(self) -> RowIntervals:
@@ -201,20 +213,21 @@ class Row:
 
     @classmethod
     def from_times(cls, *, label: str, engine: str, model: str, batch: int, providers: Sequence[str],
-                   times_s: Sequence[float], resources: Resources | None = None) -> "Row":
-        # Rounded to the nanosecond: perf_counter's resolution, and a JSON a third shorter.
-        times_ms = tuple(round(t * 1000, 6) for t in times_s)
+                   times_s: Sequence[float], resources: Resources | None = None,
+                   device_times: DeviceTimes | None = None) -> "Row":
+        times_ms = _ms_of(times_s)
         latency = Latency.from_values(times_ms)
         return cls(label=label, engine=engine, model=model, batch=batch, providers=tuple(providers),
                    latency=latency, throughput=Throughput.from_latency(latency, batch), times_ms=times_ms,
-                   resources=resources)
+                   resources=resources, device_times=device_times)
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "engine": self.engine, "model": self.model, "batch": self.batch,
                 "providers": list(self.providers), "latency_ms": dataclasses.asdict(self.latency),
                 "throughput": dataclasses.asdict(self.throughput), "times_ms": list(self.times_ms),
                 "ratio": self.ratio, "rounds": list(self.rounds), **self.intervals.to_json(),
-                "resources": None if self.resources is None else self.resources.to_json()}
+                "resources": None if self.resources is None else self.resources.to_json(),
+                "device_times": None if self.device_times is None else self.device_times.to_json()}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Row":
@@ -222,7 +235,8 @@ class Row:
                    providers=tuple(obj["providers"]), latency=Latency(**obj["latency_ms"]),
                    throughput=Throughput(**obj["throughput"]), times_ms=tuple(obj["times_ms"]),
                    ratio=obj.get("ratio"), rounds=tuple(obj.get("rounds", ())),
-                   resources=Resources.from_json(obj["resources"]) if obj.get("resources") else None)
+                   resources=Resources.from_json(obj["resources"]) if obj.get("resources") else None,
+                   device_times=DeviceTimes.from_json(obj["device_times"]) if obj.get("device_times") else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,6 +326,7 @@ class BenchResult:
     warnings: tuple[str, ...] = ()
     profiles: tuple[Profile, ...] = ()  # kind "profile", and `compare --profile` (schema version 4)
     tune: Tune | None = None            # kind "tune" (schema version 4)
+    checks: tuple[Check, ...] = ()      # kind "gpucheck" (schema version 5)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -331,6 +346,7 @@ class BenchResult:
         doc["comparisons"] = [c.to_json() for c in self.comparisons]
         doc["profiles"] = [profile.to_json() for profile in self.profiles]
         doc["tune"] = None if self.tune is None else self.tune.to_json()
+        doc["checks"] = [dataclasses.asdict(check) for check in self.checks]
         doc.update(config=self.config, environment=self.environment, notes=list(self.notes),
                    warnings=list(self.warnings))
         return doc
@@ -359,7 +375,8 @@ class BenchResult:
                        comparisons=tuple(Comparison.from_json(c) for c in doc.get("comparisons", ())),
                        warnings=tuple(doc.get("warnings", ())),
                        profiles=tuple(Profile.from_json(p) for p in doc.get("profiles", ())),
-                       tune=Tune.from_json(doc["tune"]) if doc.get("tune") else None)
+                       tune=Tune.from_json(doc["tune"]) if doc.get("tune") else None,
+                       checks=tuple(Check(**c) for c in doc.get("checks", ())))
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{source} is a malformed bench results file ({type(exc).__name__}: {exc}): "
                              "re-run the benchmark with --json") from None
@@ -625,3 +642,74 @@ class Tune:
                    defaults=Setting(**obj["defaults"]), chosen=Setting(**obj["chosen"]),
                    config_path=obj["config_path"], search_seconds=obj["search_seconds"],
                    confirmed=tuple((c["label"], Setting(**c["setting"])) for c in obj["confirmed"]))
+
+
+# ---- Schema version 5: where GPU time goes, and the GPU check's verdicts ----
+
+@dataclasses.dataclass(frozen=True)
+class DeviceTimes:
+    """Where a run's time goes on a GPU: copying the inputs in from host arrays (H2D), computing with inputs and
+    outputs in GPU memory, and copying the outputs back to the host (D2H), each step timed alone and synchronised,
+    over `runs` sampled runs taken apart from the row's timed runs (after one unkept warm-up). trtexec reports
+    this split; onnxruntime's own tools do not. A row on the CPU has none: its inputs and outputs are in host
+    memory already, so the split does not apply (None, never zeros).
+
+    `method`: how each step was taken (bench/engines.py), so a reader knows what was timed.
+    """
+
+    h2d_ms: tuple[float, ...]
+    compute_ms: tuple[float, ...]
+    d2h_ms: tuple[float, ...]
+    input_bytes: int
+    output_bytes: int
+    method: str
+
+    @classmethod
+    def from_times(cls, h2d_s: Sequence[float], compute_s: Sequence[float], d2h_s: Sequence[float], *,
+                   input_bytes: int, output_bytes: int, method: str) -> "DeviceTimes":
+        if not h2d_s or not len(h2d_s) == len(compute_s) == len(d2h_s):
+            raise ValueError("a device-time split needs the same number (> 0) of H2D, compute and D2H times")
+        return cls(h2d_ms=_ms_of(h2d_s), compute_ms=_ms_of(compute_s), d2h_ms=_ms_of(d2h_s),
+                   input_bytes=input_bytes, output_bytes=output_bytes, method=method)
+
+    @property
+    def runs(self) -> int:
+        return len(self.compute_ms)
+
+    @property
+    def means_ms(self) -> tuple[float, float, float]:
+        """(H2D, compute, D2H), mean ms per run."""
+        return tuple(statistics.fmean(part) for part in (self.h2d_ms, self.compute_ms, self.d2h_ms))
+
+    @property
+    def total_ms(self) -> float:
+        return math.fsum(self.means_ms)
+
+    @property
+    def h2d_gb_per_s(self) -> float | None:
+        """The input copy's bandwidth, GB/s (pageable host memory, as numpy arrays are)."""
+        ms = self.means_ms[0]
+        return self.input_bytes / ms / 1e6 if ms > 0 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "h2d_ms": list(self.h2d_ms), "compute_ms": list(self.compute_ms),
+                "d2h_ms": list(self.d2h_ms)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "DeviceTimes":
+        return cls(h2d_ms=tuple(obj["h2d_ms"]), compute_ms=tuple(obj["compute_ms"]), d2h_ms=tuple(obj["d2h_ms"]),
+                   input_bytes=int(obj["input_bytes"]), output_bytes=int(obj["output_bytes"]), method=obj["method"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One verdict of scripts/gpu-check.sh: e.g. CUDA outputs against CPU outputs within a tolerance.
+
+    `passed` None: not run (and `detail` says why: --cpu-only, no CUDA); `value` and `limit` are the number
+    measured and the bound it was held to, where the check has them."""
+
+    name: str
+    passed: bool | None
+    value: float | None = None
+    limit: float | None = None
+    detail: str = ""

@@ -1,10 +1,13 @@
 """onnxruntime sessions as the benchmark runs them: providers, fallback detection, threads, IO binding.
 
 onnxruntime-gpu lists CUDA and TensorRT as "available" even where their libraries or the GPU
-are missing; it then logs a screenful of errors and silently runs on the CPU. So the session
-is created with its log captured, and the providers it *really* runs on are read back with
-`session.get_providers()`: a requested provider that did not make it is reported in one line
+are missing; it then logs a screenful of errors and silently runs on the CPU (also where the CUDA
+libraries are installed but not yet loaded: `preload_cuda` loads them before any GPU session). So
+the session is created with its log captured, and the providers it *really* runs on are read back
+with `session.get_providers()`: a requested provider that did not make it is reported in one line
 ("CUDA unavailable, ran on CPU"), or refused with `strict=True`, never printed under its label.
+TensorRT falls back to CUDA, then to the CPU; its options (float16, int8 for QDQ models, workspace,
+engine and timing caches) are `SessionConfig` fields.
 
     from bench.session import SessionConfig, open_session
     bs = open_session("runs/alexnet/alexnet.onnx", SessionConfig(providers=("cuda",)))
@@ -26,9 +29,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from toolkit.cli import CheckFailed, UsageError
+from toolkit.cli import CheckFailed, UsageError, short_error
 from toolkit.constants import PROVIDERS, SHORT_NAMES
-from toolkit.environment import usable_cpus
+from toolkit.environment import preload_cuda, usable_cpus
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,6 +42,9 @@ GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                       "all": "ORT_ENABLE_ALL"}
 EXECUTION_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 IO_BINDING = ("auto", "on", "off")
+# Where a run's outputs end up: copied to the host (what a caller reads), or left where the session computed them
+# (GPU memory on CUDA/TensorRT, through IO binding). `bench compare` holds TensorFlow to the same.
+OUTPUTS = ("host", "device")
 _QUIET = 3  # onnxruntime log severity: 3 = ERROR; warnings about node placement are noise here
 
 
@@ -82,10 +88,16 @@ class SessionConfig:
     inter_op_threads: int = 0
     graph_optimization: str = "all"
     execution_mode: str = "sequential"
-    io_binding: str = "auto"  # auto: on for CUDA/TensorRT, where it saves the output copy to the host
+    io_binding: str = "auto"  # auto: on for CUDA/TensorRT (inputs copied in per run, outputs bound per `outputs`)
+    outputs: str = "host"     # host: every run's outputs copied to the host; device: left in GPU memory
     device_id: int = 0
+    # TensorRT: float16 and int8 kernels (int8 for QDQ models: TensorRT takes the scales from their Q/DQ nodes),
+    # the builder's workspace, and caches of built engines and of kernel timings, reused across runs.
     trt_fp16: bool = False
+    trt_int8: bool = False
+    trt_workspace_mb: int | None = None  # None: TensorRT's default (the GPU's memory)
     trt_cache_dir: str | None = None
+    trt_timing_cache_dir: str | None = None
     # onnxruntime session config entries, e.g. ("session.intra_op.allow_spinning", "1")
     entries: tuple[tuple[str, str], ...] = DEFAULT_ENTRIES
 
@@ -102,6 +114,12 @@ class SessionConfig:
                              f"{', '.join(EXECUTION_MODES)}")
         if self.io_binding not in IO_BINDING:
             raise UsageError(f"unknown --io-binding {self.io_binding!r}: choose from {', '.join(IO_BINDING)}")
+        if self.outputs not in OUTPUTS:
+            raise UsageError(f"unknown --outputs {self.outputs!r}: choose from {', '.join(OUTPUTS)}")
+        if self.outputs == "device" and self.io_binding == "off":
+            raise UsageError("--outputs device keeps outputs on the GPU through IO binding: drop --io-binding off")
+        if self.trt_workspace_mb is not None and self.trt_workspace_mb < 1:
+            raise UsageError(f"--trt-workspace-mb {self.trt_workspace_mb} must be >= 1")
         if self.device_id < 0:
             raise UsageError("--device-id must be >= 0")
 
@@ -123,27 +141,39 @@ class SessionConfig:
             options.add_session_config_entry(key, value)
         return options
 
+    def tensorrt_options(self) -> dict[str, Any]:
+        trt: dict[str, Any] = {"device_id": self.device_id, "trt_fp16_enable": self.trt_fp16,
+                               "trt_int8_enable": self.trt_int8}
+        if self.trt_workspace_mb is not None:
+            trt["trt_max_workspace_size"] = self.trt_workspace_mb * 2**20
+        if self.trt_cache_dir:
+            trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=self.trt_cache_dir)
+        if self.trt_timing_cache_dir:
+            trt.update(trt_timing_cache_enable=True, trt_timing_cache_path=self.trt_timing_cache_dir)
+        return trt
+
     def provider_list(self) -> list[tuple[str, dict[str, Any]]]:
-        """(name, options) in preference order, CPU last as the fallback onnxruntime uses anyway."""
-        chosen = []
-        for short in self.providers:
-            name = PROVIDERS[short]
-            if short == "cuda":
-                chosen.append((name, {"device_id": self.device_id}))
-            elif short == "tensorrt":
-                trt: dict[str, Any] = {"device_id": self.device_id, "trt_fp16_enable": self.trt_fp16}
-                if self.trt_cache_dir:
-                    trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=self.trt_cache_dir)
-                chosen.append((name, trt))
-            else:
-                chosen.append((name, {}))
-        if PROVIDERS["cpu"] not in [n for n, _ in chosen]:
-            chosen.append((PROVIDERS["cpu"], {}))
-        return chosen
+        """(name, options) in preference order. TensorRT is followed by CUDA (the nodes TensorRT does not take,
+        and the whole model where TensorRT is missing), CPU comes last: onnxruntime falls back along the list."""
+        shorts = list(self.providers)
+        if "tensorrt" in shorts and "cuda" not in shorts:
+            shorts.insert(shorts.index("tensorrt") + 1, "cuda")
+        if "cpu" not in shorts:
+            shorts.append("cpu")
+        options = {"cuda": lambda: {"device_id": self.device_id}, "tensorrt": self.tensorrt_options, "cpu": dict}
+        return [(PROVIDERS[short], options[short]()) for short in shorts]
 
     def uses_io_binding(self, providers: tuple[str, ...]) -> bool:
-        on_gpu = providers[0] in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])
-        return self.io_binding == "on" or (self.io_binding == "auto" and on_gpu)
+        return self.io_binding == "on" or (self.io_binding == "auto" and on_gpu(providers))
+
+    def output_device(self, providers: tuple[str, ...]) -> str:
+        """Where IO binding puts the outputs: the GPU with --outputs device on a GPU provider, else the host."""
+        return "cuda" if self.outputs == "device" and on_gpu(providers) else "cpu"
+
+
+def on_gpu(providers: tuple[str, ...]) -> bool:
+    """Whether a session with these providers (what it really runs on, in order) computes on the GPU."""
+    return bool(providers) and providers[0] in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])
 
 
 @contextlib.contextmanager
@@ -201,26 +231,47 @@ class BenchSession:
     def io_binding(self) -> bool:
         return self.config.uses_io_binding(self.providers)
 
+    @property
+    def on_gpu(self) -> bool:
+        return on_gpu(self.providers)
+
     def bind(self, feed: Mapping[str, np.ndarray]) -> ort.IOBinding:
+        """Inputs copied in from host arrays on every run, as a serving process receives them; outputs bound
+        where `config.outputs` says (host: copied back by the run itself)."""
         binding = self.session.io_binding()
-        device = "cpu" if self.providers[0] == PROVIDERS["cpu"] else "cuda"
         for name, array in feed.items():
-            # Inputs are copied host->device on every run, as a serving process would;
-            # outputs stay on the device, sparing the copy back.
             binding.bind_cpu_input(name, array)
+        device = self.config.output_device(self.providers)
         for out in self.session.get_outputs():
             binding.bind_output(out.name, device, self.config.device_id)
         return binding
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
 def open_session(model_path: str | os.PathLike, config: SessionConfig,
                  profile_prefix: str | None = None) -> BenchSession:
-    import onnxruntime as ort
-
-    from toolkit.onnxfile import check_model_file, short_error
+    """A session for a model file checked by toolkit.onnxfile (external data beside it, a graph in it)."""
+    from toolkit.onnxfile import check_model_file, read_graph
 
     path = check_model_file(model_path)
+    if config.trt_int8 and "tensorrt" in config.providers and not any(
+            node.op_type in QDQ_OPS for node in read_graph(path).graph.node):
+        raise UsageError(f"--trt-int8 needs a QDQ-quantized model (TensorRT takes the int8 scales from its "
+                         f"QuantizeLinear/DequantizeLinear nodes) and {path} has none: pass the export's int8 "
+                         "variant, e.g. alexnet.int8.onnx")
+    return create_session(path, config, profile_prefix)
+
+
+def create_session(path: Path, config: SessionConfig, profile_prefix: str | None = None) -> BenchSession:
+    """A session for a model file already checked (`open_session`, or one the caller wrote itself): what it
+    really runs on, the fallback and its reason, the creation time. Needs onnxruntime only, not onnx."""
+    import onnxruntime as ort
+
     providers = config.provider_list()
+    if any(name != PROVIDERS["cpu"] for name, _ in providers):
+        preload_cuda()
     with captured_output() as log:
         start = time.perf_counter()
         try:
@@ -256,6 +307,7 @@ def cuda_usable() -> bool:
 
     if PROVIDERS["cuda"] not in ort.get_available_providers():
         return False
+    preload_cuda()
     from onnx import TensorProto, helper
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],

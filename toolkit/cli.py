@@ -12,6 +12,7 @@ traceback and no usage dump. A check the user asked for that does not hold is `C
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Callable, NoReturn, Sequence
 
@@ -35,6 +36,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def short_error(exc: BaseException) -> str:
+    """One line of a runtime's exception: onnxruntime's carry source paths and C++ signatures; keep the sentence
+    after them."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "onnxruntime_src" in text and ") " in text:
+        text = text.rsplit(") ", 1)[1]
+    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text).strip()[:300]
 
 
 def console(stderr: bool = False, **kwargs):

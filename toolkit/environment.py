@@ -7,10 +7,14 @@ has onnxruntime.
     from toolkit import environment
     environment.collect(world_size=2)      # host, CPU, GPUs, memory, versions, SLURM job
     environment.usable_cpus()              # CPUs this process may run on (affinity mask)
+    environment.preload_cuda()             # before any onnxruntime CUDA session (onnxruntime-gpu)
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.metadata
+import io
 import os
 import platform
 import shutil
@@ -39,6 +43,18 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         return os.cpu_count() or 1
+
+
+@functools.cache
+def preload_cuda() -> None:
+    """Load the CUDA and cuDNN libraries of NVIDIA's pip wheels (onnxruntime.preload_dlls), once per process:
+    without them onnxruntime-gpu's CUDA provider falls back to the CPU, silently. It print()s what it cannot find
+    (every library, on a CPU machine): kept out of the user's output, the session's fallback says what happened."""
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu only
+        with contextlib.redirect_stdout(io.StringIO()):
+            ort.preload_dlls()
 
 
 def cpu_info() -> dict[str, Any]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -32,8 +31,9 @@ import onnx
 import onnxruntime as ort
 from onnx import external_data_helper
 
-from toolkit.cli import CheckFailed, UsageError
+from toolkit.cli import CheckFailed, UsageError, short_error
 from toolkit.constants import PROVIDERS
+from toolkit.environment import preload_cuda
 from toolkit.files import atomic_path
 
 # onnxruntime's log severity while probing providers that are expected to fail: 4 = FATAL only.
@@ -104,14 +104,6 @@ def load_session(path: str | os.PathLike, providers: Sequence[str] | None = None
                                 provider_options=provider_options)
 
 
-def short_error(exc: BaseException) -> str:
-    """onnxruntime's exceptions carry source paths and C++ signatures; keep the sentence after them."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if "onnxruntime_src" in text and ") " in text:
-        text = text.rsplit(") ", 1)[1]
-    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text).strip()[:300]
-
-
 def verify_file(path: str | os.PathLike) -> None:
     """onnx.checker with full_check, then a load in onnxruntime's CPU provider; CheckFailed if either fails."""
     try:
@@ -155,6 +147,8 @@ def loadable_providers(path: str | os.PathLike) -> list[str]:
     ort.set_default_logger_severity(_SILENT)
     loaded = []
     available = ort.get_available_providers()
+    if PROVIDERS["cuda"] in available:
+        preload_cuda()
     try:
         for provider in (p for p in available if p != PROVIDERS["tensorrt"]):
             try:

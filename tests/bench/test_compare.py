@@ -79,3 +79,5 @@ def test_progress_names_the_batch_engine_and_round(helper_models):
                      ("compare: profiling copy, 3 runs per batch size", 1, 2)]
     assert [(p.label, p.batch, p.runs) for p in result.profiles] == [("onnxruntime float32", 2, 3), ("copy", 2, 3)]
     assert [r.rounds for r in result.rows] == [(1, 1), (1, 1)] and result.rows[1].resources.cpu_seconds > 0
+    assert compare.OUTPUT_NOTES["host"] in result.notes  # how every engine handed back its outputs, said
+    assert all(r.device_times is None for r in result.rows)  # on the CPU: nothing to split

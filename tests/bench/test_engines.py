@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from bench import session as session_lib
-from bench.engines import OnnxEngine, TensorFlowEngine, cycling_step, to_keras_layout
+from bench.engines import OnnxEngine, TensorFlowEngine, cycling_step, split_loop, to_keras_layout
 from bench.inputs import InputConfig, InputSpec
 from bench.session import SessionConfig
 from toolkit.cli import UsageError
@@ -45,6 +45,29 @@ def test_io_binding_on_cpu_runs_the_model(helper_models):
     assert engine.record().runtime["io_binding"] is True
 
 
+def test_the_device_time_split_times_each_step_of_real_runs(helper_models):
+    engine = OnnxEngine.open(helper_models["heavy"], SessionConfig())
+    prepared = engine.prepare(16, InputConfig(distinct=1))
+    assert engine.device_times(prepared) is None  # on the CPU there is nothing to copy
+    split = engine.split(prepared.arrays[0], "cpu", runs=3)  # the GPU's code path, with CPU memory
+    assert split.runs == 3 and split.input_bytes == split.output_bytes == 16 * 512 * 4
+    assert all(ms > 0 for ms in split.means_ms) and split.method.startswith("onnxruntime: OrtValue")
+
+
+def test_split_loop_keeps_each_steps_time_after_an_unkept_first_run():
+    calls = []
+    h2d, compute, d2h = split_loop(lambda: calls.append("in") or 1, lambda x: calls.append("run") or x + 1,
+                                   lambda y: calls.append(f"out {y}"), runs=2)
+    assert calls == ["in", "run", "out 2"] * 3 and len(h2d) == len(compute) == len(d2h) == 2
+
+
+def test_outputs_on_the_device_fall_back_to_host_memory_on_the_cpu(helper_models):
+    engine = OnnxEngine.open(helper_models["multi"], SessionConfig(outputs="device", io_binding="on"))
+    binding = engine.prepare(4, MULTI_INPUTS).feeds[0]
+    engine.runner()(binding)
+    assert binding.get_outputs()[0].device_name().lower() == "cpu" and engine.record().runtime["outputs"] == "device"
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="onnxruntime's CUDA provider is not usable here")
 def test_cuda_engine_runs_on_cuda_with_io_binding(helper_models):
@@ -80,5 +103,12 @@ def test_tensorflow_engine_runs_a_keras_file_on_the_onnx_models_samples(tmp_path
     record = engine.record()
     assert (record.engine, record.model, record.requested_providers) == ("tensorflow", str(path), ())
     assert record.providers[0].startswith("TensorFlow ") and record.runtime["version"] == tf.__version__
+    assert record.runtime["outputs"] == "host" and record.runtime["memory_growth"] == []  # no GPU here
+    assert engine.device_times(prepared) is None
+    split = engine.split(prepared.feeds[0], "/CPU:0", runs=2)  # the GPU's code path, on the CPU
+    assert split.runs == 2 and split.input_bytes == 2 * 60 * 4 and split.output_bytes == 2 * 2 * 4
+    on_device = TensorFlowEngine(path, signature, outputs="device")
+    kept = on_device.step(on_device.prepare(2, inputs))()
+    assert isinstance(kept, tf.Tensor)  # left where it was computed, not copied into numpy
     with pytest.raises(UsageError, match="takes 1 input"):
         TensorFlowEngine(path, signature * 2)

@@ -40,16 +40,39 @@ def test_cpu_session_has_no_fallback_and_records_options(helper_models):
     assert bs.fallback is None and bs.providers == ("CPUExecutionProvider",)
 
 
-def test_tensorrt_options_are_passed(tmp_path):
-    config = SessionConfig(providers=("tensorrt", "cuda"), trt_fp16=True, trt_cache_dir=str(tmp_path), device_id=1)
+def test_tensorrt_options_are_passed_and_fall_back_to_cuda_then_cpu(tmp_path):
+    config = SessionConfig(providers=("tensorrt",), trt_fp16=True, trt_int8=True, trt_workspace_mb=512,
+                           trt_cache_dir=str(tmp_path / "engines"), trt_timing_cache_dir=str(tmp_path / "timing"),
+                           device_id=1)
     assert config.provider_list() == [
-        ("TensorrtExecutionProvider", {"device_id": 1, "trt_fp16_enable": True, "trt_engine_cache_enable": True,
-                                       "trt_engine_cache_path": str(tmp_path)}),
+        ("TensorrtExecutionProvider", {"device_id": 1, "trt_fp16_enable": True, "trt_int8_enable": True,
+                                       "trt_max_workspace_size": 512 * 2**20, "trt_engine_cache_enable": True,
+                                       "trt_engine_cache_path": str(tmp_path / "engines"),
+                                       "trt_timing_cache_enable": True,
+                                       "trt_timing_cache_path": str(tmp_path / "timing")}),
         ("CUDAExecutionProvider", {"device_id": 1}),
         ("CPUExecutionProvider", {}),
     ]
+    # Without caches or a workspace, TensorRT's own defaults: no key at all.
+    assert SessionConfig(providers=("cpu", "tensorrt")).provider_list() == [
+        ("CPUExecutionProvider", {}),
+        ("TensorrtExecutionProvider", {"device_id": 0, "trt_fp16_enable": False, "trt_int8_enable": False}),
+        ("CUDAExecutionProvider", {"device_id": 0})]
     assert config.uses_io_binding(("CUDAExecutionProvider", "CPUExecutionProvider"))
     assert not config.uses_io_binding(("CPUExecutionProvider",))
+
+
+def test_outputs_go_to_the_device_only_on_a_gpu_provider():
+    device = SessionConfig(outputs="device")
+    assert device.output_device(("CUDAExecutionProvider", "CPUExecutionProvider")) == "cuda"
+    assert device.output_device(("TensorrtExecutionProvider", "CUDAExecutionProvider")) == "cuda"
+    assert device.output_device(("CPUExecutionProvider",)) == "cpu"
+    assert SessionConfig().output_device(("CUDAExecutionProvider",)) == "cpu"
+
+
+def test_trt_int8_refuses_a_model_without_qdq_nodes(helper_models):
+    with pytest.raises(UsageError, match="--trt-int8 needs a QDQ-quantized model .*fixed.onnx has none"):
+        open_session(helper_models["fixed"], SessionConfig(providers=("tensorrt",), trt_int8=True))
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -57,6 +80,9 @@ def test_tensorrt_options_are_passed(tmp_path):
     ({"intra_op_threads": -1}, "thread counts must be >= 0"),
     ({"graph_optimization": "max"}, "unknown graph optimisation level"),
     ({"io_binding": "yes"}, "unknown --io-binding"),
+    ({"outputs": "gpu"}, "unknown --outputs 'gpu'"),
+    ({"outputs": "device", "io_binding": "off"}, "--outputs device keeps outputs on the GPU .*drop --io-binding off"),
+    ({"trt_workspace_mb": 0}, "--trt-workspace-mb 0 must be >= 1"),
 ])
 def test_bad_session_options(kwargs, message):
     with pytest.raises(UsageError, match=message):

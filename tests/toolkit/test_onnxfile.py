@@ -48,6 +48,30 @@ def test_self_contained_model_loads(tmp_path):
     assert "CPUExecutionProvider" in loadable_providers(path)
 
 
+def test_loadable_providers_never_builds_a_tensorrt_engine(tmp_path, monkeypatch):
+    """Where CUDA loads the model and TensorRT is available, TensorRT is listed without a session of its own:
+    building its engine takes minutes per model (a GPU machine, simulated: no GPU here)."""
+    from toolkit import onnxfile
+
+    path = _write(tmp_path, None)
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    created = []
+
+    class Session:
+        def __init__(self, model, providers):
+            created.append(providers[0])
+            self.provider = providers[0]
+
+        def get_providers(self):
+            return [self.provider, "CPUExecutionProvider"]
+
+    monkeypatch.setattr(onnxfile.ort, "get_available_providers", lambda: gpu)
+    monkeypatch.setattr(onnxfile.ort, "InferenceSession", Session)
+    monkeypatch.setattr(onnxfile, "preload_cuda", lambda: None)
+    assert loadable_providers(path) == gpu
+    assert created == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
 def test_external_data_beside_the_model_loads(tmp_path):
     (tmp_path / "data").mkdir()
     path = _write(tmp_path, "data/w.bin", tmp_path / "data" / "w.bin")
