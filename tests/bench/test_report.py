@@ -8,7 +8,19 @@ from pathlib import Path
 import pytest
 
 from bench import check, report, results
-from bench.results import BenchResult, Kernel, Profile, Resources, Row, Setting, TrainRow, Tune, TunePoint
+from bench.results import (
+    BenchResult,
+    Check,
+    DeviceTimes,
+    Kernel,
+    Profile,
+    Resources,
+    Row,
+    Setting,
+    TrainRow,
+    Tune,
+    TunePoint,
+)
 from bench.scenarios import SERVER, SINGLE_STREAM, LoadRow, LoadSettings
 from tests.bench.test_check import inference, rounds_row
 from tests.bench.test_scenarios import server_timeline, single_stream_timeline
@@ -156,7 +168,31 @@ def tune_result() -> BenchResult:
                        created="2026-01-01T00:00:00+00:00")
 
 
-@pytest.mark.parametrize("name, build", [("profile", profile_result), ("tune", tune_result)])
+def gpucheck_result() -> BenchResult:
+    """A CPU row (nothing to split) and a CUDA row whose split follows from these times: H2D 0.6 ms for 602,112
+    bytes (1.0 GB/s), compute 3 ms, D2H 0.05 ms."""
+    split = DeviceTimes.from_times([0.0005, 0.0007], [0.003, 0.003], [0.00005, 0.00005], input_bytes=602_112,
+                                   output_bytes=10_240, method="onnxruntime: test")
+    rows = (Row.from_times(label="float32 cpu", engine="onnxruntime", model="m.onnx", batch=256, providers=[CPU],
+                           times_s=[0.5, 0.6], resources=USED),
+            Row.from_times(label="float32 cuda", engine="onnxruntime", model="m.onnx", batch=256,
+                           providers=[CUDA, CPU], times_s=[0.004, 0.004], resources=USED, device_times=split))
+    checks = (Check("float32: CUDA = CPU", True, 2e-4, 1e-3, "batch 8"), Check("int8: CUDA = CPU", False, 0.2, 0.05),
+              Check("float16 faster than float32 on CUDA at batch 256", None, detail="--cpu-only"))
+    return BenchResult(kind="gpucheck", config={}, environment=ENVIRONMENT, rows=rows, requested_providers=("cpu",
+                       "cuda"), providers=(CPU, CUDA), checks=checks, created="2026-01-01T00:00:00+00:00")
+
+
+def test_the_gpu_check_says_each_verdict_and_where_gpu_time_goes():
+    result = gpucheck_result()
+    assert result.rows[1].device_times.means_ms == pytest.approx((0.6, 3.0, 0.05))
+    assert result.rows[1].device_times.h2d_gb_per_s == pytest.approx(602_112 / 0.6 / 1e6)
+    assert report.gpucheck_verdict(result) == "1 passed, 1 failed, 1 not run"
+    assert report.gpucheck_section(result, 0).warnings == ("int8: CUDA = CPU: FAIL ()",)
+
+
+@pytest.mark.parametrize("name, build", [("profile", profile_result), ("tune", tune_result),
+                                         ("gpucheck", gpucheck_result)])
 def test_profiles_resources_and_tunes_render_to_golden_text(name, build):
     check_golden(f"{name}.txt", report.render_text([build()], width=120))
     assert results.BenchResult.from_json(json.loads(json.dumps(build().to_json()))) == build()

@@ -50,6 +50,8 @@ def heavy_modules(module: str, *args: str, cwd=None) -> tuple[list[str], str]:
     ("export.benchmark", ["--help"]),
     ("bench", ["--help"]),
     *(("bench", [command, "--help"]) for command in BENCH_COMMANDS),
+    ("bench.gpucheck", ["--help"]),
+    ("bench.graphpack", ["--help"]),
     ("slurm.submit", ["--help"]),
     ("slurm.submit", ["status", "--help"]),
     ("slurm.submit", ["train", "--nodes", "2", "--dry-run"]),
