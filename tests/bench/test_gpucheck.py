@@ -18,7 +18,7 @@ from bench.results import Row
 from bench.runner import RunConfig
 from bench.session import SessionConfig, create_session, cuda_usable
 from tests.conftest import ROOT
-from toolkit.cli import UsageError
+from toolkit.cli import CheckFailed, UsageError
 
 PACKS = ROOT / "scripts" / "gpu-check-models"
 CUDA = cuda_usable()
@@ -146,3 +146,12 @@ def test_float16_on_cuda_is_faster_than_float32_at_batch_256(tmp_path):
         assert row.device_times is not None and row.device_times.means_ms[1] > 0
         speed[variant] = row.throughput.samples_per_second
     assert speed["float16"] > speed["float32"], speed
+
+
+def test_a_failed_check_fails_the_run_after_the_json_is_written(tmp_path, monkeypatch):
+    failed = results.BenchResult(kind="gpucheck", config={}, environment={}, checks=(
+        results.Check("int8: CUDA = CPU", False, 0.2, 0.05), results.Check("float32: CUDA = CPU", True, 1e-4, 1e-3)))
+    monkeypatch.setattr(gpucheck, "run_check", lambda *args: failed)
+    with pytest.raises(CheckFailed, match=r"1 check\(s\) failed: int8: CUDA = CPU"):
+        gpucheck.main([str(PACKS), "--json", str(tmp_path / "r.json")])
+    assert results.load(tmp_path / "r.json").checks == failed.checks
