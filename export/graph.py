@@ -115,7 +115,11 @@ def fix_resize_scales(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -
     tf2onnx turns a fixed-size resize into scales = size / input_size in float32, and
     onnxruntime sizes the output as int(input_size * scale) in float32: 28 * float32(227/28)
     is 226.99998, so the graph resizes 28 -> 226 and AlexNet's Flatten then fails. Each
-    such scale is nudged up to the first float32 that yields the intended size.
+    such scale is nudged up to the first float32 whose exact product with the input size
+    reaches the intended size: onnxruntime's float32 product then does too, and so does onnx
+    shape inference's (28 * float32(67/28) rounds to 67 in float32 but is 66.99999 exactly:
+    onnxruntime made 67 px and shape inference 66, which the rewrites and bench's operation
+    counts, both reading inferred shapes, would have got wrong).
 
     The Resize inputs' sizes are data-dependent in tf2onnx's graph (shape inference
     cannot see through the Shape/Concat/Reshape it emits), so they are measured by
@@ -146,7 +150,9 @@ def fix_resize_scales(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -
             continue
         for axis, (dim, scale) in enumerate(zip(shape, scales)):
             target = round(float(dim) * float(scale))
-            while int(np.float32(dim) * scale) < target:
+            # The exact product (a float64 one is exact here) reaching the size: then onnxruntime's float32
+            # product does too, and so does onnx shape inference's, which later steps rely on.
+            while int(np.float64(dim) * np.float64(scale)) < target:
                 scale = np.nextafter(scale, np.float32(np.inf), dtype=np.float32)
             scales[axis] = scale
         proto.CopyFrom(numpy_helper.from_array(scales, proto.name))
@@ -173,28 +179,3 @@ def name_io(model: onnx.ModelProto, input_name: str, output_name: str) -> None:
         dim = value.type.tensor_type.shape.dim[0]
         dim.Clear()
         dim.dim_param = "batch"
-
-
-def topological_sort(graph: onnx.GraphProto) -> None:
-    """Reorder nodes so each comes after the producers of its inputs (some rewriters append out of order)."""
-    producer = {out: i for i, n in enumerate(graph.node) for out in n.output}
-    waiting_on = [{producer[name] for name in n.input if name in producer} for n in graph.node]
-    consumers: dict[int, list[int]] = {}
-    for i, deps in enumerate(waiting_on):
-        for d in deps:
-            consumers.setdefault(d, []).append(i)
-    ready = [i for i, deps in enumerate(waiting_on) if not deps]
-    order = []
-    while ready:
-        i = ready.pop(0)
-        order.append(i)
-        for c in consumers.get(i, []):
-            waiting_on[c].discard(i)
-            if not waiting_on[c]:
-                ready.append(c)
-    if len(order) != len(graph.node):
-        raise ValueError(f"graph {graph.name!r} has a cycle: cannot sort its nodes")
-    ordered = [graph.node[i] for i in order]
-    copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
-    del graph.node[:]
-    graph.node.extend(copies)

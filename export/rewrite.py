@@ -40,16 +40,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, shape_inference
+from onnx import helper, numpy_helper
 
 from export import REWRITES
-from export.graph import fold_constants, topological_sort
+from export.graph import fold_constants
+from toolkit.onnxgraph import infer_shapes, topological_sort
 
 # Ops in which every channel is computed from the same channel alone, the same way.
 _CHANNELWISE_UNARY = frozenset({"Relu", "Cast", "Identity", "Sigmoid", "Tanh", "Abs", "Neg"})
 _ELEMENTWISE_BINARY = frozenset({"Mul", "Add", "Sub", "Div"})
-# Initializers with more elements are left out of the copy that shapes are inferred on (their dims suffice).
-_SHAPE_ONLY_ELEMENTS = 1024
 NCHW_TO_NHWC = [0, 2, 3, 1]
 NHWC_TO_NCHW = [0, 3, 1, 2]
 
@@ -134,7 +133,7 @@ class Graph:
     # --- shapes ----------------------------------------------------------------------------------
     def shape(self, name: str) -> list[Dim] | None:
         if self._shapes is None:
-            self._shapes = _infer_shapes(self)
+            self._shapes = infer_shapes(self.nodes, self.model, initializers=self.initializers.values())
         return self._shapes.get(name)
 
     def commit(self) -> None:
@@ -168,33 +167,6 @@ def _prune(g: Graph) -> None:
         if not dead:
             return
         g.remove(*dead)
-
-
-def _infer_shapes(g: Graph) -> dict[str, list[Dim]]:
-    """Static shapes of every tensor, symbolic where a size is not fixed (onnx shape inference with
-    data propagation, so sizes computed by Shape ops are followed), on a copy without the weights' data."""
-    graph = g.model.graph
-    small = [t for t in g.initializers.values() if int(np.prod(t.dims)) <= _SHAPE_ONLY_ELEMENTS]
-    as_inputs = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-                 for t in g.initializers.values() if int(np.prod(t.dims)) > _SHAPE_ONLY_ELEMENTS]
-    light = helper.make_model(
-        helper.make_graph(g.nodes, "shapes", [*graph.input, *as_inputs], list(graph.output), initializer=small),
-        opset_imports=g.model.opset_import, ir_version=g.model.ir_version)
-    topological_sort(light.graph)        # inference reads the nodes in order; passes append theirs at the end
-    inferred = shape_inference.infer_shapes(light, data_prop=True)
-
-    def dims(value: onnx.ValueInfoProto) -> list[Dim] | None:
-        tensor = value.type.tensor_type
-        if not tensor.HasField("shape"):
-            return None
-        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim]
-
-    shapes = {t.name: list(t.dims) for t in g.initializers.values()}
-    for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
-        found = dims(value)
-        if found is not None:
-            shapes[value.name] = found
-    return shapes
 
 
 # --- per-channel affines ---------------------------------------------------------------------------

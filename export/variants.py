@@ -34,9 +34,9 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from export.graph import topological_sort
 from toolkit.cli import UsageError
 from toolkit.onnxfile import check_external_data, checked_path, load_model, write_checked
+from toolkit.onnxgraph import topological_sort
 
 # QDQ with per-channel axes needs QuantizeLinear/DequantizeLinear from opset 13.
 INT8_MIN_OPSET = 13
