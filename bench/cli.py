@@ -6,10 +6,12 @@
     bench compare --batch 1,32,256                    # onnxruntime vs TensorFlow, float32/float16/int8
     bench train -np 1,2                               # Horovod training img/s and scaling efficiency
     bench overhead --model m.onnx                     # the harness vs a bare session.run loop
+    bench peak                                        # float32/int8 matrix-multiply peak -> runs/bench-peak.json
     bench report a.json b.json --compare --export r.md --plot-dir plots
 
 Every measuring subcommand takes --model, --batch, --json PATH, --quiet, --provider cpu|cuda|tensorrt
-(a list, in preference order) and --strict; see `bench SUBCOMMAND --help`.
+(a list, in preference order), --strict and --peak (rows get GOP per sample, GOP/s and % of the
+measured peak: bench/peak.py); see `bench SUBCOMMAND --help`.
 """
 from __future__ import annotations
 
@@ -90,7 +92,26 @@ def _measuring_options(default_batch: str | None, batch_help: str) -> argparse.A
     g.add_argument("--min-time", type=float, default=RunConfig.min_time, help="measure at least this many seconds")
     g.add_argument("--min-iterations", type=int, default=RunConfig.min_iterations,
                    help="... and at least this many iterations")
+    g.add_argument("--peak", metavar="PATH", help="a `bench peak` result to compare each row's GOP/s with "
+                   "(default: runs/bench-peak.json where it was measured on this CPU with the same threads)")
     _output_options(p)
+    return p
+
+
+def _peak_options() -> argparse.ArgumentParser:
+    from bench.peak import DEFAULT_PEAK, DEFAULT_SIZE
+
+    p = cli.ArgumentParser(add_help=False)
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="M = K = N of every kernel")
+    p.add_argument("--rounds", type=int, default=3, help="the kernels take turns this many times")
+    p.add_argument("--intra-op-threads", type=int, default=usable_cpus(), help="as for the other subcommands")
+    p.add_argument("--session-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="onnxruntime session config entry (repeatable), as for the other subcommands")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up runs per kernel, not measured")
+    p.add_argument("--min-time", type=float, default=6.0, help="measure each kernel at least this many seconds")
+    p.add_argument("--min-iterations", type=int, default=6, help="... and at least this many runs")
+    _output_options(p)
+    p.set_defaults(json=str(DEFAULT_PEAK))
     return p
 
 
@@ -125,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("overhead", help="the harness vs a bare session.run loop (should be within 2%%)",
                        formatter_class=fmt, parents=[_measuring_options("1", "samples per run")])
     p.add_argument("--rounds", type=int, default=5, help="interleaved harness/bare rounds; the median ratio counts")
+    sub.add_parser("peak", help="this machine's float32 and int8 matrix-multiply peak (GOP/s), with onnxruntime",
+                   formatter_class=fmt, parents=[_peak_options()])
     p = sub.add_parser("train", help="Horovod training throughput on synthetic data, and scaling efficiency",
                        formatter_class=fmt)
     d = _train_defaults()
@@ -213,8 +236,17 @@ def _measure_cmd(args, kind: str, batches: Sequence[int | None], fallback_batch:
         batch = batch or inputs_lib.default_batch(engine.specs, fallback_batch, dict(inputs.shapes))
         with args.output.progress(f"{kind} batch {batch}", run) as progress:
             rows.append(measure_engine(engine, batch=batch, inputs=inputs, run=run, progress=progress))
-    return engine_result(kind, engine.record(), rows,
-                         _config_record(args, session=session_config, inputs=inputs, run=run))
+    return _with_operations(engine_result(kind, engine.record(), rows,
+                                          _config_record(args, session=session_config, inputs=inputs, run=run)),
+                            args, session_config, inputs)
+
+
+def _with_operations(result: results.BenchResult, args, session_config: SessionConfig,
+                     inputs: InputConfig) -> results.BenchResult:
+    """Every row with its operations per sample, GOP/s and % of the measured peak (bench/peak.py)."""
+    from bench.peak import resolve_peak, with_operations
+
+    return with_operations(result, inputs, *resolve_peak(args.peak, session_config))
 
 
 def _cmd_throughput(args) -> results.BenchResult:
@@ -250,9 +282,9 @@ def _cmd_overhead(args) -> results.BenchResult:
     with args.output.progress("harness vs bare loop", run) as progress:
         rows, ratios = measure_overhead(engine, batch=_single_batch(args.batch), inputs=inputs, run=run,
                                         rounds=args.rounds, progress=progress)
-    return engine_result("overhead", engine.record(), rows,
-                         _config_record(args, session=session_config, inputs=inputs, run=run),
-                         overhead_notes(rows, ratios))
+    return _with_operations(engine_result("overhead", engine.record(), rows,
+                                          _config_record(args, session=session_config, inputs=inputs, run=run),
+                                          overhead_notes(rows, ratios)), args, session_config, inputs)
 
 
 def _cmd_compare(args) -> results.BenchResult:
@@ -270,12 +302,26 @@ def _cmd_compare(args) -> results.BenchResult:
         keras_path = Path(args.keras) if args.keras else compare.default_keras(model)
         if keras_path is None:
             raise cli.UsageError(f"no model.keras beside {model}: pass --keras PATH or --no-tensorflow")
-    return compare.run_compare(model, batches=_batch_list(args.batch), session_config=_session_config(args),
-                               inputs=_input_config(args), run_config=run, keras_path=keras_path,
-                               variants=variants, rounds=args.rounds,
-                               # The bar counts rounds: each engine measures in its own process.
-                               progress_for=lambda d: args.output.progress(
-                                   d, RunConfig(warmup=0, min_time=0, min_iterations=args.rounds)))
+    session_config, inputs = _session_config(args), _input_config(args)
+    result = compare.run_compare(model, batches=_batch_list(args.batch), session_config=session_config,
+                                 inputs=inputs, run_config=run, keras_path=keras_path,
+                                 variants=variants, rounds=args.rounds,
+                                 # The bar counts rounds: each engine measures in its own process.
+                                 progress_for=lambda d: args.output.progress(
+                                     d, RunConfig(warmup=0, min_time=0, min_iterations=args.rounds)))
+    return _with_operations(result, args, session_config, inputs)
+
+
+def _cmd_peak(args) -> results.BenchResult:
+    from bench import peak
+
+    session_config = SessionConfig(entries=with_default_entries(inputs_lib.parse_assignments(
+        args.session_config, "session-config", "session.intra_op.allow_spinning=1")),
+        intra_op_threads=args.intra_op_threads)
+    with args.output.progress(f"peak: {len(peak.KERNELS)} kernels x {args.rounds} rounds",
+                              RunConfig(warmup=0, min_time=0, min_iterations=args.rounds)) as progress:
+        return peak.run_peak(size=args.size, session_config=session_config, run_config=_run_config(args),
+                             rounds=args.rounds, progress=progress, source=args.json)
 
 
 def _cmd_train(args) -> results.BenchResult:
@@ -307,7 +353,7 @@ def _cmd_report(args) -> int:
 
 
 COMMANDS = {"throughput": _cmd_throughput, "latency": _cmd_latency, "sweep": _cmd_sweep,
-            "compare": _cmd_compare, "overhead": _cmd_overhead, "train": _cmd_train}
+            "compare": _cmd_compare, "overhead": _cmd_overhead, "train": _cmd_train, "peak": _cmd_peak}
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -315,6 +361,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "report":
         return _cmd_report(args)
+    if args.command == "peak" and args.json == _peak_options().get_default("json"):
+        Path(args.json).parent.mkdir(exist_ok=True)         # bench peak's default place, runs/, may be new
     args.output = _Output(args)
     return args.output.finish(COMMANDS[args.command](args))
 

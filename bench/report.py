@@ -29,7 +29,8 @@ from toolkit.files import atomic_path, require_parent_dir, write_text_atomic
 
 EXPORT_FORMATS = (".md", ".html", ".svg", ".txt")
 NUMERIC = {"batch", "samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters", "ratio", "np",
-           "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old"}
+           "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old",
+           "GOP/sample", "GOP/s", "% peak", "M=K=N", "runs", "ms/run p50"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,21 +56,47 @@ def _short(providers: Sequence[str]) -> str:
     return "+".join(p.replace("ExecutionProvider", "") for p in providers)
 
 
+def _operations(row: Row, show_peak: bool) -> tuple[str, ...]:
+    """GOP per sample, GOP/s achieved and, where a peak is known, its share of it ("-" where not counted)."""
+    if row.ops_per_sample is None:
+        return ("-", "-") + ("-",) * show_peak
+    share = row.peak_fraction
+    return ((f"{row.ops_per_sample / 1e9:.3f}", f"{row.gops:,.1f}")
+            + (("-" if share is None else f"{share:.1%}"),) * show_peak)
+
+
 def inference_table(result: BenchResult) -> TableData:
-    """Optional columns only where they vary: label, providers (compare mixes engines), ratio."""
+    """Optional columns only where they vary or exist: label, providers (compare mixes engines), operations
+    (GOP per sample, GOP/s, % of the measured peak: bench/peak.py), ratio."""
     show_label = len({r.label for r in result.rows}) > 1
     show_providers = any(r.providers != result.providers for r in result.rows)
+    show_ops = any(r.ops_per_sample is not None for r in result.rows)
+    show_peak = any(r.peak_fraction is not None for r in result.rows)
     show_ratio = any(r.ratio is not None for r in result.rows)
     columns = (("label",) * show_label + ("batch",) + ("providers",) * show_providers
-               + ("samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters") + ("ratio",) * show_ratio)
+               + ("samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters")
+               + ("GOP/sample", "GOP/s") * show_ops + ("% peak",) * show_peak + ("ratio",) * show_ratio)
     rows = []
     for r in result.rows:
         lat = r.latency
         rows.append((r.label,) * show_label + (str(r.batch),) + (_short(r.providers),) * show_providers
                     + (_rate(r.throughput.samples_per_second), *map(_ms, (lat.mean, lat.p50, lat.p90, lat.p95,
                                                                           lat.p99, lat.max, lat.stdev)),
-                       str(lat.count)) + (_ratio(r.ratio),) * show_ratio)
-    return TableData(f"bench {result.kind} (latency in ms per run of one batch)", columns, tuple(rows))
+                       str(lat.count))
+                    + (_operations(r, show_peak) if show_ops else ()) + (_ratio(r.ratio),) * show_ratio)
+    title = f"bench {result.kind} (latency in ms per run of one batch"
+    title += "; GOP: 10^9 operations, 2 per multiply-add, FLOP for float32 rows)" if show_ops else ")"
+    return TableData(title, columns, tuple(rows))
+
+
+def peak_table(result: BenchResult) -> TableData:
+    """`bench peak`: each kernel's rate and its share of its precision's fastest."""
+    columns = ("kernel", "precision", "M=K=N", "runs", "ms/run p50", "GOP/s", "% peak")
+    rows = tuple((r.label, r.precision or "-", str(r.batch), str(r.latency.count), _ms(r.latency.p50),
+                  "-" if r.gops is None else f"{r.gops:,.1f}",
+                  "-" if r.peak_fraction is None else f"{r.peak_fraction:.1%}") for r in result.rows)
+    return TableData("bench peak (matrix multiply Y = A @ B with onnxruntime; GOP/s: 10^9 x 2 x multiply-adds "
+                     "per second)", columns, rows)
 
 
 def _mean_and_ci(spread: Spread) -> str:
@@ -89,7 +116,9 @@ def train_table(result: BenchResult) -> TableData:
 
 
 def tables(result: BenchResult) -> list[TableData]:
-    return [train_table(result)] if result.kind == "train" else [inference_table(result)]
+    if result.kind == "train":
+        return [train_table(result)]
+    return [peak_table(result)] if result.kind == "peak" else [inference_table(result)]
 
 
 def _delta(old: float, new: float, unit: str = "") -> tuple[str, str]:

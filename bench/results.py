@@ -5,11 +5,11 @@ milliseconds -> mean, stdev, min, p50, p90, p95, p99, max) and `Throughput.from_
 (batch / mean iteration time). The raw per-iteration times are kept in the JSON so runs can
 be merged and re-analysed later.
 
-JSON schema (version 2), written by `bench ... --json PATH`:
+JSON schema (version 3), written by `bench ... --json PATH`:
 
     {
-      "schema": "alexnet-toolkit/bench", "version": 2,
-      "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train",
+      "schema": "alexnet-toolkit/bench", "version": 3,
+      "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train" | "peak",
       "created": ISO-8601 UTC,
       "model": {"path", "inputs": [{"name", "dtype", "shape"}]} | null,
       "requested_providers": ["cpu", ...],    # what the user asked for
@@ -19,7 +19,12 @@ JSON schema (version 2), written by `bench ... --json PATH`:
       "latency_ms": {"count", "mean", "stdev", "min", "p50", "p90", "p95", "p99", "max"},  # idem
       "rows": [{"label", "engine", "model", "batch", "providers",
                 "latency_ms": {...}, "throughput": {"samples_per_second", "batch", "iterations",
-                "seconds"}, "times_ms": [raw per-iteration times], "ratio": float | null}],
+                "seconds"}, "times_ms": [raw per-iteration times], "ratio": float | null,
+                "ops_per_sample": 2 x multiply-adds counted from the graph (bench/opcount.py) | null,
+                "precision": "float32" | "int8" | null, "gop_per_s": achieved | null,
+                "peak_gop_per_s": the measured peak of that precision | null, "peak_fraction": float | null}],
+      "peak": {"rates": {"float32": GOP/s, "int8": GOP/s}, "source", "created", "cpu", "intra_op_threads"}
+              | null,                       # the `bench peak` result the rows are compared with
       "train": [{"np", "total": SPREAD, "per_rank": SPREAD, "efficiency",
                  "intervals": [total img/s per interval]}],                 # kind "train"
       "config": {every option, resolved},
@@ -29,7 +34,9 @@ JSON schema (version 2), written by `bench ... --json PATH`:
     SPREAD = {"mean", "half_range95": 1.96 x population sd of the intervals,
               "mean_ci95": [low, high] (Student's t 95% confidence interval of the mean) | null}
 
-Version 1 differs only in SPREAD: {"mean", "ci95"}, where "ci95" held what version 2 calls
+Version 3 added the rows' operation counts, "peak", and the kind "peak" (`bench peak`: one row per
+matrix-multiply kernel, its "samples" the rows of A, ops_per_sample 2 x K x N). Version-2 files load
+with those absent (null). Version 1 also differs in SPREAD: {"mean", "ci95"}, where "ci95" held what version 2 calls
 "half_range95" (it was never a confidence interval). Version-1 files load: "ci95" is read as
 "half_range95", and "mean_ci95" is computed from the intervals the file kept.
 """
@@ -46,8 +53,8 @@ from typing import Any, Sequence
 from toolkit.cli import UsageError
 
 SCHEMA = "alexnet-toolkit/bench"
-SCHEMA_VERSION = 2
-KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train")
+SCHEMA_VERSION = 3
+KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "peak")
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -123,6 +130,20 @@ class Row:
     throughput: Throughput
     times_ms: tuple[float, ...]
     ratio: float | None = None
+    ops_per_sample: float | None = None    # 2 x multiply-adds per sample, counted from the graph
+    precision: str | None = None           # of most of those operations: "float32" or "int8"
+    peak_gops: float | None = None         # the machine's measured peak for that precision, GOP/s
+
+    @property
+    def gops(self) -> float | None:
+        """Achieved rate, 10^9 operations per second (GFLOP/s; GOP/s for int8)."""
+        if self.ops_per_sample is None:
+            return None
+        return self.ops_per_sample * self.throughput.samples_per_second / 1e9
+
+    @property
+    def peak_fraction(self) -> float | None:
+        return None if self.gops is None or not self.peak_gops else self.gops / self.peak_gops
 
     @classmethod
     def from_times(cls, *, label: str, engine: str, model: str, batch: int, providers: Sequence[str],
@@ -137,14 +158,16 @@ class Row:
         return {"label": self.label, "engine": self.engine, "model": self.model, "batch": self.batch,
                 "providers": list(self.providers), "latency_ms": dataclasses.asdict(self.latency),
                 "throughput": dataclasses.asdict(self.throughput), "times_ms": list(self.times_ms),
-                "ratio": self.ratio}
+                "ratio": self.ratio, "ops_per_sample": self.ops_per_sample, "precision": self.precision,
+                "gop_per_s": self.gops, "peak_gop_per_s": self.peak_gops, "peak_fraction": self.peak_fraction}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Row":
         return cls(label=obj["label"], engine=obj["engine"], model=obj["model"], batch=int(obj["batch"]),
                    providers=tuple(obj["providers"]), latency=Latency(**obj["latency_ms"]),
                    throughput=Throughput(**obj["throughput"]), times_ms=tuple(obj["times_ms"]),
-                   ratio=obj.get("ratio"))
+                   ratio=obj.get("ratio"), ops_per_sample=obj.get("ops_per_sample"), precision=obj.get("precision"),
+                   peak_gops=obj.get("peak_gop_per_s"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +244,30 @@ class TrainRow:
 
 
 @dataclasses.dataclass(frozen=True)
+class Peak:
+    """The machine's attainable rate per precision (GOP/s), from a `bench peak` result: its best kernel's."""
+
+    rates: dict[str, float]
+    source: str                            # the results file it came from
+    created: str
+    cpu: str
+    intra_op_threads: int | None
+
+    @classmethod
+    def from_result(cls, result: "BenchResult", source: str) -> "Peak":
+        rates: dict[str, float] = {}
+        for row in result.rows:
+            if row.precision and row.gops is not None:
+                rates[row.precision] = max(rates.get(row.precision, 0.0), row.gops)
+        return cls(rates=rates, source=source, created=result.created,
+                   cpu=result.environment.get("cpu", {}).get("model", "?"),
+                   intra_op_threads=result.config.get("session", {}).get("intra_op_threads"))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class BenchResult:
     kind: str
     config: dict[str, Any]
@@ -232,6 +279,7 @@ class BenchResult:
     providers: tuple[str, ...] = ()
     fallback: str | None = None
     notes: tuple[str, ...] = ()
+    peak: Peak | None = None
     created: str = dataclasses.field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
@@ -249,7 +297,8 @@ class BenchResult:
             doc["latency_ms"] = dataclasses.asdict(self.rows[0].latency)
         doc["rows"] = [row.to_json() for row in self.rows]
         doc["train"] = [row.to_json() for row in self.train]
-        doc.update(config=self.config, environment=self.environment, notes=list(self.notes))
+        doc.update(config=self.config, environment=self.environment, notes=list(self.notes),
+                   peak=None if self.peak is None else self.peak.to_json())
         return doc
 
     @classmethod
@@ -271,7 +320,8 @@ class BenchResult:
                        train=tuple(TrainRow.from_json(r, version) for r in doc["train"]),
                        model=doc.get("model"), requested_providers=tuple(doc["requested_providers"]),
                        providers=tuple(doc["providers"]), fallback=doc.get("fallback"),
-                       notes=tuple(doc.get("notes", ())), created=doc["created"])
+                       notes=tuple(doc.get("notes", ())), created=doc["created"],
+                       peak=None if doc.get("peak") is None else Peak(**doc["peak"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{source} is a malformed bench results file ({type(exc).__name__}: {exc}): "
                              "re-run the benchmark with --json") from None
