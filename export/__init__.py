@@ -28,5 +28,5 @@ METHODS = ("fast", "stock")
 
 # The passes of export.rewrite, in the order they run (here, so that validating a job's options needs
 # neither onnx nor numpy). `python -m export --rewrites a,b` / `--no-rewrite NAME` choose among them.
-REWRITES = ("constant-folding", "repeat-into-conv", "batchnorm", "affine-past-maxpool", "affine-into-gemm",
-            "affine-into-conv")
+REWRITES = ("constant-folding", "repeat-into-conv", "resize-as-matmul", "batchnorm", "affine-past-maxpool",
+            "affine-into-gemm", "affine-into-conv", "batchnorm-as-conv")

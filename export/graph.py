@@ -46,7 +46,7 @@ def _constant_nodes(graph: onnx.GraphProto, constants: set[str]) -> list[onnx.No
     return folded
 
 
-def _cpu_session(model: onnx.ModelProto) -> ort.InferenceSession:
+def cpu_session(model: onnx.ModelProto) -> ort.InferenceSession:
     """A session that runs each node as written (no fusions), for evaluating parts of a graph."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -80,7 +80,7 @@ def attach_weights(model: onnx.ModelProto, weights: Mapping[str, np.ndarray]) ->
             [helper.make_empty_tensor_value_info(name) for name in to_compute],
             initializer=[t for name, t in initializers.items() if name in used])
         fold_model = helper.make_model(fold_graph, opset_imports=model.opset_import, ir_version=model.ir_version)
-        session = _cpu_session(fold_model)
+        session = cpu_session(fold_model)
         feeds = {i.name: np.ascontiguousarray(weights[i.name]) for i in fold_inputs}
         computed = dict(zip(to_compute, session.run(to_compute, feeds)))
 
@@ -142,7 +142,7 @@ def fix_resize_scales(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -
                           initializer=[t for t in graph.initializer if t.name in needed]),
         opset_imports=model.opset_import, ir_version=model.ir_version)
     used_feeds = {i.name: feeds[i.name] for i in probe.graph.input}
-    shapes = [a.shape for a in _cpu_session(probe).run(probe_outputs, used_feeds)]
+    shapes = [a.shape for a in cpu_session(probe).run(probe_outputs, used_feeds)]
     for node, shape in zip(resizes, shapes):
         proto = initializers[node.input[2]]
         scales = numpy_helper.to_array(proto).astype(np.float32)

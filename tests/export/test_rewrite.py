@@ -180,6 +180,36 @@ def test_copies_that_do_not_stay_alike_are_left_alone(model):
     assert applied == {"repeat-into-conv": 0} and "Tile" in ops
 
 
+@pytest.mark.parametrize("mode, transform", [("linear", "half_pixel"), ("nearest", "asymmetric"),
+                                             ("cubic", "align_corners")])
+def test_a_spatial_resize_is_two_matrix_products(mode, transform):
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode,
+                              coordinate_transformation_mode=transform)]
+    model = _model(nodes, [helper.make_tensor_value_info("x", F, ["n", 2, 7, 5])], 4,
+                   {"scales": np.float32([1, 1, 33 / 7, 2.5])})
+    feeds = {"x": RNG.standard_normal((3, 2, 7, 5)).astype(np.float32)}
+    applied, ops, diff = _rewritten(model, ["resize-as-matmul"], feeds)
+    assert applied == {"resize-as-matmul": 1} and ops == ["MatMul", "MatMul"] and diff <= EXACT
+
+
+def test_a_resize_of_the_channels_stays_a_resize():
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")]
+    model = _model(nodes, [helper.make_tensor_value_info("x", F, ["n", 2, 7, 5])], 4,
+                   {"scales": np.float32([1, 2, 2, 2])})
+    feeds = {"x": RNG.standard_normal((1, 2, 7, 5)).astype(np.float32)}
+    applied, ops, _ = _rewritten(model, ["resize-as-matmul"], feeds)
+    assert applied == {"resize-as-matmul": 0} and ops == ["Resize"]
+
+
+def test_a_batchnormalization_is_a_depthwise_1x1_conv():
+    nodes = [helper.make_node("BatchNormalization", ["x", "s", "b", "mean", "var"], ["y"], epsilon=1e-3)]
+    model = _model(nodes, [helper.make_tensor_value_info("x", F, ["n", 4, 3, 3])], 4,
+                   {"s": RNG.standard_normal(4).astype(np.float32), "b": RNG.standard_normal(4).astype(np.float32),
+                    "mean": _vector(4, -1, 1), "var": _vector(4)})
+    applied, ops, diff = _rewritten(model, ["batchnorm-as-conv"], _feeds(c=4, size=3))
+    assert applied == {"batchnorm-as-conv": 1} and ops == ["Conv"] and diff <= EXACT
+
+
 def test_sizes_computed_from_shapes_become_constants():
     """tf2onnx's Flatten: Reshape to (Shape(x)[0], 36) -> Reshape to "copy the batch", 36; the scale of a
     per-image standardisation, 1/sqrt(prod(Shape(x)[1:])), is folded to a constant."""
@@ -219,12 +249,13 @@ def unrewritten(trained_alexnet, tmp_path_factory):
 
 
 # Which passes find something in AlexNet (its convs after BatchNorm all pad: affine-into-conv finds none).
-ALEXNET_APPLIES = {"constant-folding": True, "repeat-into-conv": True, "batchnorm": True,
-                   "affine-past-maxpool": True, "affine-into-gemm": True, "affine-into-conv": False}
+ALEXNET_APPLIES = {"constant-folding": True, "repeat-into-conv": True, "resize-as-matmul": True, "batchnorm": True,
+                   "affine-past-maxpool": True, "affine-into-gemm": True, "affine-into-conv": False,
+                   "batchnorm-as-conv": True}
 # The affine passes work on BatchNormalization nodes (tf2onnx's Mul/Add become those first), and in
 # AlexNet the last BatchNorm meets fc6 only once it has moved past the last pool.
 NEEDS = {"affine-past-maxpool": ["batchnorm"], "affine-into-gemm": ["batchnorm", "affine-past-maxpool"],
-         "affine-into-conv": ["batchnorm"]}
+         "affine-into-conv": ["batchnorm"], "batchnorm-as-conv": ["batchnorm"]}
 
 
 @pytest.mark.parametrize("passes", [[name] for name in REWRITES] + [list(REWRITES)],
@@ -245,10 +276,14 @@ def test_every_rewrite_is_exact_against_keras_on_trained_weights(unrewritten, te
             [n.op_type for n in unrewritten.graph.node].count("Transpose")
 
 
-def test_all_rewrites_leave_fewer_nodes_and_no_batchnorm_before_a_pool(unrewritten):
+def test_all_rewrites_leave_fewer_nodes_and_no_affine_before_a_pool(unrewritten):
     model = onnx.ModelProto.FromString(unrewritten.SerializeToString())
     rewrite(model)
     ops = [n.op_type for n in model.graph.node]
     assert len(ops) < len(unrewritten.graph.node) / 1.5
-    assert all(b != "MaxPool" for a, b in zip(ops, ops[1:]) if a == "BatchNormalization")
-    assert ops.count("BatchNormalization") == 4 and "Shape" not in ops and "Tile" not in ops
+    depthwise = [n for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1
+                                                                            for a in n.attribute)]
+    assert len(depthwise) == 4 and "BatchNormalization" not in ops            # 5 BatchNorms, one folded into fc6
+    consumers = {name: n.op_type for n in model.graph.node for name in n.input}
+    assert all(consumers[n.output[0]] != "MaxPool" for n in depthwise)
+    assert {"Shape", "Tile", "Resize"}.isdisjoint(ops) and {"Mul", "Transpose"}.isdisjoint(ops[ops.index("Conv"):])
