@@ -268,21 +268,32 @@ def pass_batchnorm(g: Graph) -> int:
     return applied
 
 
-def pass_affine_past_maxpool(g: Graph) -> int:
+def _per_batchnorm(rewrite_one: Callable[[Graph, onnx.NodeProto, np.ndarray, np.ndarray], bool]):
+    """A pass that tries `rewrite_one(g, bn, s, b)` on every inference BatchNormalization whose parameters
+    are constant (s, b: its per-channel y = x*s + b) and counts where it rewrote."""
+    def run(g: Graph) -> int:
+        applied = 0
+        for bn in [n for n in g.nodes if n.op_type == "BatchNormalization"]:
+            affine = _affine(g, bn)
+            if affine is not None and rewrite_one(g, bn, *affine):
+                g.changed()
+                applied += 1
+        return applied
+    run.__doc__ = rewrite_one.__doc__
+    return run
+
+
+@_per_batchnorm
+def pass_affine_past_maxpool(g: Graph, bn: onnx.NodeProto, s: np.ndarray, b: np.ndarray) -> bool:
     """BatchNormalization with every scale > 0, then MaxPool -> MaxPool, then the BatchNormalization."""
-    applied = 0
-    for bn in [n for n in g.nodes if n.op_type == "BatchNormalization"]:
-        affine = _affine(g, bn)
-        pool = g.sole_consumer(bn.output[0])
-        if affine is None or not (affine[0] > 0).all() or pool is None or pool.op_type != "MaxPool":
-            continue
-        if len(pool.output) != 1 or pool.input[0] != bn.output[0]:
-            continue                                     # the Indices output would change meaning
-        pooled = g.fresh(f"{pool.output[0]}/before_affine")
-        pool.input[0], bn.input[0], bn.output[0], pool.output[0] = bn.input[0], pooled, pool.output[0], pooled
-        g.changed()
-        applied += 1
-    return applied
+    pool = g.sole_consumer(bn.output[0])
+    if not (s > 0).all() or pool is None or pool.op_type != "MaxPool" or pool.input[0] != bn.output[0]:
+        return False
+    if len(pool.output) != 1:
+        return False                                     # the Indices output would change meaning
+    pooled = g.fresh(f"{pool.output[0]}/before_affine")
+    pool.input[0], bn.input[0], bn.output[0], pool.output[0] = bn.input[0], pooled, pool.output[0], pooled
+    return True
 
 
 def _flatten_order(g: Graph, start: str) -> tuple[list[onnx.NodeProto], onnx.NodeProto, np.ndarray] | None:
@@ -362,74 +373,61 @@ def _fold_into_gemm(g: Graph, gemm: onnx.NodeProto, s: np.ndarray, b: np.ndarray
     return True
 
 
-def pass_affine_into_gemm(g: Graph) -> int:
+@_per_batchnorm
+def pass_affine_into_gemm(g: Graph, bn: onnx.NodeProto, s: np.ndarray, b: np.ndarray) -> bool:
     """BatchNormalization -> (Transposes, Reshape/Flatten) -> MatMul/Gemm with constant weights: folded in."""
-    applied = 0
-    for bn in [n for n in g.nodes if n.op_type == "BatchNormalization"]:
-        affine = _affine(g, bn)
-        found = _flatten_order(g, bn.output[0]) if affine is not None else None
-        if found is None:
-            continue
-        path, gemm, channel = found
-        if not _fold_into_gemm(g, gemm, affine[0][channel], affine[1][channel]):
-            continue
-        (path[0] if path else gemm).input[0] = bn.input[0]
-        g.remove(bn)
-        g.changed()
-        applied += 1
-    return applied
+    found = _flatten_order(g, bn.output[0])
+    if found is None:
+        return False
+    path, gemm, channel = found
+    if not _fold_into_gemm(g, gemm, s[channel], b[channel]):
+        return False
+    (path[0] if path else gemm).input[0] = bn.input[0]
+    g.remove(bn)
+    return True
 
 
-def pass_affine_into_conv(g: Graph) -> int:
+@_per_batchnorm
+def pass_affine_into_conv(g: Graph, bn: onnx.NodeProto, s: np.ndarray, b: np.ndarray) -> bool:
     """BatchNormalization -> Conv with constant weights, where exact: W' = W*s, bias' = bias + sum(W*b)."""
-    applied = 0
-    for bn in [n for n in g.nodes if n.op_type == "BatchNormalization"]:
-        affine = _affine(g, bn)
-        conv = g.sole_consumer(bn.output[0])
-        if affine is None or conv is None or conv.op_type != "Conv" or conv.input[0] != bn.output[0]:
-            continue
-        s, b = affine
-        weight = g.const(conv.input[1])
-        usable, bias = _optional_const(g, conv, 2)
-        if weight is None or not usable:
-            continue
-        padded = any(_attr(conv, "pads", [])) or _attr(conv, "auto_pad", "NOTSET") not in ("NOTSET", "VALID")
-        if padded and b.any():
-            continue                  # the padded border would see the convolution of b where it saw zeros
-        groups = _attr(conv, "group", 1)
-        out_channels, group_in = weight.shape[:2]
-        if group_in * groups != s.size:
-            continue
-        # The input channel each weight reads: its output channel's group * channels per group + its index.
-        channel = (np.arange(out_channels) // (out_channels // groups))[:, None] * group_in + np.arange(group_in)
-        spatial = (...,) + (None,) * (weight.ndim - 2)
-        extra = (weight.astype(np.float64) * b[channel][spatial]).sum(axis=tuple(range(1, weight.ndim)))
-        conv.input[:] = [bn.input[0], g.add_const(weight * s[channel][spatial], conv.input[1]),
-                         g.add_const((extra if bias is None else bias + extra).astype(np.float32),
-                                     f"{conv.output[0]}/bias")]
-        g.remove(bn)
-        g.changed()
-        applied += 1
-    return applied
+    conv = g.sole_consumer(bn.output[0])
+    if conv is None or conv.op_type != "Conv" or conv.input[0] != bn.output[0]:
+        return False
+    weight = g.const(conv.input[1])
+    usable, bias = _optional_const(g, conv, 2)
+    if weight is None or not usable:
+        return False
+    padded = any(_attr(conv, "pads", [])) or _attr(conv, "auto_pad", "NOTSET") not in ("NOTSET", "VALID")
+    if padded and b.any():
+        return False                  # the padded border would see the convolution of b where it saw zeros
+    groups = _attr(conv, "group", 1)
+    out_channels, group_in = weight.shape[:2]
+    if group_in * groups != s.size:
+        return False
+    # The input channel each weight reads: its output channel's group * channels per group + its index.
+    channel = (np.arange(out_channels) // (out_channels // groups))[:, None] * group_in + np.arange(group_in)
+    spatial = (...,) + (None,) * (weight.ndim - 2)
+    extra = (weight.astype(np.float64) * b[channel][spatial]).sum(axis=tuple(range(1, weight.ndim)))
+    conv.input[:] = [bn.input[0], g.add_const(weight * s[channel][spatial], conv.input[1]),
+                     g.add_const((extra if bias is None else bias + extra).astype(np.float32),
+                                 f"{conv.output[0]}/bias")]
+    g.remove(bn)
+    return True
 
 
-def pass_batchnorm_as_conv(g: Graph) -> int:
+@_per_batchnorm
+def pass_batchnorm_as_conv(g: Graph, bn: onnx.NodeProto, s: np.ndarray, b: np.ndarray) -> bool:
     """Each remaining inference BatchNormalization -> the same per-channel x*s + b as a 1x1 depthwise Conv."""
-    applied = 0
-    for bn in [n for n in g.nodes if n.op_type == "BatchNormalization"]:
-        affine, shape = _affine(g, bn), g.shape(bn.input[0])
-        if affine is None or shape is None or len(shape) < 3:
-            continue
-        s, b = affine
-        spatial = len(shape) - 2
-        g.remove(bn)
-        g.nodes.append(helper.make_node(
-            "Conv", [bn.input[0], g.add_const(s.reshape(-1, *[1] * (spatial + 1)), f"{bn.output[0]}/scale"),
-                     g.add_const(b, f"{bn.output[0]}/offset")], list(bn.output), name=g.fresh(f"{bn.output[0]}/conv"),
-            group=int(s.size), kernel_shape=[1] * spatial))
-        g.changed()
-        applied += 1
-    return applied
+    shape = g.shape(bn.input[0])
+    if shape is None or len(shape) < 3:
+        return False
+    spatial = len(shape) - 2
+    g.remove(bn)
+    g.nodes.append(helper.make_node(
+        "Conv", [bn.input[0], g.add_const(s.reshape(-1, *[1] * (spatial + 1)), f"{bn.output[0]}/scale"),
+                 g.add_const(b, f"{bn.output[0]}/offset")], list(bn.output), name=g.fresh(f"{bn.output[0]}/conv"),
+        group=int(s.size), kernel_shape=[1] * spatial))
+    return True
 
 
 # --- repeated channels -----------------------------------------------------------------------------
@@ -555,12 +553,14 @@ def _resize_matrix(resize: onnx.NodeProto, model: onnx.ModelProto, size: int, sc
     which every mode and coordinate transformation leaves as it is), so its exact weights are used."""
     scales = np.ones(4, np.float32)
     scales[axis] = scale
-    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], **{a.name: helper.get_attribute_value(a)
-                                                                      for a in resize.attribute})
+    # roi: empty (opsets before 13 require the input; tf_crop_and_resize, which reads it, is not rewritten).
+    node = helper.make_node("Resize", ["x", "roi", "scales"], ["y"], **{a.name: helper.get_attribute_value(a)
+                                                                         for a in resize.attribute})
     probe = helper.make_model(
         helper.make_graph([node], "resize", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
                           [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
-                          initializer=[numpy_helper.from_array(scales, "scales")]),
+                          initializer=[numpy_helper.from_array(scales, "scales"),
+                                       numpy_helper.from_array(np.zeros(0, np.float32), "roi")]),
         opset_imports=model.opset_import, ir_version=model.ir_version)
     resized = cpu_session(probe).run(None, {"x": np.eye(size, dtype=np.float32)[None, None]})[0][0, 0]
     return resized if axis == 2 else resized.T       # rows: output positions; columns: input positions
@@ -573,7 +573,7 @@ def pass_resize_as_matmul(g: Graph) -> int:
         usable, scales = _optional_const(g, resize, 2)
         shape = g.shape(resize.input[0])
         if not usable or scales is None or len(resize.input) > 3 and resize.input[3] or len(scales) != 4:
-            continue
+            continue                         # (opset 10's Resize has its scales second: scales is None)
         if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
             continue
         if list(scales[:2]) != [1, 1] or _attr(resize, "mode", "nearest") not in RESIZE_MODES or \
