@@ -99,10 +99,11 @@ def _measuring_options(default_batch: str | None, batch_help: str) -> argparse.A
 
 
 def _peak_options() -> argparse.ArgumentParser:
-    from bench.peak import DEFAULT_PEAK, DEFAULT_SIZE
+    from bench.peak import DEFAULT_PEAK, DEFAULT_SHAPES
 
     p = cli.ArgumentParser(add_help=False)
-    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="M = K = N of every kernel")
+    p.add_argument("--shapes", default=",".join("x".join(map(str, s)) for s in DEFAULT_SHAPES),
+                   help="MxKxN of the matrix products, comma-separated")
     p.add_argument("--rounds", type=int, default=3, help="the kernels take turns this many times")
     p.add_argument("--intra-op-threads", type=int, default=usable_cpus(), help="as for the other subcommands")
     p.add_argument("--session-config", action="append", default=[], metavar="KEY=VALUE",
@@ -320,8 +321,8 @@ def _cmd_peak(args) -> results.BenchResult:
         intra_op_threads=args.intra_op_threads)
     with args.output.progress(f"peak: {len(peak.KERNELS)} kernels x {args.rounds} rounds",
                               RunConfig(warmup=0, min_time=0, min_iterations=args.rounds)) as progress:
-        return peak.run_peak(size=args.size, session_config=session_config, run_config=_run_config(args),
-                             rounds=args.rounds, progress=progress, source=args.json)
+        return peak.run_peak(shapes=peak.parse_shapes(args.shapes), session_config=session_config,
+                             run_config=_run_config(args), rounds=args.rounds, progress=progress, source=args.json)
 
 
 def _cmd_train(args) -> results.BenchResult:

@@ -2,19 +2,22 @@
 onnxruntime itself, and every benchmark row's distance to them.
 
     bench peak                                  # writes runs/bench-peak.json (what later runs compare with)
-    bench peak --size 2048 --json peak.json
+    bench peak --shapes 2048x2048x2048 --json peak.json
     bench sweep --peak peak.json                # every row: GOP per sample, GOP/s and % of that peak
     bench compare                               # uses runs/bench-peak.json where it was measured here
 
 Why: samples/s alone cannot say whether a model runs well; the rate of its arithmetic next to
 the best rate this CPU reaches, through the same runtime, threads and session options, can.
-The kernels (square M = K = N = --size; B a constant, prepacked as a model's weights are; A fed
-each run, fresh random values, as every bench input):
+The kernels (Y = A @ B, A M x K fed each run with fresh random values as every bench input, B a
+K x N constant, prepacked as a model's weights are), at each of --shapes MxKxN:
   float32 MatMul, float32 Gemm;
   int8 MatMulInteger uint8 x int8 and int8 x int8, QLinearMatMul uint8 x int8 (a QDQ MatMul is
   fused into QLinearMatMul by onnxruntime, so it is the same kernel).
 They take turns for --rounds rounds; a kernel's rate is its operations (2 x M x K x N per run)
-over all its runs' time, and the peak of a precision is its fastest kernel's rate.
+over all its runs' time, and the peak of a precision is its fastest kernel's rate. Two shapes by
+default, because the rate depends on the shape: square 1024 reached 190 GFLOP/s here, and
+1024x2304x384 (AlexNet's conv3 as a matrix product: K = 3x3x256, N = 384) 217, more than the
+square one and as much as onnxruntime's NCHWc convolutions reach in the model itself.
 
 Which peak a run is compared with: --peak PATH, else runs/bench-peak.json (relative to the current
 directory, like the default model) if it was measured on this CPU with the same intra-op threads;
@@ -40,7 +43,7 @@ from toolkit import environment
 from toolkit.cli import UsageError
 
 DEFAULT_PEAK = Path("runs/bench-peak.json")
-DEFAULT_SIZE = 1024
+DEFAULT_SHAPES = ((1024, 1024, 1024), (1024, 2304, 384))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,13 +64,25 @@ KERNELS = (
 )
 
 
-def kernel_model(kernel: Kernel, size: int):
-    """Y = A @ B as one node; A [size, size] the input, B a constant."""
+def parse_shapes(text: str) -> tuple[tuple[int, int, int], ...]:
+    """"1024x1024x1024,1024x2304x384" -> ((1024, 1024, 1024), (1024, 2304, 384)); UsageError if not that."""
+    try:
+        shapes = tuple(tuple(int(d) for d in item.split("x")) for item in text.split(",") if item.strip())
+    except ValueError:
+        shapes = ()
+    if not shapes or any(len(s) != 3 or min(s) < 64 for s in shapes):
+        raise UsageError(f"--shapes {text!r}: give MxKxN sizes of at least 64 each (compute-bound), comma-separated, "
+                         "e.g. 1024x1024x1024,1024x2304x384")
+    return shapes
+
+
+def kernel_model(kernel: Kernel, m: int, k: int, n: int):
+    """Y = A @ B as one node; A [m, k] the input, B [k, n] a constant."""
     from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    b = (rng.random((size, size), np.float32) if kernel.b == "float32"
-         else rng.integers(-100, 100, (size, size)).astype(kernel.b))
+    b = (rng.random((k, n), np.float32) if kernel.b == "float32"
+         else rng.integers(-100, 100, (k, n)).astype(kernel.b))
     constants = {"B": b}
     inputs = ["A", "B"]
     out_type = {"MatMul": "float32", "Gemm": "float32", "MatMulInteger": "int32", "QLinearMatMul": "uint8"}[kernel.op]
@@ -78,49 +93,47 @@ def kernel_model(kernel: Kernel, size: int):
     to_onnx = helper.np_dtype_to_tensor_dtype
     graph = helper.make_graph(
         [helper.make_node(kernel.op, inputs, ["Y"])], "peak",
-        [helper.make_tensor_value_info("A", to_onnx(np.dtype(kernel.a)), [size, size])],
-        [helper.make_tensor_value_info("Y", to_onnx(np.dtype(out_type)), [size, size])],
+        [helper.make_tensor_value_info("A", to_onnx(np.dtype(kernel.a)), [m, k])],
+        [helper.make_tensor_value_info("Y", to_onnx(np.dtype(out_type)), [m, n])],
         initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
-def run_peak(*, size: int, session_config: SessionConfig, run_config: RunConfig, rounds: int,
-             progress=None, source: str = str(DEFAULT_PEAK)) -> BenchResult:
-    """Measure every kernel, taking turns for `rounds` rounds (see the module docstring)."""
+def run_peak(*, shapes: tuple[tuple[int, int, int], ...] = DEFAULT_SHAPES, session_config: SessionConfig,
+             run_config: RunConfig, rounds: int, progress=None, source: str = str(DEFAULT_PEAK)) -> BenchResult:
+    """Measure every kernel at every shape, taking turns for `rounds` rounds (see the module docstring)."""
     import onnx
 
     from bench.engines import OnnxEngine
 
-    if size < 64:
-        raise UsageError(f"--size {size} is too small to be compute-bound: use at least 64 (default {DEFAULT_SIZE})")
     if rounds < 1:
         raise UsageError(f"--rounds {rounds} must be >= 1")
     share = dataclasses.replace(run_config, min_time=run_config.min_time / rounds,
                                 min_iterations=-(-run_config.min_iterations // rounds))
-    inputs = InputConfig()
-    times: dict[str, list[float]] = {k.label: [] for k in KERNELS}
+    runs = [(kernel, shape, f"{kernel.label} {'x'.join(map(str, shape))}") for shape in shapes for kernel in KERNELS]
+    times: dict[str, list[float]] = {label: [] for _, _, label in runs}
     with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
-        engines, steps = {}, {}
-        for kernel in KERNELS:
-            path = Path(tmp) / f"{kernel.label.replace(' ', '-')}.onnx"
-            onnx.save(kernel_model(kernel, size), str(path))
-            engines[kernel.label] = engine = OnnxEngine.open(path, session_config)
-            steps[kernel.label] = engine.step(engine.prepare(size, inputs))
+        steps = {}
+        for index, (kernel, (m, k, n), label) in enumerate(runs):
+            path = Path(tmp) / f"{index}.onnx"
+            onnx.save(kernel_model(kernel, m, k, n), str(path))
+            engine = OnnxEngine.open(path, session_config)
+            steps[label] = engine.step(engine.prepare(m, InputConfig()))
         for index in range(rounds):
-            for kernel in KERNELS:
+            for _, _, label in runs:
                 round_config = share if index == 0 else dataclasses.replace(share, warmup=0)
-                times[kernel.label].extend(measure(steps[kernel.label], round_config))
+                times[label].extend(measure(steps[label], round_config))
             if progress is not None:
                 progress(index + 1, 0.0)
-        record = next(iter(engines.values())).record()
-    rows = [dataclasses.replace(record.row(k.label, size, times[k.label]), ops_per_sample=2.0 * size * size,
-                                precision=k.precision) for k in KERNELS]
-    config = {"size": size, "rounds": rounds, "session": dataclasses.asdict(session_config),
+        record = engine.record()
+    rows = [dataclasses.replace(record.row(label, m, times[label]), ops_per_sample=2.0 * k * n,
+                                precision=kernel.precision) for kernel, (m, k, n), label in runs]
+    config = {"shapes": [list(s) for s in shapes], "rounds": rounds, "session": dataclasses.asdict(session_config),
               "run": dataclasses.asdict(run_config), "kernels": [dataclasses.asdict(k) for k in KERNELS]}
     result = BenchResult(kind="peak", config=config, environment=environment.collect(onnxruntime=record.runtime),
                          rows=tuple(rows), providers=record.providers, requested_providers=record.requested_providers,
-                         notes=(f"each kernel: Y = A @ B, {size}x{size} by {size}x{size}, B constant; rows of A per "
-                                f"second as samples/s; GOP/s = 2 x {size}^2 x rows/s",
+                         notes=("each kernel: Y = A @ B at the shape MxKxN its label ends with, B constant; "
+                                "samples/s = rows of A per second; GOP/s = 2 x K x N x rows/s",
                                 f"the kernels took turns, {rounds} rounds; the peak of a precision is its fastest "
                                 "kernel's rate over all its runs"))
     peak = Peak.from_result(result, source)

@@ -30,7 +30,7 @@ from toolkit.files import atomic_path, require_parent_dir, write_text_atomic
 EXPORT_FORMATS = (".md", ".html", ".svg", ".txt")
 NUMERIC = {"batch", "samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters", "ratio", "np",
            "efficiency", "intervals", "1.96 sd", "delta", "new/old", "p50 delta", "p50 new/old",
-           "GOP/sample", "GOP/s", "% peak", "M=K=N", "runs", "ms/run p50"}
+           "GOP/sample", "GOP/s", "% peak", "runs", "ms/run p50"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +91,8 @@ def inference_table(result: BenchResult) -> TableData:
 
 def peak_table(result: BenchResult) -> TableData:
     """`bench peak`: each kernel's rate and its share of its precision's fastest."""
-    columns = ("kernel", "precision", "M=K=N", "runs", "ms/run p50", "GOP/s", "% peak")
-    rows = tuple((r.label, r.precision or "-", str(r.batch), str(r.latency.count), _ms(r.latency.p50),
+    columns = ("kernel MxKxN", "precision", "runs", "ms/run p50", "GOP/s", "% peak")
+    rows = tuple((r.label, r.precision or "-", str(r.latency.count), _ms(r.latency.p50),
                   "-" if r.gops is None else f"{r.gops:,.1f}",
                   "-" if r.peak_fraction is None else f"{r.peak_fraction:.1%}") for r in result.rows)
     return TableData("bench peak (matrix multiply Y = A @ B with onnxruntime; GOP/s: 10^9 x 2 x multiply-adds "

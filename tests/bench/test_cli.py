@@ -192,7 +192,7 @@ def test_bad_input_is_one_line_exit_2(bench, helper_models, tmp_path, args, mess
 
 
 def test_peak_then_rows_with_their_share_of_it(bench, small_alexnet, tmp_path):
-    done = bench("peak", "--size", 64, "--rounds", 1, cwd=tmp_path, quick=True)      # to runs/bench-peak.json
+    done = bench("peak", "--shapes", "64x64x64", "--rounds", 1, cwd=tmp_path, quick=True)  # to runs/bench-peak.json
     assert done.returncode == 0, done.stderr
     doc = validated(tmp_path / "runs" / "bench-peak.json")
     assert doc["kind"] == "peak" and set(doc["peak"]["rates"]) == {"float32", "int8"}

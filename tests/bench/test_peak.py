@@ -22,7 +22,7 @@ QUICK = RunConfig(warmup=1, min_time=0, min_iterations=3)
 
 @pytest.mark.parametrize("kernel", peak_lib.KERNELS, ids=[k.label for k in peak_lib.KERNELS])
 def test_each_kernel_multiplies(kernel):
-    model = peak_lib.kernel_model(kernel, 64)
+    model = peak_lib.kernel_model(kernel, 64, 64, 64)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     a = np.random.default_rng(1).integers(0, 100, (64, 64)).astype(kernel.a)
     b = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "B"))
@@ -35,22 +35,30 @@ def test_each_kernel_multiplies(kernel):
 
 
 def test_the_peak_of_a_precision_is_its_fastest_kernel():
-    result = peak_lib.run_peak(size=64, session_config=SessionConfig(intra_op_threads=1), run_config=QUICK, rounds=2)
-    assert result.kind == "peak" and [r.label for r in result.rows] == [k.label for k in peak_lib.KERNELS]
+    result = peak_lib.run_peak(shapes=((64, 64, 64), (64, 128, 96)), session_config=SessionConfig(intra_op_threads=1),
+                               run_config=QUICK, rounds=2)
+    assert result.kind == "peak" and [r.label for r in result.rows] == [
+        f"{k.label} {shape}" for shape in ("64x64x64", "64x128x96") for k in peak_lib.KERNELS]
     for precision in ("float32", "int8"):
         rates = [r.gops for r in result.rows if r.precision == precision]
         assert result.peak.rates[precision] == max(rates)
-    assert all(r.ops_per_sample == 2 * 64 * 64 and r.batch == 64 and len(r.times_ms) >= 4 for r in result.rows)
+    assert [r.ops_per_sample for r in result.rows] == [2 * 64 * 64] * 5 + [2 * 128 * 96] * 5
+    assert all(r.batch == 64 and len(r.times_ms) >= 4 for r in result.rows)
     assert max(r.peak_fraction for r in result.rows) == 1.0
     loaded = BenchResult.from_json(json.loads(json.dumps(result.to_json())))
     assert (loaded.rows, loaded.peak) == (result.rows, result.peak)
 
 
-def test_size_and_rounds_are_checked():
-    with pytest.raises(UsageError, match="--size 8 is too small"):
-        peak_lib.run_peak(size=8, session_config=SessionConfig(), run_config=QUICK, rounds=1)
+@pytest.mark.parametrize("text", ["1024", "8x8x8", "axbxc", ""])
+def test_shapes_are_checked(text):
+    with pytest.raises(UsageError, match="--shapes"):
+        peak_lib.parse_shapes(text)
+
+
+def test_rounds_are_checked():
+    assert peak_lib.parse_shapes("64x128x96, 2048x2048x2048") == ((64, 128, 96), (2048, 2048, 2048))
     with pytest.raises(UsageError, match="--rounds 0"):
-        peak_lib.run_peak(size=64, session_config=SessionConfig(), run_config=QUICK, rounds=0)
+        peak_lib.run_peak(session_config=SessionConfig(), run_config=QUICK, rounds=0)
 
 
 def _peak_file(tmp_path, cpu: str, threads: int):

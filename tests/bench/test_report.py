@@ -57,7 +57,8 @@ def test_peak_table_renders_to_golden_text():
         measured = Row.from_times(label=label, engine="onnxruntime", model="k.onnx", batch=1000,
                                   providers=["CPUExecutionProvider"], times_s=[seconds] * 3)
         return dataclasses.replace(measured, ops_per_sample=2e6, precision=precision, peak_gops=PEAK.rates[precision])
-    rows = (row("float32 MatMul", "float32", 0.02), row("int8 MatMulInteger u8s8", "int8", 0.005))
+    rows = (row("float32 MatMul 1000x1000x1000", "float32", 0.02),
+            row("int8 MatMulInteger u8s8 1000x1000x1000", "int8", 0.005))
     result = BenchResult(kind="peak", config={}, environment=ENVIRONMENT, rows=rows, peak=PEAK,
                          created="2026-01-01T00:00:00+00:00")
     check_golden("peak.txt", report.render_text([result], width=100))
