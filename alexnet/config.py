@@ -37,7 +37,7 @@ class TrainConfig:
     resume: bool = False
     host_preprocess: bool = False        # the tutorial's host-side standardise + resize (for comparison)
     warmup_steps: int = 5                # steps left out of throughput figures (graph tracing, caches)
-    log_every: int = 10                  # steps per throughput interval
+    log_every: int = 10                  # steps per throughput interval and per progress.json update
     progress: bool = True
 
     def __post_init__(self):
@@ -54,7 +54,8 @@ class TrainConfig:
         need(self.norm in NORMS, f"unknown --norm {self.norm!r}: use one of {', '.join(NORMS)}")
         need(self.precision in PRECISIONS,
              f"unknown --precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
-        need(self.optimizer in OPTIMIZERS, f"unknown --optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+        need(self.optimizer in OPTIMIZERS,
+             f"unknown --optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
         need(self.lr > 0, f"--lr must be positive, got {self.lr}")
         need(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
         need(self.lr_warmup_epochs >= 0, f"--lr-warmup-epochs must be >= 0, got {self.lr_warmup_epochs}")

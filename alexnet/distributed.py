@@ -82,7 +82,7 @@ def average_gradients(gradients, fp16_compression: bool = False):
 def average_variables(variables) -> None:
     """Replace each variable by its mean over ranks (BatchNorm moving mean/variance)."""
     variables = list(variables)
-    if hvd.size() == 1 or not variables:
+    if hvd.size() == 1 or not variables:  # Horovod: one rank's statistics are already everyone's
         return
     averaged = hvd.grouped_allreduce([v.value for v in variables], op=hvd.Average)  # Horovod:
     for var, value in zip(variables, averaged):
@@ -95,6 +95,8 @@ def sum_over_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def any_rank(flag: bool) -> bool:
+    if hvd.size() == 1:  # Horovod: one rank decides alone; skip the all-reduce between every step
+        return flag
     # Horovod: a signal may reach ranks at different steps; all must stop at the same one.
     return bool(hvd.allreduce(tf.constant(int(flag), tf.int32), op=hvd.Max).numpy())
 

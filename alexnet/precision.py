@@ -1,11 +1,21 @@
-"""Choosing the mixed-precision policy: `auto` resolves to what the hardware runs fast.
+"""Choosing the mixed-precision policy, and holding it for exactly as long as it is needed.
 
   auto -> mixed_float16 on GPUs with fast float16 (compute capability 7.0+: tensor cores),
           mixed_bfloat16 on CPUs with native bf16 (AVX512_BF16 / AMX) and on GPUs without,
           float32 otherwise.
-Only the caller (alexnet.train) sets the global policy; the model never does.
+
+Keras reads its policy from a process-wide global when a layer is built. The model never
+sets it; the training run holds it with `global_policy`, which puts the previous policy back
+however the block ends, so an exception can never leave later code building layers in
+16 bits:
+
+    with precision.global_policy(precision.detect_and_resolve("auto")):
+        model = build_alexnet()
 """
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 from toolkit.cli import UsageError
 from toolkit.constants import PRECISIONS
@@ -33,6 +43,19 @@ def detect_and_resolve(precision: str) -> str:
         if cap:
             caps.append(tuple(cap))
     return resolve(precision, caps, cpu_has_native_bf16())
+
+
+@contextlib.contextmanager
+def global_policy(policy: str) -> Iterator[str]:
+    """Keras' global dtype policy set to `policy` inside the block, the previous one restored after."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield policy
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def uses_loss_scaling(policy: str) -> bool:

@@ -1,7 +1,19 @@
-"""What a training run shows and logs: rich progress on the console, TensorBoard scalars.
+"""What a training run shows and logs: rich progress on the console, TensorBoard scalars, and
+progress.json for whoever watches the run from outside (a SLURM user, a test, a dashboard).
 
 Only rank 0 reports (`for_rank`); every other rank gets a reporter that does nothing,
 so the training loop never asks "am I rank 0?" to print.
+
+progress.json (`RunDir.progress`) is rewritten atomically every --log-every steps and at each
+epoch's last step, so a reader always sees a whole file:
+
+    {"epoch": 1, "epochs": 3, "step": 40, "steps_per_epoch": 250, "images_trained": 2560,
+     "loss": 0.91, "accuracy": 0.67, "updated": "2026-11-26T10:00:00+00:00"}
+
+`epoch` is 1-based and `step` counts the epoch's finished steps; `images_trained` counts every
+rank's images since the run first started (a resumed run continues the count).
+
+    watch -n 10 cat runs/alexnet/progress.json
 """
 from __future__ import annotations
 
@@ -18,13 +30,19 @@ from rich.progress import (
 from rich.table import Table
 
 from toolkit.cli import console
-from toolkit.runs import EpochRecord, TrainSummary
+from toolkit.runs import EpochRecord, TrainProgress, TrainSummary
 
 
 class SilentReporter:
-    def start(self, trainer, state, resumed_from): pass
+    """What the loop tells a reporter, and when; every rank calls each method at the same point.
+
+    `step` comes after the step's update and before anything is averaged over ranks or saved,
+    so it sees this rank's own state.
+    """
+
+    def start(self, learner, feed, state, resumed_from): pass
     def epoch_start(self, epoch, epochs, steps, start_step): pass
-    def step(self, step, loss, accuracy): pass
+    def step(self, step, loss, accuracy, images_trained): pass
     def epoch_end(self, record): pass
     def close(self): pass
 
@@ -42,20 +60,21 @@ class ChiefReporter(SilentReporter):
             disable=not cfg.progress, transient=True,
         )
         self.task = None
+        self.epoch = self.epochs = self.steps = 0
         log_dir = cfg.run_dir.tensorboard / time.strftime("%Y%m%d-%H%M%S")
         # TensorBoard's usual layout: one run directory, train/ and validation/ beside each other.
         self.writers = {k: tf.summary.create_file_writer(str(log_dir / k)) for k in ("train", "validation")}
         self.tf = tf
 
-    def start(self, trainer, state, resumed_from):
-        cfg = self.cfg
+    def start(self, learner, feed, state, resumed_from):
+        cfg, splits = self.cfg, feed.splits
         self.console.print(
-            f"[bold]AlexNet[/] {trainer.model.count_params():,} parameters | {cfg.dataset} "
-            f"{len(trainer.splits.x_train):,} train / {len(trainer.splits.x_val):,} val / "
-            f"{len(trainer.splits.x_test):,} test | {self.world_size} rank(s) x batch {cfg.batch_size} | "
-            f"{cfg.image_size} px | {trainer.policy} | {trainer.steps} steps/epoch")
+            f"[bold]AlexNet[/] {learner.model.count_params():,} parameters | {cfg.dataset} "
+            f"{len(splits.x_train):,} train / {len(splits.x_val):,} val / {len(splits.x_test):,} test | "
+            f"{self.world_size} rank(s) x batch {cfg.batch_size} | {cfg.image_size} px | {learner.policy} | "
+            f"{feed.steps} steps/epoch")
         if resumed_from:
-            self.console.print(f"Resuming from {resumed_from}: epoch {state['epoch'] + 1}, step {state['step']}")
+            self.console.print(f"Resuming from {resumed_from}: epoch {state.epoch + 1}, step {state.step}")
         self.progress.start()
 
     def epoch_start(self, epoch, epochs, steps, start_step):
@@ -63,9 +82,14 @@ class ChiefReporter(SilentReporter):
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task("train", total=steps, completed=start_step,
                                            epoch=f"{epoch + 1}/{epochs}", loss=0.0, acc=0.0)
+        self.epoch, self.epochs, self.steps = epoch + 1, epochs, steps
 
-    def step(self, step, loss, accuracy):
+    def step(self, step, loss, accuracy, images_trained):
         self.progress.update(self.task, completed=step, loss=loss, acc=accuracy)
+        if step % self.cfg.log_every == 0 or step == self.steps:
+            self.cfg.run_dir.write_progress(TrainProgress(
+                epoch=self.epoch, epochs=self.epochs, step=step, steps_per_epoch=self.steps,
+                images_trained=images_trained, loss=float(loss), accuracy=float(accuracy)))
 
     def epoch_end(self, r: EpochRecord):
         self.console.print(

@@ -8,8 +8,9 @@
 
 Outputs (rank 0 only) in --output-dir: model.keras, checkpoint.npz (each epoch, atomic),
 summary.json (config, environment, per-epoch metrics, throughput, test accuracy),
-tensorboard/, samples.png. Exit status: 0 done, 2 bad input, 75 stopped by SIGUSR1/SIGTERM
-after writing a checkpoint (run again with --resume).
+progress.json (epoch, step, images so far; every --log-every steps), tensorboard/, samples.png.
+Exit status: 0 done, 2 bad input (one line), 75 stopped by SIGUSR1/SIGTERM after writing a
+checkpoint (run again with --resume). `--help` and bad flags answer without loading TensorFlow.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from toolkit.constants import DATASETS, NORMS, PRECISIONS  # noqa: E402
 
 def parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="alexnet.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.ArgumentParser(prog="alexnet.train", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--data-dir", default=None, help="local dataset directory (default: the dataset's usual place)")
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -55,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host-preprocess", action="store_true",
                    help="standardise and resize on the host, as the tutorial does (slower; for comparison)")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="steps left out of throughput figures")
-    p.add_argument("--log-every", type=int, default=d.log_every, help="steps per throughput interval")
+    p.add_argument("--log-every", type=int, default=d.log_every,
+                   help="steps per throughput interval and between progress.json updates")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
@@ -65,12 +67,13 @@ def _main(argv) -> int:
     cfg = TrainConfig(**vars(args))
     # Importing TensorFlow takes seconds: only after the arguments are known to be good.
     from alexnet import report, training
+    from alexnet.preemption import Preempted
 
     try:
         summary = training.run(cfg, report.for_rank)
-    except training.Preempted as exc:
+    except Preempted as exc:
         print(f"alexnet.train: {exc}; run again with --resume", file=sys.stderr)
-        return training.PREEMPTED_EXIT
+        return cli.PREEMPTED_EXIT
     if summary is not None:  # rank 0 only
         report.print_summary(summary, cfg.output_dir)
     return 0

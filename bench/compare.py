@@ -8,28 +8,38 @@ engine in a fresh process of its own (one at a time) so no runtime's idle thread
   * TensorFlow/Keras on the model it was exported from (default: model.keras beside the ONNX file),
     called through one `tf.function` (the fastest plain-Keras inference path; `model.predict`
     adds a tf.data pipeline per call), fed the same samples as onnxruntime.
-Each is an engine of bench/engines.py, measured by the same timing loop.
+Each is an engine of bench/engines.py, measured by the same timing loop. With --profile, each
+engine then says where its time went at each batch size (bench/profile.py): onnxruntime's
+per-node profile, and TensorFlow's per-op one where its profiler gives it (on CPU).
 Every row's ratio is its throughput over TensorFlow's at that batch (onnxruntime float32's
-where TensorFlow is left out). Both sides run with every usable logical CPU: TensorFlow with its
-own defaults, onnxruntime with the benchmark's session defaults (bench/session.py: one intra-op
-thread per usable CPU, not pinned, no spin-waiting; --intra-op-threads 0 and
---session-config session.intra_op.allow_spinning=1 give onnxruntime's own defaults back).
+where TensorFlow is left out), and each row gets a verdict against that reference, "faster",
+"slower" or "no significant difference", from a paired t-test on the rounds' log ratios
+(bench/check.py paired_comparison): a change of load between rounds hits both sides of a round.
+Both sides run with every usable logical CPU: TensorFlow with its own defaults, onnxruntime with
+the benchmark's session defaults (bench/session.py: one intra-op thread per usable CPU, not
+pinned, no spin-waiting; --intra-op-threads 0 and --session-config
+session.intra_op.allow_spinning=1 give onnxruntime's own defaults back).
 
     bench compare --model runs/alexnet/alexnet.onnx --batch 1,32,256 --json compare.json
+    bench compare --batch 1,32 --profile                # and the top operators of each engine
 """
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import multiprocessing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from bench import profile
+from bench.check import paired_comparison
 from bench.engines import Engine, EngineRecord, OnnxEngine, TensorFlowEngine
 from bench.inputs import InputConfig, InputSpec
 from bench.measure import engine_result
-from bench.results import BenchResult, Row
-from bench.runner import RunConfig, measure
+from bench.resources import measure_with_resources
+from bench.results import BenchResult, Profile, Resources, Row
+from bench.runner import RunConfig, Stage
 from bench.session import SessionConfig
 from toolkit.cli import UsageError
 from toolkit.runs import VARIANTS, RunDir, variant_path
@@ -60,6 +70,7 @@ class Contender:
     label: str
     path: Path
     engine: str = OnnxEngine.name   # or TensorFlowEngine.name
+    session: SessionConfig | None = None  # None: the run's session config (`bench tune` gives each its own)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +80,7 @@ class Measured:
     times: tuple[float, ...]
     samples: int
     record: EngineRecord
+    resources: Resources
 
 
 # Per child process: the one engine it serves, loaded once, and the inputs of the batch size it is at.
@@ -91,12 +103,95 @@ def _child_measure(contender: Contender, signature: Sequence[InputSpec], batch: 
     if "engine" not in _CHILD:
         _CHILD["engine"] = _open(contender, session_config, signature)
     engine: Engine = _CHILD["engine"]
-    if _CHILD.get("batch") != batch:
+    first = _CHILD.get("batch") != batch
+    if first:
         _CHILD.update(batch=batch, prepared=engine.prepare(batch, inputs))
-    else:
-        run_config = dataclasses.replace(run_config, warmup=0)
-    times = measure(engine.step(_CHILD["prepared"]), run_config)
-    return Measured(times=tuple(times), samples=_CHILD["prepared"].samples, record=engine.record())
+    times, used = measure_with_resources(engine.step(_CHILD["prepared"]), run_config, load_seconds=engine.load_seconds,
+                                         providers=engine.providers, first_run=first)
+    return Measured(times=tuple(times), samples=_CHILD["prepared"].samples, record=engine.record(), resources=used)
+
+
+def _child_profile(contender: Contender, signature: Sequence[InputSpec], batches: Sequence[int],
+                   session_config: SessionConfig, inputs: InputConfig, run_config: RunConfig) -> list[Profile]:
+    """In the engine's own process, after its rounds: where its time goes at each batch size."""
+    engine = _CHILD.pop("engine") if contender.engine == TensorFlowEngine.name else None
+    _CHILD.clear()  # an onnxruntime engine profiles in a new session: the measured one's memory goes first
+    return profile.profiles_of(engine, contender.path, session_config, label=contender.label, batches=batches,
+                               inputs=inputs, run=run_config)
+
+
+class EngineProcesses:
+    """A process of its own for each contender, spawned once and kept for the whole run.
+
+    Only one engine works at a time: two runtimes' thread pools in one process (both spin-wait
+    after work) slowed each other down 2x here, which would measure the neighbour, not the engine.
+    """
+
+    def __init__(self, contenders: Sequence[Contender], session_config: SessionConfig, inputs: InputConfig):
+        self.contenders = list(contenders)
+        self.session_config = session_config
+        self.inputs = inputs
+        self.signature: tuple[InputSpec, ...] = ()
+        context = multiprocessing.get_context("spawn")
+        self._pools = {c.label: concurrent.futures.ProcessPoolExecutor(1, mp_context=context) for c in contenders}
+
+    def __enter__(self) -> "EngineProcesses":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for pool in self._pools.values():
+            pool.shutdown()
+
+    def _call(self, contender: Contender, function: Callable, batches: int | Sequence[int],
+              run_config: RunConfig) -> Any:
+        """`function(contender, signature, batches, session_config, inputs, run_config)` in the contender's process."""
+        return self._pools[contender.label].submit(function, contender, self.signature, batches,
+                                                   contender.session or self.session_config, self.inputs,
+                                                   run_config).result()
+
+    def take_turns(self, batch: int, run_config: RunConfig, rounds: int, progress: Stage | None, *,
+                   name: str, done: int = 0, steps: int | None = None) -> dict[str, list[Measured]]:
+        """At one batch size the contenders take turns for `rounds` rounds, each round a `rounds`-th of
+        the minimum time and count, so load that drifts during the run (a shared machine) is spread
+        over all of them instead of landing on whichever ran last. The first contender measures
+        first: its signature is known before TensorFlow needs it.
+
+        `progress(description, step, steps)` (bench.report.MeasureProgress.step) is called as each
+        contender starts a round, `name` first in its description; these turns are steps `done`
+        on of `steps` (default: just these)."""
+        share = dataclasses.replace(run_config, min_time=run_config.min_time / rounds,
+                                    min_iterations=-(-run_config.min_iterations // rounds))
+        steps = steps or rounds * len(self.contenders)
+        measured: dict[str, list[Measured]] = {c.label: [] for c in self.contenders}
+        for round_index in range(rounds):
+            for index, contender in enumerate(self.contenders):
+                if progress is not None:
+                    progress(f"{name}: batch {batch}, {contender.label}, round {round_index + 1}/{rounds}",
+                             done + round_index * len(self.contenders) + index, steps)
+                turn: Measured = self._call(contender, _child_measure, batch, share)
+                measured[contender.label].append(turn)
+                if not self.signature and contender is self.contenders[0]:
+                    self.signature = turn.record.inputs
+        return measured
+
+    def profiles(self, batches: Sequence[int], run_config: RunConfig, progress: Stage | None,
+                 name: str) -> list[Profile]:
+        """Every contender's profile at each batch size (ends their measuring: engines are released)."""
+        found = []
+        for index, contender in enumerate(self.contenders):
+            if progress is not None:
+                progress(f"{name}: profiling {contender.label}, {run_config.min_iterations} runs per batch size",
+                         index, len(self.contenders))
+            found.extend(self._call(contender, _child_profile, batches, run_config))
+        return found
+
+
+def row_of(label: str, rounds: Sequence[Measured]) -> Row:
+    """One row from an engine's rounds at one batch size: all their runs (each round's count kept, for the
+    paired verdicts), the resources of all of them."""
+    used = functools.reduce(Resources.then, (m.resources for m in rounds))
+    row = rounds[-1].record.row(label, rounds[-1].samples, [t for m in rounds for t in m.times], used)
+    return dataclasses.replace(row, rounds=tuple(len(m.times) for m in rounds))
 
 
 def _session_summary(config: SessionConfig) -> str:
@@ -108,15 +203,12 @@ def _session_summary(config: SessionConfig) -> str:
 
 def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionConfig, inputs: InputConfig,
                 run_config: RunConfig, keras_path: Path | None, variants: dict[str, Path], rounds: int,
-                progress_for: Callable[[str], Any]) -> BenchResult:
-    """`progress_for(description)`: a context manager yielding a progress callback.
+                progress: Stage | None, profile_run: RunConfig | None = None) -> BenchResult:
+    """`progress(description, step, steps)` is called as each engine starts a round (bench.report.MeasureProgress).
 
-    Each engine (the model, each variant, TensorFlow) lives in a process of its own, and only one
-    measures at a time: two runtimes' thread pools in one process (both spin-wait after work)
-    slow each other down 2x here, which would measure the neighbour, not the engine. At each
-    batch size the engines take turns for `rounds` rounds, each round a `rounds`-th of the
-    minimum time and count, so load that drifts during the run (a shared machine) is spread
-    over all of them instead of landing on whichever ran last.
+    Each engine (the model, each variant, TensorFlow) lives in a process of its own (`EngineProcesses`);
+    at each batch size they take turns for `rounds` rounds. `profile_run`: afterwards, profile every
+    engine at each batch size over that many runs (bench/profile.py).
     """
     if rounds < 1:
         raise UsageError(f"--rounds {rounds} must be >= 1")
@@ -125,36 +217,25 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
     contenders = [Contender(REFERENCE_LABEL, model), *(Contender(label, path) for label, path in variants.items())]
     if keras_path is not None:
         contenders.append(Contender(TF_LABEL, keras_path, TensorFlowEngine.name))
-    share = dataclasses.replace(run_config, min_time=run_config.min_time / rounds,
-                                min_iterations=-(-run_config.min_iterations // rounds))
-    context = multiprocessing.get_context("spawn")
-    pools = {c.label: concurrent.futures.ProcessPoolExecutor(1, mp_context=context) for c in contenders}
-    times: dict[tuple[str, int], list[float]] = {}
-    samples: dict[tuple[str, int], int] = {}
-    records: dict[str, EngineRecord] = {}
-    try:
-        for batch in batches:
-            with progress_for(f"batch {batch}: {len(contenders)} engines x {rounds} rounds") as progress:
-                for round_index in range(rounds):
-                    for contender in contenders:
-                        # The reference measures first: its signature is known before TensorFlow needs it.
-                        signature = records[REFERENCE_LABEL].inputs if REFERENCE_LABEL in records else ()
-                        measured: Measured = pools[contender.label].submit(
-                            _child_measure, contender, signature, batch, session_config, inputs, share).result()
-                        times.setdefault((contender.label, batch), []).extend(measured.times)
-                        samples[(contender.label, batch)] = measured.samples
-                        records[contender.label] = measured.record
-                    progress(round_index + 1, 0.0)
-    finally:
-        for pool in pools.values():
-            pool.shutdown()
+    turns: dict[int, dict[str, list[Measured]]] = {}
+    profiles: list[Profile] = []
+    per_batch = rounds * len(contenders)
+    with EngineProcesses(contenders, session_config, inputs) as processes:
+        for index, batch in enumerate(batches):
+            turns[batch] = processes.take_turns(batch, run_config, rounds, progress, name="compare",
+                                                done=index * per_batch, steps=len(batches) * per_batch)
+        if profile_run is not None:
+            profiles = processes.profiles(batches, profile_run, progress, "compare")
+    records = {label: measured[-1].record for label, measured in turns[batches[-1]].items()}
     rows: list[Row] = []
+    comparisons = []
     reference = TF_LABEL if keras_path is not None else REFERENCE_LABEL
     for batch in batches:
-        batch_rows = [records[c.label].row(c.label, samples[(c.label, batch)], times[(c.label, batch)])
-                      for c in contenders]
-        base = next(r for r in batch_rows if r.label == reference).throughput.samples_per_second
+        batch_rows = [row_of(c.label, turns[batch][c.label]) for c in contenders]
+        base_row = next(r for r in batch_rows if r.label == reference)
+        base = base_row.throughput.samples_per_second
         rows.extend(dataclasses.replace(r, ratio=r.throughput.samples_per_second / base) for r in batch_rows)
+        comparisons.extend(paired_comparison(base_row, r) for r in batch_rows if r is not base_row)
     notes = [f"ratio: throughput over {reference}'s at the same batch",
              f"each engine ran in its own process; at each batch they took turns, {rounds} rounds",
              f"onnxruntime session: {_session_summary(session_config)}"]
@@ -162,9 +243,14 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
         notes.append("tensorflow: its defaults (intra/inter-op threads 0 = every logical CPU), float32, "
                      "one tf.function around model(x, training=False)")
     notes.extend(f"{label}: {record.fallback}" for label, record in records.items() if record.fallback)
+    if profile_run is not None:
+        missing = [c.label for c in contenders if not any(p.label == c.label for p in profiles)]
+        notes.extend(f"{label}: no profile (TensorFlow's GPU kernels are not parsed)" for label in missing)
     config = {"batches": list(batches), "rounds": rounds, "session": dataclasses.asdict(session_config),
               "inputs": dataclasses.asdict(inputs), "run": dataclasses.asdict(run_config),
               "keras": str(keras_path) if keras_path else None,
-              "variants": {label: str(p) for label, p in variants.items()}}
+              "variants": {label: str(p) for label, p in variants.items()},
+              "profile_run": None if profile_run is None else dataclasses.asdict(profile_run)}
     others = [records[c.label] for c in contenders[1:]]
-    return engine_result("compare", records[REFERENCE_LABEL], rows, config, notes, others)
+    result = engine_result("compare", records[REFERENCE_LABEL], rows, config, notes, others, comparisons)
+    return dataclasses.replace(result, profiles=tuple(profiles))

@@ -29,13 +29,14 @@ import dataclasses
 import functools
 import itertools
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from bench.inputs import InputConfig, InputSpec, batch_of, input_specs
-from bench.results import Row
+from bench.results import Resources, Row
 from bench.session import BenchSession, SessionConfig, open_session
 from toolkit.cli import UsageError
 
@@ -58,9 +59,9 @@ class EngineRecord:
     def model_json(self) -> dict[str, Any]:
         return {"path": self.model, "inputs": [s.to_json() for s in self.inputs], "outputs": list(self.outputs)}
 
-    def row(self, label: str, samples: int, times_s: Sequence[float]) -> Row:
+    def row(self, label: str, samples: int, times_s: Sequence[float], resources: Resources | None = None) -> Row:
         return Row.from_times(label=label, engine=self.engine, model=self.model, batch=samples,
-                              providers=self.providers, times_s=times_s)
+                              providers=self.providers, times_s=times_s, resources=resources)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Engine(abc.ABC):
     specs: tuple[InputSpec, ...]
     providers: tuple[str, ...]
     fallback: str | None = None
+    load_seconds: float | None = None  # creating the session / loading the Keras file: its cold start
 
     def prepare(self, batch: int, inputs: InputConfig) -> Prepared:
         pool = inputs.feeds(self.specs, batch)
@@ -119,10 +121,12 @@ class OnnxEngine(Engine):
         self.specs = tuple(input_specs(session.session))
         self.providers = session.providers
         self.fallback = session.fallback
+        self.load_seconds = session.create_seconds
 
     @classmethod
-    def open(cls, path: str | os.PathLike, config: SessionConfig) -> OnnxEngine:
-        return cls(open_session(path, config))
+    def open(cls, path: str | os.PathLike, config: SessionConfig, profile_prefix: str | None = None) -> OnnxEngine:
+        """`profile_prefix`: run with onnxruntime's profiler on, its trace written to PREFIX_DATE.json."""
+        return cls(open_session(path, config, profile_prefix))
 
     def convert(self, feed: Mapping[str, np.ndarray]) -> Any:
         return self.session.bind(feed) if self.session.io_binding else dict(feed)
@@ -170,7 +174,9 @@ class TensorFlowEngine(Engine):
         from toolkit.kerasfile import load_keras
 
         self.model_path = Path(path)
+        start = time.perf_counter()
         self.model = model = load_keras(self.model_path)
+        self.load_seconds = time.perf_counter() - start
         self.specs = tuple(specs)
         self._shapes = [tuple(t.shape) for t in model.inputs]
         if len(self._shapes) != len(self.specs):

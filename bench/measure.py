@@ -15,13 +15,16 @@ This is the library behind `bench throughput|latency|sweep|overhead`; the CLI on
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from bench import stats
 from bench.engines import Engine, EngineRecord, cycling_step
 from bench.inputs import InputConfig
+from bench.resources import measure_with_resources
 from bench.results import BenchResult, Row
 from bench.runner import Progress, RunConfig, measure
 from toolkit import environment
@@ -42,19 +45,56 @@ def default_model() -> Path:
 def measure_engine(engine: Engine, *, batch: int, inputs: InputConfig, run: RunConfig, label: str | None = None,
                    progress: Progress | None = None) -> Row:
     prepared = engine.prepare(batch, inputs)
-    times = measure(engine.step(prepared), run, progress)
-    return engine.record().row(label or engine.name, prepared.samples, times)
+    times, used = measure_with_resources(engine.step(prepared), run, load_seconds=engine.load_seconds,
+                                         providers=engine.providers, progress=progress)
+    return engine.record().row(label or engine.name, prepared.samples, times, used)
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: how many processes wanted the CPUs while the benchmark ran."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def measured_environment(**runtimes: dict[str, Any]) -> dict[str, Any]:
+    """The environment record, with the machine's load at the end of the measurement."""
+    return environment.collect(**runtimes, load_average=load_average())
+
+
+def variation_warnings(rows: Sequence[Row], run: RunConfig | None = None) -> list[str]:
+    """An instability warning (bench/stats.py) for each row whose run times vary too much, and for each
+    row that --until-stable could not settle before --max-time."""
+    load, cpus = load_average(), environment.usable_cpus()
+    found = [stats.series_variation_warning(f"{r.label} batch {r.batch}", r.times_ms, load_average=load, cpus=cpus)
+             for r in rows]
+    if run is not None and run.until_stable is not None:
+        found.extend(unsettled(f"{r.label} batch {r.batch}", r.intervals.samples_per_second,
+                               r.throughput.samples_per_second, run.until_stable, run.max_time)
+                     for r in rows if not run.stable([t / 1000 for t in r.times_ms]))
+    return [w for w in found if w]
+
+
+def unsettled(what: str, interval: stats.Interval | None, estimate: float, percent: float, max_time: float) -> str:
+    """The warning for a measurement --until-stable gave up on."""
+    reached = "unbounded" if interval is None else f"+-{interval.relative_half_width(estimate):.1%}"
+    return (f"{what}: not stable within +-{percent:g}% after --max-time {max_time:g} s (the 95% interval is "
+            f"{reached}): the machine's load kept changing; fix: an idle machine, or a longer --max-time")
 
 
 def engine_result(kind: str, main: EngineRecord, rows: Sequence[Row], config: dict[str, Any],
-                  notes: Sequence[str] = (), others: Sequence[EngineRecord] = ()) -> BenchResult:
-    """A result whose model, providers and fallback are `main`'s; each runtime's record is in the environment."""
+                  notes: Sequence[str] = (), others: Sequence[EngineRecord] = (),
+                  comparisons: Sequence[stats.Comparison] = (), run: RunConfig | None = None) -> BenchResult:
+    """A result whose model, providers and fallback are `main`'s; each runtime's record is in the environment.
+    `run`: the measurement's settings, for --until-stable's warning."""
     runtimes: dict[str, dict[str, Any]] = {}
     for record in (main, *others):
         runtimes.setdefault(record.engine, record.runtime)
-    return BenchResult(kind=kind, config=config, environment=environment.collect(**runtimes), rows=tuple(rows),
+    return BenchResult(kind=kind, config=config, environment=measured_environment(**runtimes), rows=tuple(rows),
                        model=main.model_json(), requested_providers=main.requested_providers,
-                       providers=main.providers, fallback=main.fallback, notes=tuple(notes))
+                       providers=main.providers, fallback=main.fallback, notes=tuple(notes),
+                       comparisons=tuple(comparisons), warnings=tuple(variation_warnings(rows, run)))
 
 
 def bare_loop_times(run: Callable[[Any], Any], feeds: Sequence[Any], iterations: int) -> list[float]:
@@ -90,7 +130,10 @@ def measure_overhead(engine: Engine, *, batch: int, inputs: InputConfig, run: Ru
 
     Interleaving, in alternating order (ABBA...), spreads any drift of the machine (turbo, a
     neighbour's job) over both sides; the median ratio resists a round hit by a burst of load.
-    Each ratio is harness throughput / bare throughput over the same number of runs.
+    Each round's ratio is the bare loop's median run over the harness's median run, over the same
+    number of runs: on a shared machine a neighbour's preemption (milliseconds) lands on a few runs
+    of microseconds and moves the sums (throughput) far more than what the harness itself adds;
+    the medians see the harness's cost and not the neighbour. The throughput ratio is in the notes.
     """
     if rounds < 1:
         raise UsageError(f"--rounds {rounds} must be >= 1")
@@ -111,7 +154,7 @@ def measure_overhead(engine: Engine, *, batch: int, inputs: InputConfig, run: Ru
             bare = bare_loop_times(bare_run, prepared.feeds, iterations)
         harness_times.extend(times)
         bare_times.extend(bare)
-        ratios.append(sum(bare) / sum(times))
+        ratios.append(statistics.median(bare) / statistics.median(times))
     record = engine.record()
     rows = [dataclasses.replace(record.row(HARNESS_LABEL, prepared.samples, harness_times),
                                 ratio=statistics.median(ratios)),
@@ -124,8 +167,10 @@ def overhead_notes(rows: Sequence[Row], ratios: Sequence[float]) -> list[str]:
     harness, bare = rows
     return [f"harness cost per iteration (no-op step): {cost * 1e6:.3f} us = "
             f"{cost * 1000 / bare.latency.mean:.4%} of the bare loop's mean run",
-            f"harness throughput / bare loop throughput: {harness.ratio:.4f}, median of {len(ratios)} interleaved "
-            f"rounds ({', '.join(f'{r:.3f}' for r in ratios)})",
-            f"median run: harness {harness.latency.p50 * 1000:.2f} us, bare loop {bare.latency.p50 * 1000:.2f} us "
-            "(medians are blind to the preemptions that inflate the means on a busy machine)",
+            f"ratio: bare loop's median run / harness's median run, {harness.ratio:.4f}, median of {len(ratios)} "
+            f"interleaved rounds ({', '.join(f'{r:.3f}' for r in ratios)}); medians are blind to the preemptions "
+            "that inflate the sums on a busy machine",
+            f"harness throughput / bare loop throughput (every preemption counted): "
+            f"{harness.throughput.samples_per_second / bare.throughput.samples_per_second:.4f}",
+            f"median run: harness {harness.latency.p50 * 1000:.2f} us, bare loop {bare.latency.p50 * 1000:.2f} us",
             "the bare loop reads the clock once per run: its per-run times are measured, not its mean"]

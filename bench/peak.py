@@ -37,7 +37,7 @@ import numpy as np
 
 from bench.inputs import InputConfig, InputSpec, resolve_shapes
 from bench.results import BenchResult, Peak, load
-from bench.runner import RunConfig, measure
+from bench.runner import RunConfig, Stage, measure
 from bench.session import SessionConfig
 from toolkit import environment
 from toolkit.cli import UsageError
@@ -100,8 +100,10 @@ def kernel_model(kernel: Kernel, m: int, k: int, n: int):
 
 
 def run_peak(*, shapes: tuple[tuple[int, int, int], ...] = DEFAULT_SHAPES, session_config: SessionConfig,
-             run_config: RunConfig, rounds: int, progress=None, source: str = str(DEFAULT_PEAK)) -> BenchResult:
-    """Measure every kernel at every shape, taking turns for `rounds` rounds (see the module docstring)."""
+             run_config: RunConfig, rounds: int, progress: Stage | None = None,
+             source: str = str(DEFAULT_PEAK)) -> BenchResult:
+    """Measure every kernel at every shape, taking turns for `rounds` rounds (see the module docstring).
+    `progress(description, step, steps)` (bench.report.MeasureProgress.step) is called as each round starts."""
     import onnx
 
     from bench.engines import OnnxEngine
@@ -120,11 +122,11 @@ def run_peak(*, shapes: tuple[tuple[int, int, int], ...] = DEFAULT_SHAPES, sessi
             engine = OnnxEngine.open(path, session_config)
             steps[label] = engine.step(engine.prepare(m, InputConfig()))
         for index in range(rounds):
+            if progress is not None:
+                progress(f"peak: {len(runs)} kernels, round {index + 1}/{rounds}", index, rounds)
             for _, _, label in runs:
                 round_config = share if index == 0 else dataclasses.replace(share, warmup=0)
                 times[label].extend(measure(steps[label], round_config))
-            if progress is not None:
-                progress(index + 1, 0.0)
         record = engine.record()
     rows = [dataclasses.replace(record.row(label, m, times[label]), ops_per_sample=2.0 * k * n,
                                 precision=kernel.precision) for kernel, (m, k, n), label in runs]

@@ -5,11 +5,12 @@ milliseconds -> mean, stdev, min, p50, p90, p95, p99, max) and `Throughput.from_
 (batch / mean iteration time). The raw per-iteration times are kept in the JSON so runs can
 be merged and re-analysed later.
 
-JSON schema (version 3), written by `bench ... --json PATH`:
+JSON schema (version 5), written by `bench ... --json PATH`:
 
     {
-      "schema": "alexnet-toolkit/bench", "version": 3,
-      "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train" | "peak",
+      "schema": "alexnet-toolkit/bench", "version": 5,
+      "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train" | "load" | "check"
+              | "profile" | "tune" | "peak",
       "created": ISO-8601 UTC,
       "model": {"path", "inputs": [{"name", "dtype", "shape"}]} | null,
       "requested_providers": ["cpu", ...],    # what the user asked for
@@ -20,6 +21,9 @@ JSON schema (version 3), written by `bench ... --json PATH`:
       "rows": [{"label", "engine", "model", "batch", "providers",
                 "latency_ms": {...}, "throughput": {"samples_per_second", "batch", "iterations",
                 "seconds"}, "times_ms": [raw per-iteration times], "ratio": float | null,
+                "rounds": [iterations per interleaved round] (compare; else []),
+                "ci95": {"samples_per_second", "p50", "p90", "p95", "p99": INTERVAL | null}, "cv": float,
+                "resources": RESOURCES | null,
                 "ops_per_sample": 2 x multiply-adds counted from the graph (bench/opcount.py) | null,
                 "precision": "float32" | "int8" | null, "gop_per_s": achieved | null,
                 "peak_gop_per_s": the measured peak of that precision | null, "peak_fraction": float | null}],
@@ -27,34 +31,68 @@ JSON schema (version 3), written by `bench ... --json PATH`:
               | null,                       # the `bench peak` result the rows are compared with
       "train": [{"np", "total": SPREAD, "per_rank": SPREAD, "efficiency",
                  "intervals": [total img/s per interval]}],                 # kind "train"
+      "load": [LOAD_ROW],                                                   # kind "load"
+      "comparisons": [{"row", "baseline", "metric", "higher_is_better", "base_value", "value", "ratio",
+                       "interval": INTERVAL | null, "verdict", "test", "allowed_slowdown", "regression"}],
+                                                                            # kinds "compare", "check"
+      "profiles": [PROFILE],                                                # kind "profile"; `compare --profile`
+      "tune": TUNE | null,                                                  # kind "tune"
+      "warnings": [str],                      # unstable measurements: cause and fix
       "config": {every option, resolved},
       "environment": {host, CPU, GPUs, versions, "onnxruntime" | "tensorflow": {version, device, threads}},
       "notes": [str]
     }
     SPREAD = {"mean", "half_range95": 1.96 x population sd of the intervals,
               "mean_ci95": [low, high] (Student's t 95% confidence interval of the mean) | null}
+    INTERVAL = [low | null, high | null]: a 95% confidence interval, null where the data cannot
+               bound that side (bench/stats.py says how each is computed)
+    LOAD_ROW = bench/scenarios.py LoadRow.to_json: "settings", "timeline" (per query: intended,
+               issued, started, done, in s) and the flags "peak", "overloaded", "scheduled" are what
+               a reader re-derives the rest from; "valid", "reasons", "metric", "metric_value",
+               "metric_ci95", "early_stopping", "latency"/"queueing"/"compute"/"schedule_error"
+               {mean, p50, p90, p99, max} (ms) are written for other readers; "resources": RESOURCES | null
+               (what the process used during the test).
 
-Version 3 added the rows' operation counts, "peak", and the kind "peak" (`bench peak`: one row per
-matrix-multiply kernel, its "samples" the rows of A, ops_per_sample 2 x K x N). Version-2 files load
-with those absent (null). Version 1 also differs in SPREAD: {"mean", "ci95"}, where "ci95" held what version 2 calls
-"half_range95" (it was never a confidence interval). Version-1 files load: "ci95" is read as
-"half_range95", and "mean_ci95" is computed from the intervals the file kept.
+    RESOURCES = {"peak_rss_bytes", "cpu_seconds", "wall_seconds", "usable_cpus", "cpu_utilisation",
+                 "first_run_ms", "load_seconds" | null, "device_memory_bytes" | null}
+    PROFILE = {"label", "engine", "batch", "runs", "wall_ms", "runtime_ms" | null, "overlapping",
+               "session_providers": [...], "ops": [OPTIME], "nodes": [OPTIME]}
+    OPTIME = {"name", "op", "providers": [...], "nodes", "calls", "total_ms"}
+    TUNE = {"points": [{"setting": SETTING, "samples_per_second", "p99_ms", "p90_ms", "iterations", "phase"}],
+            "pareto": [indices into points], "budget_ms" | null, "defaults": SETTING, "chosen": SETTING,
+            "config_path" | null, "search_seconds", "confirmed": [{"label": row label, "setting": SETTING}]}
+    SETTING = {"variant", "model", "provider", "intra_op_threads", "spinning", "graph_optimization",
+               "execution_mode", "batch"}
+
+Changelog, a line a version (every older version loads; what a file lacks is absent, or computed where said):
+    v1  SPREAD {"mean", "ci95"}, "ci95" never a confidence interval: read as "half_range95"; "mean_ci95" computed
+    v2  SPREAD {"mean", "half_range95", "mean_ci95"}: the spread of the intervals and the mean's interval apart
+    v3  kinds "load" and "check"; "load", "comparisons", "warnings"; rows' "rounds", "ci95", "cv" (else from times)
+    v4  kinds "profile" and "tune"; "profiles", "tune"; "resources" of rows and load rows (else null)
+    v5  kind "peak" (`bench peak`: a row per matrix-multiply kernel, its "samples" the rows of A, ops_per_sample
+        2 x K x N); "peak"; rows' "ops_per_sample", "precision", "gop_per_s", "peak_gop_per_s", "peak_fraction"
+        (else null)
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
+from bench import stats
+from bench.scenarios import LoadRow
+from bench.stats import Comparison, Interval
 from toolkit.cli import UsageError
 
 SCHEMA = "alexnet-toolkit/bench"
-SCHEMA_VERSION = 3
-KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "peak")
+SCHEMA_VERSION = 5
+KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check", "profile", "tune",
+         "peak")
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -118,6 +156,31 @@ class Throughput:
 
 
 @dataclasses.dataclass(frozen=True)
+class RowIntervals:
+    """95% confidence intervals of a row's samples/s (batch means) and latency percentiles (order
+    statistics), and the coefficient of variation of its run times."""
+
+    samples_per_second: Interval | None
+    p50: Interval
+    p90: Interval
+    p95: Interval
+    p99: Interval
+    cv: float
+
+    @classmethod
+    def from_times(cls, times_ms: Sequence[float], batch: int) -> "RowIntervals":
+        return cls(samples_per_second=stats.throughput_interval([t / 1000 for t in times_ms], batch),
+                   **{f"p{p}": stats.percentile_interval(times_ms, p / 100) for p in PERCENTILES},
+                   cv=stats.coefficient_of_variation(times_ms))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ci95": {"samples_per_second": None if self.samples_per_second is None
+                         else self.samples_per_second.to_json(),
+                         **{f"p{p}": getattr(self, f"p{p}").to_json() for p in PERCENTILES}},
+                "cv": self.cv}
+
+
+@dataclasses.dataclass(frozen=True)
 class Row:
     """One measured configuration: a model on an engine at one batch size."""
 
@@ -130,9 +193,23 @@ class Row:
     throughput: Throughput
     times_ms: tuple[float, ...]
     ratio: float | None = None
-    ops_per_sample: float | None = None    # 2 x multiply-adds per sample, counted from the graph
+    rounds: tuple[int, ...] = ()   # iterations per interleaved round (compare), in the order of times_ms
+    resources: Resources | None = None  # what the measuring process used (schema version 4)
+    ops_per_sample: float | None = None    # 2 x multiply-adds per sample, counted from the graph (version 5)
     precision: str | None = None           # of most of those operations: "float32" or "int8"
     peak_gops: float | None = None         # the machine's measured peak for that precision, GOP/s
+
+    @functools.cached_property
+    def intervals(self) -> RowIntervals:
+        return RowIntervals.from_times(self.times_ms, self.batch)
+
+    def round_throughputs(self) -> list[float]:
+        """samples/s of each interleaved round."""
+        out, start = [], 0
+        for count in self.rounds:
+            out.append(self.batch * count * 1000 / sum(self.times_ms[start:start + count]))
+            start += count
+        return out
 
     @property
     def gops(self) -> float | None:
@@ -147,18 +224,21 @@ class Row:
 
     @classmethod
     def from_times(cls, *, label: str, engine: str, model: str, batch: int, providers: Sequence[str],
-                   times_s: Sequence[float]) -> "Row":
+                   times_s: Sequence[float], resources: Resources | None = None) -> "Row":
         # Rounded to the nanosecond: perf_counter's resolution, and a JSON a third shorter.
         times_ms = tuple(round(t * 1000, 6) for t in times_s)
         latency = Latency.from_values(times_ms)
         return cls(label=label, engine=engine, model=model, batch=batch, providers=tuple(providers),
-                   latency=latency, throughput=Throughput.from_latency(latency, batch), times_ms=times_ms)
+                   latency=latency, throughput=Throughput.from_latency(latency, batch), times_ms=times_ms,
+                   resources=resources)
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "engine": self.engine, "model": self.model, "batch": self.batch,
                 "providers": list(self.providers), "latency_ms": dataclasses.asdict(self.latency),
                 "throughput": dataclasses.asdict(self.throughput), "times_ms": list(self.times_ms),
-                "ratio": self.ratio, "ops_per_sample": self.ops_per_sample, "precision": self.precision,
+                "ratio": self.ratio, "rounds": list(self.rounds), **self.intervals.to_json(),
+                "resources": None if self.resources is None else self.resources.to_json(),
+                "ops_per_sample": self.ops_per_sample, "precision": self.precision,
                 "gop_per_s": self.gops, "peak_gop_per_s": self.peak_gops, "peak_fraction": self.peak_fraction}
 
     @classmethod
@@ -166,7 +246,9 @@ class Row:
         return cls(label=obj["label"], engine=obj["engine"], model=obj["model"], batch=int(obj["batch"]),
                    providers=tuple(obj["providers"]), latency=Latency(**obj["latency_ms"]),
                    throughput=Throughput(**obj["throughput"]), times_ms=tuple(obj["times_ms"]),
-                   ratio=obj.get("ratio"), ops_per_sample=obj.get("ops_per_sample"), precision=obj.get("precision"),
+                   ratio=obj.get("ratio"), rounds=tuple(obj.get("rounds", ())),
+                   resources=Resources.from_json(obj["resources"]) if obj.get("resources") else None,
+                   ops_per_sample=obj.get("ops_per_sample"), precision=obj.get("precision"),
                    peak_gops=obj.get("peak_gop_per_s"))
 
 
@@ -190,14 +272,9 @@ class Spread:
     def from_values(cls, values: Sequence[float]) -> "Spread":
         if not values:
             raise ValueError("spread of no values")
-        mean = statistics.fmean(values)
-        ci = None
-        if len(values) > 1:
-            from scipy.special import stdtrit  # the t quantile; scipy.special loads faster than scipy.stats
-
-            half = float(stdtrit(len(values) - 1, 0.975)) * statistics.stdev(values) / math.sqrt(len(values))
-            ci = (mean - half, mean + half)
-        return cls(mean=mean, half_range95=1.96 * statistics.pstdev(values), mean_ci95=ci)
+        interval = stats.mean_interval(values)
+        return cls(mean=statistics.fmean(values), half_range95=1.96 * statistics.pstdev(values),
+                   mean_ci95=None if interval is None else (interval.low, interval.high))
 
     def to_json(self) -> dict[str, Any]:
         return {"mean": self.mean, "half_range95": self.half_range95,
@@ -282,6 +359,11 @@ class BenchResult:
     peak: Peak | None = None
     created: str = dataclasses.field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    load: tuple[LoadRow, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
+    warnings: tuple[str, ...] = ()
+    profiles: tuple[Profile, ...] = ()  # kind "profile", and `compare --profile` (schema version 4)
+    tune: Tune | None = None            # kind "tune" (schema version 4)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -297,8 +379,12 @@ class BenchResult:
             doc["latency_ms"] = dataclasses.asdict(self.rows[0].latency)
         doc["rows"] = [row.to_json() for row in self.rows]
         doc["train"] = [row.to_json() for row in self.train]
+        doc["load"] = [row.to_json() for row in self.load]
+        doc["comparisons"] = [c.to_json() for c in self.comparisons]
+        doc["profiles"] = [profile.to_json() for profile in self.profiles]
+        doc["tune"] = None if self.tune is None else self.tune.to_json()
         doc.update(config=self.config, environment=self.environment, notes=list(self.notes),
-                   peak=None if self.peak is None else self.peak.to_json())
+                   warnings=list(self.warnings), peak=None if self.peak is None else self.peak.to_json())
         return doc
 
     @classmethod
@@ -321,6 +407,11 @@ class BenchResult:
                        model=doc.get("model"), requested_providers=tuple(doc["requested_providers"]),
                        providers=tuple(doc["providers"]), fallback=doc.get("fallback"),
                        notes=tuple(doc.get("notes", ())), created=doc["created"],
+                       load=tuple(LoadRow.from_json(r) for r in doc.get("load", ())),
+                       comparisons=tuple(Comparison.from_json(c) for c in doc.get("comparisons", ())),
+                       warnings=tuple(doc.get("warnings", ())),
+                       profiles=tuple(Profile.from_json(p) for p in doc.get("profiles", ())),
+                       tune=Tune.from_json(doc["tune"]) if doc.get("tune") else None,
                        peak=None if doc.get("peak") is None else Peak(**doc["peak"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{source} is a malformed bench results file ({type(exc).__name__}: {exc}): "
@@ -341,3 +432,249 @@ def load(path: str | Path) -> BenchResult:
         raise UsageError(f"results file {path} is not valid JSON ({exc.msg} at line {exc.lineno}): "
                          "pass a file written by `bench ... --json`") from None
     return BenchResult.from_json(doc, source=str(path))
+
+
+# ---- Schema version 4: resources and cold start, per-operator profiles, tuning ----
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What the measuring process used, read from the process itself (bench/resources.py), never estimated.
+
+    `peak_rss_bytes`: the process's resident-memory high-water mark so far (VmHWM); it
+    includes the interpreter and the runtime, and never falls, so a later row of one process shows at
+    least an earlier row's. `cpu_seconds` and `wall_seconds`: CPU time of all the process's threads and
+    wall time over the measured runs; `cpu_utilisation` = CPU / wall / usable CPUs (1.0: every usable
+    CPU busy all the time; spin-waiting counts as busy). `first_run_ms`: the first run at this batch
+    size, timed alone (buffer allocation, kernel choice; TensorFlow's tf.function trace). `load_seconds`:
+    creating the onnxruntime session (graph optimisation included) or loading the Keras file.
+    `device_memory_bytes`: the process's GPU memory after the runs, as nvidia-smi reports it (CUDA and
+    TensorRT sessions only; onnxruntime's arena keeps its peak); None on CPU or where it cannot be read.
+    """
+
+    peak_rss_bytes: int
+    cpu_seconds: float
+    wall_seconds: float
+    usable_cpus: int
+    first_run_ms: float
+    load_seconds: float | None = None
+    device_memory_bytes: int | None = None
+
+    @property
+    def cpu_utilisation(self) -> float:
+        return self.cpu_seconds / (self.wall_seconds * self.usable_cpus) if self.wall_seconds > 0 else 0.0
+
+    def then(self, later: "Resources") -> "Resources":
+        """This window followed by `later` in the same process (compare's rounds): times add, peaks are the max."""
+        devices = [d for d in (self.device_memory_bytes, later.device_memory_bytes) if d is not None]
+        return dataclasses.replace(self, peak_rss_bytes=max(self.peak_rss_bytes, later.peak_rss_bytes),
+                                   cpu_seconds=self.cpu_seconds + later.cpu_seconds,
+                                   wall_seconds=self.wall_seconds + later.wall_seconds,
+                                   device_memory_bytes=max(devices) if devices else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "cpu_utilisation": self.cpu_utilisation}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Resources":
+        return cls(**{f.name: obj[f.name] for f in dataclasses.fields(cls) if f.name in obj})
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """One kernel execution read from a runtime's trace: the input of `Profile.from_kernels`, not stored."""
+
+    node: str
+    op: str
+    provider: str
+    ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class OpTime:
+    """Kernel time of one operator type, or of one node, summed over the profiled runs."""
+
+    name: str                       # the op type (Profile.ops) or the node's name (Profile.nodes)
+    op: str
+    providers: tuple[str, ...]      # which provider(s) ran it
+    nodes: int                      # distinct nodes (1 for a node)
+    calls: int                      # kernel executions
+    total_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "providers": list(self.providers)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "OpTime":
+        return cls(**{**obj, "providers": tuple(obj["providers"])})
+
+
+def _aggregate(kernels: Sequence[Kernel], key) -> tuple[OpTime, ...]:
+    groups: dict[str, list[Kernel]] = {}
+    for kernel in kernels:
+        groups.setdefault(key(kernel), []).append(kernel)
+    times = [OpTime(name=name, op=group[0].op, providers=tuple(sorted({k.provider for k in group})),
+                    nodes=len({k.node for k in group}), calls=len(group), total_ms=math.fsum(k.ms for k in group))
+             for name, group in groups.items()]
+    return tuple(sorted(times, key=lambda t: (-t.total_ms, t.name)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Where one engine's time went at one batch size: kernel time per operator type and per node.
+
+    `wall_ms`: the profiled runs' wall time as the harness measured it; `runtime_ms`: the runtime's own
+    span of those runs (onnxruntime's model_run events; None where the runtime gives none). The kernels
+    add up to less than the wall time; `coverage` = kernels / wall says how much less (what is left:
+    the Python call and input/output conversion outside the runtime, the executor, allocation and
+    thread synchronisation inside it, and the profiler's own bookkeeping). Where kernels run
+    concurrently (`overlapping`: TensorFlow's inter-op threads, onnxruntime's parallel executor)
+    their sum can exceed the wall time. `session_providers`: what the session ran on, in preference order.
+    """
+
+    label: str
+    engine: str
+    batch: int
+    runs: int
+    wall_ms: float
+    runtime_ms: float | None
+    ops: tuple[OpTime, ...]         # per op type, largest total first
+    nodes: tuple[OpTime, ...]       # per node, largest total first
+    session_providers: tuple[str, ...]
+    overlapping: bool = False
+
+    @classmethod
+    def from_kernels(cls, kernels: Sequence[Kernel], *, label: str, engine: str, batch: int, runs: int,
+                     wall_ms: float, runtime_ms: float | None, session_providers: Sequence[str],
+                     overlapping: bool = False) -> "Profile":
+        if runs < 1:
+            raise ValueError("a profile needs at least one profiled run")
+        return cls(label=label, engine=engine, batch=batch, runs=runs, wall_ms=wall_ms, runtime_ms=runtime_ms,
+                   ops=_aggregate(kernels, lambda k: k.op), nodes=_aggregate(kernels, lambda k: k.node),
+                   session_providers=tuple(session_providers), overlapping=overlapping)
+
+    @property
+    def kernel_ms(self) -> float:
+        return math.fsum(op.total_ms for op in self.ops)
+
+    @property
+    def coverage(self) -> float:
+        return self.kernel_ms / self.wall_ms if self.wall_ms > 0 else 0.0
+
+    def share(self, time: OpTime) -> float:
+        total = self.kernel_ms
+        return time.total_ms / total if total > 0 else 0.0
+
+    @property
+    def nodes_by_provider(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            for provider in node.providers:
+                counts[provider] = counts.get(provider, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+    @property
+    def cpu_fallback_nodes(self) -> int | None:
+        """Nodes that ran on the CPU in a session that prefers another provider; None in a CPU session."""
+        first = self.session_providers[0] if self.session_providers else None
+        if first is None or first.startswith("CPU") or first.startswith("TensorFlow"):
+            return None
+        return sum(1 for node in self.nodes if any(p.startswith("CPU") for p in node.providers))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "engine": self.engine, "batch": self.batch, "runs": self.runs,
+                "wall_ms": self.wall_ms, "runtime_ms": self.runtime_ms, "overlapping": self.overlapping,
+                "session_providers": list(self.session_providers), "ops": [o.to_json() for o in self.ops],
+                "nodes": [n.to_json() for n in self.nodes]}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Profile":
+        return cls(label=obj["label"], engine=obj["engine"], batch=int(obj["batch"]), runs=int(obj["runs"]),
+                   wall_ms=obj["wall_ms"], runtime_ms=obj["runtime_ms"], overlapping=bool(obj["overlapping"]),
+                   session_providers=tuple(obj["session_providers"]),
+                   ops=tuple(OpTime.from_json(o) for o in obj["ops"]),
+                   nodes=tuple(OpTime.from_json(n) for n in obj["nodes"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One point of `bench tune`'s search: a model variant, a provider, session options and a batch size."""
+
+    variant: str                    # "float32" (the model itself), "float16", "int8"
+    model: str                      # the file of that variant
+    provider: str                   # "cpu", "cuda", "tensorrt"
+    intra_op_threads: int           # 0: onnxruntime's default (one per physical core, pinned)
+    spinning: bool                  # session.intra_op.allow_spinning
+    graph_optimization: str
+    execution_mode: str
+    batch: int
+
+    def describe(self) -> str:
+        threads = "onnxruntime's default" if self.intra_op_threads == 0 else str(self.intra_op_threads)
+        return (f"{self.variant}, {self.provider}, threads {threads}, spinning {'on' if self.spinning else 'off'}, "
+                f"graph {self.graph_optimization}, {self.execution_mode}, batch {self.batch}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TunePoint:
+    """One measured point: short measurements during the search ("defaults" or "search" phase).
+
+    `p90_ms` is what the search judges a latency budget by: a short measurement's p99 is its
+    slowest run or nearly, so one preemption decides it; the confirmation measures the real p99.
+    """
+
+    setting: Setting
+    samples_per_second: float
+    p99_ms: float
+    p90_ms: float
+    iterations: int
+    phase: str
+
+    def dominates(self, other: "TunePoint") -> bool:
+        """At least as fast and at least as low in p99, and better in one of them."""
+        return (self.samples_per_second >= other.samples_per_second and self.p99_ms <= other.p99_ms
+                and (self.samples_per_second > other.samples_per_second or self.p99_ms < other.p99_ms))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "TunePoint":
+        return cls(**{**obj, "setting": Setting(**obj["setting"])})
+
+
+@dataclasses.dataclass(frozen=True)
+class Tune:
+    """`bench tune`'s search: every point it tried, the defaults it started from, and what it chose.
+
+    The throughput-vs-p99 Pareto front is computed from the points (`pareto`): the points no other
+    point beats in both. The confirmed numbers (interleaved rounds: the best candidates and the
+    defaults) are the result's rows; `confirmed` says which setting each row measured.
+    """
+
+    points: tuple[TunePoint, ...]
+    budget_ms: float | None
+    defaults: Setting               # the starting point (the benchmark's defaults), at the chosen batch size
+    chosen: Setting
+    config_path: str | None         # the file `--config` takes
+    search_seconds: float
+    confirmed: tuple[tuple[str, Setting], ...] = ()  # each confirmation row's label and setting
+
+    @property
+    def pareto(self) -> tuple[int, ...]:
+        """Indices of the front's points, fastest first."""
+        front = [i for i, p in enumerate(self.points) if not any(q.dominates(p) for q in self.points)]
+        return tuple(sorted(front, key=lambda i: (-self.points[i].samples_per_second, self.points[i].p99_ms)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"points": [p.to_json() for p in self.points], "pareto": list(self.pareto),
+                "budget_ms": self.budget_ms, "defaults": dataclasses.asdict(self.defaults),
+                "chosen": dataclasses.asdict(self.chosen), "config_path": self.config_path,
+                "search_seconds": self.search_seconds,
+                "confirmed": [{"label": label, "setting": dataclasses.asdict(s)} for label, s in self.confirmed]}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Tune":
+        return cls(points=tuple(TunePoint.from_json(p) for p in obj["points"]), budget_ms=obj["budget_ms"],
+                   defaults=Setting(**obj["defaults"]), chosen=Setting(**obj["chosen"]),
+                   config_path=obj["config_path"], search_seconds=obj["search_seconds"],
+                   confirmed=tuple((c["label"], Setting(**c["setting"])) for c in obj["confirmed"]))

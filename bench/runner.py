@@ -6,19 +6,26 @@ and fast models still get enough samples for p99. Each iteration's time is the g
 consecutive clock reads, so the times sum to the loop's whole wall time: nothing the harness
 does between runs escapes the measurement, and throughput = samples / wall time exactly.
 
+With `until_stable=2`, it then runs on until the 95% confidence interval of the throughput
+(bench/stats.py, batch means) is within +-2% of it, or `max_time` seconds have passed.
+
     times = measure(step, RunConfig(warmup=5, min_time=5.0, min_iterations=20))
+    times = measure(step, RunConfig(until_stable=2.0, max_time=60.0))
 """
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+from bench import stats
 from toolkit.cli import UsageError
 
 # Progress callbacks are throttled: a rich refresh per iteration would cost microseconds
 # that a 1 ms model would feel.
 PROGRESS_INTERVAL_S = 0.1
+# --until-stable looks at the interval this often (it costs a pass over every time so far).
+STABILITY_INTERVAL_S = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +33,8 @@ class RunConfig:
     warmup: int = 5
     min_time: float = 5.0
     min_iterations: int = 20
+    until_stable: float | None = None   # percent: run on until the throughput interval is this narrow
+    max_time: float = 60.0              # ... but no longer than this many seconds
 
     def __post_init__(self):
         if self.warmup < 0:
@@ -34,9 +43,24 @@ class RunConfig:
             raise UsageError(f"--min-time {self.min_time} must be >= 0 seconds")
         if self.min_iterations < 1:
             raise UsageError(f"--min-iterations {self.min_iterations} must be >= 1")
+        if self.until_stable is not None and not self.until_stable > 0:
+            raise UsageError(f"--until-stable {self.until_stable:g} must be a percentage > 0, e.g. 2")
+        if self.until_stable is not None and self.max_time < self.min_time:
+            raise UsageError(f"--max-time {self.max_time:g} must be >= --min-time {self.min_time:g}")
+
+    def stable(self, times: Sequence[float]) -> bool:
+        """Whether the throughput's interval is within +-until_stable% (always, without --until-stable)."""
+        if self.until_stable is None:
+            return True
+        interval = stats.batch_means_interval(times)
+        rate = len(times) / sum(times)
+        return interval is not None and interval.inverted().relative_half_width(rate) <= self.until_stable / 100
 
 
 Progress = Callable[[int, float], None]  # (iterations done, seconds elapsed)
+# A stage's announcement, (description, index, total[, minimums]) -> the callback of its timing loop:
+# bench.report.MeasureProgress.step (bench sweep, compare, load, profile, tune).
+Stage = Callable[..., Progress | None]
 
 
 def measure(step: Callable[[], Any], config: RunConfig, progress: Progress | None = None) -> list[float]:
@@ -48,14 +72,16 @@ def measure(step: Callable[[], Any], config: RunConfig, progress: Progress | Non
     append = times.append
     start = last = clock()
     next_report = start + PROGRESS_INTERVAL_S
-    min_iterations, deadline = config.min_iterations, start + config.min_time
+    min_iterations, deadline, cap = config.min_iterations, start + config.min_time, start + config.max_time
     while True:
         step()
         now = clock()
         append(now - last)
         last = now
         if len(times) >= min_iterations and now >= deadline:
-            break
+            if now >= cap or config.stable(times):
+                break
+            deadline = now + STABILITY_INTERVAL_S
         if progress is not None and now >= next_report:
             progress(len(times), now - start)
             next_report = now + PROGRESS_INTERVAL_S

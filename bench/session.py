@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -104,10 +105,14 @@ class SessionConfig:
         if self.device_id < 0:
             raise UsageError("--device-id must be >= 0")
 
-    def session_options(self) -> ort.SessionOptions:
+    def session_options(self, profile_prefix: str | None = None) -> ort.SessionOptions:
+        """`profile_prefix`: onnxruntime's profiler on, writing its trace to PREFIX_DATE.json (bench/profile.py)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        if profile_prefix is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = self.inter_op_threads
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
@@ -190,6 +195,7 @@ class BenchSession:
     providers: tuple[str, ...]
     fallback: str | None
     model_path: Path
+    create_seconds: float  # onnxruntime's session creation (graph optimisation included): its cold start
 
     @property
     def io_binding(self) -> bool:
@@ -207,7 +213,8 @@ class BenchSession:
         return binding
 
 
-def open_session(model_path: str | os.PathLike, config: SessionConfig) -> BenchSession:
+def open_session(model_path: str | os.PathLike, config: SessionConfig,
+                 profile_prefix: str | None = None) -> BenchSession:
     import onnxruntime as ort
 
     from toolkit.onnxfile import check_model_file, short_error
@@ -215,14 +222,16 @@ def open_session(model_path: str | os.PathLike, config: SessionConfig) -> BenchS
     path = check_model_file(model_path)
     providers = config.provider_list()
     with captured_output() as log:
+        start = time.perf_counter()
         try:
-            session = ort.InferenceSession(str(path), sess_options=config.session_options(),
+            session = ort.InferenceSession(str(path), sess_options=config.session_options(profile_prefix),
                                            providers=[n for n, _ in providers],
                                            provider_options=[o for _, o in providers])
         except Exception as exc:  # onnxruntime's pybind exceptions share no public base class
             failure = exc
         else:
             failure = None
+    create_seconds = time.perf_counter() - start
     if failure is not None:
         raise UsageError(f"onnxruntime cannot load model {path}: {short_error(failure)}: "
                          "pass a model onnxruntime supports (check opset and IR version)")
@@ -237,7 +246,8 @@ def open_session(model_path: str | os.PathLike, config: SessionConfig) -> BenchS
         fallback = f"{'/'.join(SHORT_NAMES[m] for m in missing)} unavailable, ran on {ran_on} ({reasons})"
         if config.strict:
             raise CheckFailed(f"{fallback}; --strict refuses to run on another provider")
-    return BenchSession(session=session, config=config, providers=actual, fallback=fallback, model_path=path)
+    return BenchSession(session=session, config=config, providers=actual, fallback=fallback, model_path=path,
+                        create_seconds=create_seconds)
 
 
 def cuda_usable() -> bool:

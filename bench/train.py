@@ -7,7 +7,11 @@ size N it launches
         --image-size S --batch-size B --train-samples M --epochs 1 --warmup-steps W \\
         --log-every K --output-dir TMP/npN
 
-and reads TMP/npN/summary.json's `throughput.interval_images_per_second` (total img/s over all
+Inside a SLURM allocation of several nodes (e.g. `sbatch -N 3 --wrap 'bench train -np 1,2,3'`)
+the ranks are spread over its nodes instead, one per node first (`-H node1:1,node2:1`), so the
+scaling is across nodes; horovodrun reaches the other nodes over ssh.
+
+It reads TMP/npN/summary.json's `throughput.interval_images_per_second` (total img/s over all
 ranks for each K-step interval after warm-up). Reported per rank and in total: the mean over
 intervals with its 95% confidence interval (Student's t), 1.96 sd of the intervals (what
 Horovod's synthetic benchmark prints as "+-": the intervals' scatter, not the mean's
@@ -59,10 +63,10 @@ class TrainBenchConfig:
         if self.image_size < MIN_IMAGE_SIZE:
             raise UsageError(f"--image-size {self.image_size} is below AlexNet's minimum of {MIN_IMAGE_SIZE}")
 
-    def command(self, np: int, output_dir: Path) -> list[str]:
+    def command(self, np: int, output_dir: Path, nodes: Sequence[str] = ()) -> list[str]:
         steps_per_rank = self.warmup_steps + self.steps
         # Horovod: -H localhost:N places all N ranks here; --gloo needs no MPI install.
-        return ["horovodrun", "-np", str(np), "-H", f"localhost:{np}", "--gloo",
+        return ["horovodrun", "-np", str(np), "-H", placement(np, nodes), "--gloo",
                 sys.executable, "-m", "alexnet.train", "--dataset", "synthetic",
                 "--image-size", str(self.image_size), "--batch-size", str(self.batch_size),
                 # Horovod: the synthetic epoch is shared by the ranks, so it grows with N to keep
@@ -72,6 +76,22 @@ class TrainBenchConfig:
                 "--log-every", str(self.log_every), "--output-dir", str(output_dir), "--no-progress"]
 
 
+def placement(np: int, nodes: Sequence[str]) -> str:
+    """horovodrun's -H for np ranks: all here, or over `nodes` in turn (node1 gets the first extra rank)."""
+    if not nodes:
+        return f"localhost:{np}"
+    slots = [np // len(nodes) + (i < np % len(nodes)) for i in range(len(nodes))]
+    return ",".join(f"{node}:{n}" for node, n in zip(nodes, slots) if n)
+
+
+def allocation_nodes(env=os.environ) -> list[str]:
+    """The nodes of the SLURM allocation this runs in, when it has several (else none: run here)."""
+    if int(env.get("SLURM_JOB_NUM_NODES", "1")) < 2:
+        return []
+    from slurm.launch import scontrol_hostnames
+    return scontrol_hostnames(env["SLURM_JOB_NODELIST"])
+
+
 def horovodrun() -> str:
     found = shutil.which("horovodrun") or shutil.which("horovodrun", path=str(Path(sys.executable).parent))
     if not found:
@@ -79,10 +99,10 @@ def horovodrun() -> str:
     return found
 
 
-def run_one(config: TrainBenchConfig, np: int, workdir: Path) -> list[float]:
+def run_one(config: TrainBenchConfig, np: int, workdir: Path, nodes: Sequence[str] = ()) -> list[float]:
     """Total img/s per interval for one world size, from the training job's own summary."""
     output_dir = workdir / f"np{np}"
-    command = config.command(np, output_dir)
+    command = config.command(np, output_dir, nodes)
     command[0] = horovodrun()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
@@ -102,17 +122,21 @@ def run_one(config: TrainBenchConfig, np: int, workdir: Path) -> list[float]:
 def run(config: TrainBenchConfig, keep_dir: str | None = None,
         on_done: Callable[[int, Sequence[float]], None] | None = None) -> BenchResult:
     rows: list[TrainRow] = []
+    nodes = allocation_nodes()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         workdir = Path(keep_dir) if keep_dir else Path(tmp)
         if not workdir.is_dir():
             raise UsageError(f"--keep-dir {workdir} does not exist: create it or choose another")
         for np in sorted(config.nps):
-            intervals = run_one(config, np, workdir)
+            intervals = run_one(config, np, workdir, nodes)
             rows.append(TrainRow.from_intervals(np, intervals, base=rows[0] if rows else None))
             if on_done:
                 on_done(np, intervals)
     notes = [f"efficiency: per-rank img/s relative to -np {rows[0].np}"]
-    if max(config.nps) > 1:
+    if nodes:
+        notes.append(f"ranks spread over the allocation's nodes {', '.join(nodes)} "
+                     f"({'; '.join(f'-np {n}: -H {placement(n, nodes)}' for n in sorted(config.nps))})")
+    elif max(config.nps) > 1:
         notes.append(f"all ranks ran on this machine's {os.cpu_count()} cores (-H localhost:N): with fewer cores "
                      "or accelerators than ranks, they compete, so efficiency here says little about a cluster")
     return BenchResult(kind="train", config=dataclasses.asdict(config), environment=environment.collect(),

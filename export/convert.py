@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import keras
 
@@ -31,35 +30,7 @@ from export.opsets import resolve_opset
 from export.source import Source, load_source
 from toolkit.cli import UsageError
 from toolkit.files import require_parent_dir
-
-
-@dataclass
-class ExportResult:
-    """What was written, and how: enough to verify it and to reproduce it."""
-
-    path: str
-    opset: int
-    method: str                       # "fast" or "stock"
-    input_name: str
-    output_name: str
-    input_dtype: str
-    input_shape: list[Any]            # as the ONNX input declares it ("batch" first)
-    layout: str                       # "NHWC" or "NCHW" (of the ONNX input)
-    preprocessing: str                # what the input must be
-    size_bytes: int
-    seconds: float
-    metadata: dict[str, str]
-    fallback_reason: str | None = None
-    source_sha256: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    rewrites: dict[str, int] = field(default_factory=dict)   # export.rewrite passes run: times each applied
-
-    @property
-    def nchw(self) -> bool:
-        return self.layout == "NCHW"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+from toolkit.runs import ExportResult
 
 
 def export_keras(

@@ -10,7 +10,8 @@ name, onnx.checker, an onnxruntime load, then this job's numerical check
 (`export.verify.FileCheck`: the float32 file and the float16 variant within tolerance of
 Keras, the int8 variant's top-1 agreement with the float32 file), and renamed into place
 only after all of them passed, so a failed run leaves no plausible-looking file behind.
-The record (config, environment, every comparison) goes to OUTPUT.json, e.g. alexnet.onnx.json.
+The record (`toolkit.runs.ExportRecord`: config, environment, every comparison) goes to
+OUTPUT.json, e.g. alexnet.onnx.json.
 """
 from __future__ import annotations
 
@@ -27,9 +28,8 @@ from export.job import ExportJob
 from export.source import Source, load_source
 from toolkit import cli
 from toolkit.environment import collect
-from toolkit.files import write_json_atomic
 from toolkit.onnxfile import loadable_providers
-from toolkit.runs import export_record_path, variant_path
+from toolkit.runs import ExportedFile, ExportRecord, export_record_path, variant_path
 
 
 def _inputs(job: ExportJob, source: Source, split: str, count: int) -> tuple[np.ndarray, str]:
@@ -65,7 +65,7 @@ def _variant(job: ExportJob, source: Source, steps: report.Steps, float32: verif
     return path, check
 
 
-def _file(path: Path, variant: str, opset: int, check: verify.FileCheck) -> tuple[report.Row, dict]:
+def _file(path: Path, variant: str, opset: int, check: verify.FileCheck) -> tuple[report.Row, ExportedFile]:
     """One written file as the closing table shows it and as the record keeps it."""
     providers = loadable_providers(path)
     size = os.path.getsize(path)
@@ -73,13 +73,12 @@ def _file(path: Path, variant: str, opset: int, check: verify.FileCheck) -> tupl
     row = report.Row(file=path.name, size_bytes=size, opset=opset, providers=providers,
                      max_abs_diff=check.vs_keras.max_abs_diff, top1_agreement=check.vs_keras.top1_agreement,
                      top1_vs_float32=None if vs_float32 is None else vs_float32.top1_agreement)
-    entry = {"path": str(path), "variant": variant, "vs_keras": check.vs_keras.to_json(),
-             **({} if vs_float32 is None else {"vs_float32": vs_float32.to_json()}),
-             "size_bytes": size, "providers": providers}
+    entry = ExportedFile(path=str(path), variant=variant, vs_keras=check.vs_keras, vs_float32=vs_float32,
+                         size_bytes=size, providers=tuple(providers))
     return row, entry
 
 
-def run(job: ExportJob, console: Console | None = None) -> dict:
+def run(job: ExportJob, console: Console | None = None) -> ExportRecord:
     """Run the export job; returns the record also written to OUTPUT.json. CheckFailed if a check fails."""
     console = console or cli.console(stderr=True)
     output = Path(job.output)
@@ -98,9 +97,9 @@ def run(job: ExportJob, console: Console | None = None) -> dict:
         files = [("float32", output, float32)]
         files += [(variant, *_variant(job, source, steps, float32, variant)) for variant in job.variants]
     rows, entries = zip(*(_file(path, variant, result.opset, check) for variant, path, check in files))
-    record = {"config": job.to_json(), "verification_inputs": origin, "export": result.to_json(),
-              "files": list(entries), "seconds": time.perf_counter() - started, "environment": collect()}
-    write_json_atomic(export_record_path(output), record)
+    record = ExportRecord(config=job.to_json(), verification_inputs=origin, export=result, files=entries,
+                          seconds=time.perf_counter() - started, environment=collect())
+    record.write(export_record_path(output))
     console.print(report.table(list(rows), f"{result.input_name}: {result.input_dtype} {result.layout} "
                                            f"{result.input_shape}; verified on {origin}"))
     if result.fallback_reason:

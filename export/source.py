@@ -16,7 +16,6 @@ the `Source` built here, so the Keras model is loaded and prepared exactly once.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 
 import alexnet.model
 from toolkit.cli import UsageError
+from toolkit.files import sha256_file
 from toolkit.kerasfile import load_keras
 from toolkit.runs import RunDir
 
@@ -113,14 +113,6 @@ def split_preprocessing(model: keras.Model) -> tuple[list[keras.layers.Layer], k
         raise UsageError(f"cannot separate the preprocessing of model {model.name!r} from the rest ({exc}): "
                          f"export with the preprocessing included") from None
     return leading, keras.Model(model.inputs[0], tensor, name=f"{model.name}_preprocessing"), core
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

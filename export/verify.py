@@ -16,13 +16,14 @@ its temporary name, so an export or variant outside its limits never gets its fi
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 from toolkit.cli import CheckFailed
 from toolkit.onnxfile import load_session
+from toolkit.runs import Comparison
 
 BATCH = 64
 
@@ -39,29 +40,6 @@ def run_onnx(path: str | os.PathLike, inputs: np.ndarray, *, nchw: bool = False,
     name = session.get_inputs()[0].name
     batches = [session.run(None, {name: inputs[i:i + batch_size]})[0] for i in range(0, len(inputs), batch_size)]
     return np.concatenate(batches).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """How far `candidate` (a file) is from `reference` ("keras" or another file) on the same inputs."""
-
-    candidate: str
-    reference: str
-    samples: int
-    max_abs_diff: float
-    top1_agreement: float
-
-    def require(self, *, max_abs_diff: float | None = None, min_agreement: float | None = None) -> None:
-        """CheckFailed, naming the numbers and the option to change, when outside the given limits."""
-        if max_abs_diff is not None and not self.max_abs_diff <= max_abs_diff:
-            raise CheckFailed(f"{self.candidate}: max |difference| from {self.reference} is {self.max_abs_diff:.3g}, "
-                              f"over the tolerance {max_abs_diff:g} ({self.samples} inputs)")
-        if min_agreement is not None and not self.top1_agreement >= min_agreement:
-            raise CheckFailed(f"{self.candidate}: top-1 agreement with {self.reference} is {self.top1_agreement:.2%}, "
-                              f"under the required {min_agreement:.2%} ({self.samples} inputs)")
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def compare(candidate: str, reference_name: str, reference: np.ndarray, outputs: np.ndarray) -> Comparison:

@@ -3,7 +3,8 @@
 #   1. train AlexNet on real Fashion-MNIST with 2 Horovod ranks (Gloo, mixed precision: auto);
 #   2. export it to ONNX, verified against TensorFlow, with float16 and int8 variants;
 #   3. benchmark the ONNX models under onnxruntime (throughput and latency sweep, variants vs TF);
-#   4. render the benchmark report as Markdown and plots.
+#   4. render the report of the whole run: report.html (one self-contained page: training, export,
+#      benchmarks, environment), report.md and its plots.
 # Sized to finish in about 10 minutes on a 2-core CPU machine: 67 px images (AlexNet's
 # smallest input), the first 16,000 training images, 3 epochs. Override with the variables
 # below, e.g. `IMAGE_SIZE=227 EPOCHS=50 TRAIN_SAMPLES= RANKS=4 make demo` on a GPU node.
@@ -30,11 +31,12 @@ echo "== 2/4 export: $out/model.keras -> $out/alexnet.onnx (+ float16, int8), ve
 python -m export "$out/model.keras" -o "$out/alexnet.onnx"
 
 echo "== 3/4 bench: onnxruntime sweep, then variants vs TensorFlow"
-bench sweep --model "$out/alexnet.onnx" --batch 1,8,32,128 --min-time 2 \
-    --json "$out/bench-sweep.json" --plot-dir "$out/plots"
+bench sweep --model "$out/alexnet.onnx" --batch 1,8,32,128 --min-time 2 --json "$out/bench-sweep.json"
 bench compare --model "$out/alexnet.onnx" --batch 1,32 --min-time 2 --rounds 1 \
     --json "$out/bench-compare.json"
 
-echo "== 4/4 report"
-bench report "$out/bench-sweep.json" "$out/bench-compare.json" --export "$out/report.md" --plot-dir "$out/plots"
-echo "Done. Outputs in $out: model.keras, summary.json, alexnet*.onnx, bench-*.json, report.md, plots/, tensorboard/"
+echo "== 4/4 report: $out/report.html (open it in a browser), $out/report.md, $out/plots/"
+rm -f "$out"/plots/*.png  # plots of an earlier run, which this report may not draw again
+bench report "$out/bench-sweep.json" "$out/bench-compare.json" --run "$out" \
+    --html "$out/report.html" --export "$out/report.md" --plot-dir "$out/plots"
+echo "Done. Outputs in $out: report.html, model.keras, summary.json, alexnet*.onnx, bench-*.json, report.md, plots/, tensorboard/"

@@ -7,8 +7,18 @@ The train job template runs it inside the allocation, so users rarely call it by
 
 `horovodrun` (Horovod built with Gloo, as here): hosts and slots come from the allocation
 (`scontrol show hostnames "$SLURM_JOB_NODELIST"` and `SLURM_TASKS_PER_NODE`), giving
-`horovodrun -np N -H node1:S,node2:S --gloo CMD`; ranks on other nodes are started over ssh.
-`srun-pmi2`/`srun-pmix` (Horovod built with MPI): `srun --mpi=pmi2 CMD`, SLURM starts every rank.
+`horovodrun -np N -H node1:S,node2:S --gloo CMD`; ranks on other nodes are started over ssh
+(passwordless ssh between the nodes is needed), and horovodrun probes for a network interface
+every node can use (`--network-interface NAME` names one instead).
+`srun-pmi2`/`srun-pmix` (Horovod built with MPI): `srun --mpi=pmix --kill-on-bad-exit=1 CMD`,
+SLURM starts every rank, no ssh. Open MPI's TCP transport would try every interface a node has,
+a docker0 with the same address on every node included, and hang; so it is kept to the network of
+this node's SLURM address (OMPI_MCA_btl_tcp_if_include), or to `--network-interface`, unless the
+environment already sets it. Debian's Open MPI has PMIx but no PMI-2 support: use srun-pmix there.
+
+When a rank fails, the other ranks are stopped (horovodrun does it; srun with --kill-on-bad-exit)
+and the last line on stderr names the rank and host that failed first, e.g.
+`slurm.launch: error: rank 2 on node3 failed first (ssh lost the connection: ...); ...`.
 
 On SIGUSR1, SIGUSR2 or SIGTERM this process asks the ranks to checkpoint and stop: it sends
 SIGUSR1 to every rank process on this node (under horovodrun, whose own SIGTERM handling
@@ -21,9 +31,11 @@ Exit status: the first failing rank's (75 = preempted, checkpoint written), not 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +54,12 @@ RANK_SIGNAL = signal.SIGUSR1
 FORWARD_INTERVAL_S = 0.5
 # Horovod: horovodrun prints this (gloo_run.py) for each rank that exits non-zero, in exit order.
 RANK_EXIT = re.compile(r"^Process (\d+) exit with status code (-?\d+)\.")
+# srun prints one per task that ended badly, in the order it learns of them, e.g.
+# "srun: error: node2: task 1: Killed", "srun: error: node1: tasks 0-1: Exited with exit code 2".
+SRUN_TASK_ERROR = re.compile(r"^srun: error: (\S+): tasks? (\d+)[\d,-]*: (.+)$")
+# What ssh exits with when it cannot connect or loses the connection (the remote command's own
+# status otherwise).
+SSH_FAILED = 255
 _TASKS = re.compile(r"^(\d+)(?:\(x(\d+)\))?$")
 
 
@@ -73,13 +91,67 @@ def scontrol_hostnames(nodelist: str) -> list[str]:
     return out.stdout.split()
 
 
-def launch_command(launcher: str, hosts: Sequence[tuple[str, int]], command: Sequence[str]) -> list[str]:
+def launch_command(launcher: str, hosts: Sequence[tuple[str, int]], command: Sequence[str],
+                   interface: str | None = None) -> list[str]:
     if launcher == "horovodrun":
         slots = ",".join(f"{host}:{n}" for host, n in hosts)
+        nic = [] if interface is None else ["--network-interface", interface]
         # Horovod: one process per slot; Gloo for the rendezvous and the CPU collectives.
-        return ["horovodrun", "-np", str(sum(n for _, n in hosts)), "-H", slots, "--gloo", *command]
+        return ["horovodrun", "-np", str(sum(n for _, n in hosts)), "-H", slots, "--gloo", *nic, *command]
     # Horovod: built with MPI, the ranks find each other through SLURM's PMI; srun starts one per task.
-    return ["srun", f"--mpi={launcher.removeprefix('srun-')}", *command]
+    # A rank that dies would leave the others blocked in a collective: srun ends them all.
+    return ["srun", f"--mpi={launcher.removeprefix('srun-')}", "--kill-on-bad-exit=1", *command]
+
+
+def rank_hosts(hosts: Sequence[tuple[str, int]]) -> list[str]:
+    """The host of each rank: horovodrun and srun (block distribution) fill each node's slots in turn."""
+    return [host for host, slots in hosts for _ in range(slots)]
+
+
+def node_network(env: Mapping[str, str], addresses: Callable[[], Mapping[str, Sequence[tuple[str, str]]]],
+                 node_addr: Callable[[str], str]) -> str:
+    """The network (CIDR) of this node's SLURM address: the one SLURM's nodes reach each other on."""
+    node = env.get("SLURMD_NODENAME") or socket.gethostname()
+    address = node_addr(node)
+    for name, ips in addresses().items():
+        for ip, netmask in ips:
+            if ip == address:
+                return str(ipaddress.ip_interface(f"{ip}/{netmask}").network)
+    raise UsageError(f"no interface of {node} has its SLURM address {address}: pass --network-interface NAME")
+
+
+def slurm_node_addr(node: str) -> str:
+    """NodeAddr from `scontrol show node`, as an IP address (it may be a name)."""
+    out = subprocess.run(["scontrol", "--oneliner", "show", "node", node], capture_output=True, text=True,
+                         check=True).stdout
+    fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
+    return socket.gethostbyname(fields.get("NodeAddr", node))
+
+
+def ipv4_addresses() -> dict[str, list[tuple[str, str]]]:
+    return {name: [(a.address, a.netmask) for a in addrs if a.family == socket.AF_INET]
+            for name, addrs in psutil.net_if_addrs().items()}
+
+
+def launch_env(launcher: str, env: Mapping[str, str], interface: str | None,
+               network: Callable[[], str]) -> dict[str, str]:
+    """The launcher's environment: for srun, Open MPI's TCP transport kept to one network."""
+    out = dict(env)
+    if launcher != "horovodrun" and "OMPI_MCA_btl_tcp_if_include" not in env:
+        # Open MPI accepts interface names and CIDR networks; a network is the same on every node.
+        out["OMPI_MCA_btl_tcp_if_include"] = interface or network()
+    return out
+
+
+def describe_exit(code: int) -> str:
+    """A rank's exit status as horovodrun reports it, in words."""
+    if code == SSH_FAILED:
+        return "ssh lost the connection: the node, its network or its sshd went away"
+    signum = -code if code < 0 else code - 128 if code > 128 else 0
+    try:
+        return f"killed by {signal.Signals(signum).name}"
+    except ValueError:
+        return f"exit status {code}"
 
 
 def catches(pid: int, signum: int) -> bool:
@@ -111,10 +183,32 @@ def local_ranks(launcher_pid: int) -> list[int]:
     return ranks
 
 
+@dataclass(frozen=True)
+class Failure:
+    """The rank that failed first, as the launcher reported it."""
+    rank: int
+    host: str
+    why: str
+    status: int | None = None   # horovodrun: that rank's exit status, which becomes the job's
+
+
+def first_failure(launcher: str, line: str, hosts: Sequence[str]) -> Failure | None:
+    """A launcher's report of a failed rank (horovodrun's stdout, srun's stderr), or None."""
+    if launcher == "horovodrun":
+        match = RANK_EXIT.match(line)
+        if match:
+            rank, status = int(match.group(1)), int(match.group(2))
+            return Failure(rank, hosts[rank], describe_exit(status), status)
+        return None
+    match = SRUN_TASK_ERROR.match(line)
+    return Failure(int(match.group(2)), match.group(1), match.group(3)) if match else None
+
+
 @dataclass
 class Launch:
     launcher: str
     command: list[str]
+    interface: str | None = None
 
     def __post_init__(self) -> None:
         if self.launcher not in LAUNCHERS:
@@ -123,8 +217,13 @@ class Launch:
             raise UsageError("no training command: give it after `--`, e.g. -- python -m alexnet.train --resume")
 
     def run(self, env: Mapping[str, str] = os.environ) -> int:
-        argv = launch_command(self.launcher, allocation_hosts(env, scontrol_hostnames), self.command)
-        print(f"slurm.launch: {subprocess.list2cmdline(argv)}", flush=True)
+        hosts = allocation_hosts(env, scontrol_hostnames)
+        argv = launch_command(self.launcher, hosts, self.command, self.interface)
+        child_env = launch_env(self.launcher, env, self.interface,
+                               lambda: node_network(env, ipv4_addresses, slurm_node_addr))
+        mpi_net = {k: v for k, v in child_env.items() if k == "OMPI_MCA_btl_tcp_if_include"}
+        shown = subprocess.list2cmdline(argv) + "".join(f" ({k}={v})" for k, v in mpi_net.items())
+        print(f"slurm.launch: {shown}", flush=True)
         requested = threading.Event()
         received: list[int] = []
 
@@ -134,26 +233,29 @@ class Launch:
 
         for signum in FORWARDED_SIGNALS:
             signal.signal(signum, on_signal)
-        # horovodrun's output is read for its per-rank exit lines; srun's exit status is already the ranks'.
-        stdout = subprocess.PIPE if self.launcher == "horovodrun" else None
-        proc = subprocess.Popen(argv, stdout=stdout, text=True, bufsize=1)
+        # Read for the launchers' reports of failed ranks: horovodrun's are on its stdout, srun's on its stderr.
+        horovodrun = self.launcher == "horovodrun"
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE if horovodrun else None,
+                                stderr=None if horovodrun else subprocess.PIPE, text=True, bufsize=1, env=child_env)
         done = threading.Event()
         forwarder = threading.Thread(target=self._forward, args=(proc, requested, received, done), daemon=True)
         forwarder.start()
-        first_failure = None
-        if proc.stdout is not None:
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-                match = RANK_EXIT.match(line)
-                if match and first_failure is None:
-                    first_failure = int(match.group(2))
+        failure, ranks = None, rank_hosts(hosts)
+        out, stream = (proc.stdout, sys.stdout) if horovodrun else (proc.stderr, sys.stderr)
+        for line in out:
+            stream.write(line)
+            stream.flush()
+            failure = failure or first_failure(self.launcher, line, ranks)
         status = proc.wait()
         done.set()
         forwarder.join()
-        if status != 0 and first_failure is not None:
-            return first_failure
-        return status
+        if status == 0 or failure is None:
+            return status
+        if cli.PREEMPTED_EXIT not in (failure.status, status):
+            print(f"slurm.launch: error: rank {failure.rank} on {failure.host} failed first ({failure.why}); the "
+                  "other ranks were stopped; run the job again to resume from its last checkpoint",
+                  file=sys.stderr, flush=True)
+        return status if failure.status is None else failure.status
 
     def _forward(self, proc: subprocess.Popen, requested: threading.Event, received: list[int],
                  done: threading.Event) -> None:
@@ -180,10 +282,12 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = ArgumentParser(prog="python -m slurm.launch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--launcher", default="horovodrun", choices=LAUNCHERS,
                         help="horovodrun for Horovod built with Gloo; srun-pmi2/srun-pmix for MPI builds")
+    parser.add_argument("--network-interface", help="the interface the ranks talk over (e.g. eth0; default: "
+                        "horovodrun probes, srun uses the network of the node's SLURM address)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the per-rank command, after --")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    return Launch(args.launcher, command).run()
+    return Launch(args.launcher, command, args.network_interface).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

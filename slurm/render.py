@@ -73,11 +73,13 @@ class Resources:
     account: str | None = None
     log_dir: str = "slurm-logs"
     venv: str = ".venv"
+    nodelist: str | None = None      # SLURM hostlist expressions, comma-separated, e.g. "gpu[01-02],gpu07"
 
     def __post_init__(self) -> None:
         _check_text("--job-name", self.job_name)
         _check_text("--partition", self.partition)
         _check_text("--account", self.account)
+        _check_text("--nodelist", self.nodelist)
         for name, path in (("--workdir", self.workdir), ("--log-dir", self.log_dir), ("--venv", self.venv)):
             _check_path(name, path)
         time_limit_seconds(self.time)
@@ -95,11 +97,13 @@ class TrainJob:
     launcher: str = "horovodrun"
     signal: str = "USR1"
     signal_seconds: int = 120
+    network_interface: str | None = None
     kind: str = field(default="train", init=False)
 
     def __post_init__(self) -> None:
         if self.launcher not in LAUNCHERS:
             raise UsageError(f"--launcher {self.launcher!r} is unknown: choose one of {', '.join(LAUNCHERS)}")
+        _check_text("--network-interface", self.network_interface)
         if self.signal not in SIGNALS:
             raise UsageError(f"--signal {self.signal!r} is unknown: choose one of {', '.join(SIGNALS)}")
         _check_positive("--signal-seconds", self.signal_seconds)
@@ -108,6 +112,11 @@ class TrainJob:
         if self.signal_seconds * 2 > limit:
             raise UsageError(f"--signal-seconds {self.signal_seconds} is more than half of --time "
                              f"{self.resources.time}: lower it or raise --time")
+
+    @property
+    def launch_args(self) -> list[str]:
+        """python -m slurm.launch's options besides --launcher."""
+        return [] if self.network_interface is None else ["--network-interface", self.network_interface]
 
     @property
     def args(self) -> list[str]:
@@ -179,6 +188,8 @@ def sbatch_header(job: Job) -> str:
         lines.append(("partition", res.partition, "the queue to run in"))
     if res.account is not None:
         lines.append(("account", res.account, "the allocation charged for the run"))
+    if res.nodelist is not None:
+        lines.append(("nodelist", res.nodelist, "run on these machines"))
     lines += [
         ("time", res.time, "wall-clock limit; SLURM stops the job after it"),
         ("nodes", res.nodes, "machines in the allocation"),
@@ -212,7 +223,9 @@ def _fields(job: Job) -> dict[str, str]:
     res = job.resources
     common = {"header": sbatch_header(job), "venv": shlex.quote(res.venv)}
     if isinstance(job, TrainJob):
-        return {**common, "launcher": job.launcher, "signal": job.signal, "signal_seconds": str(job.signal_seconds),
+        launch_args = "".join(f" {shlex.quote(a)}" for a in job.launch_args)
+        return {**common, "launcher": job.launcher, "launch_args": launch_args, "signal": job.signal,
+                "signal_seconds": str(job.signal_seconds),
                 "ranks": str(res.nodes * res.tasks_per_node), "nodes": str(res.nodes), "train_args": _q(job.args)}
     if isinstance(job, ExportJob):
         return {**common, "model": shlex.quote(job.model), "output": shlex.quote(job.output),

@@ -4,11 +4,18 @@
         -- --dataset fashion_mnist --epochs 50 --batch-size 32
     python -m slurm.submit export --model runs/alexnet/model.keras --output runs/alexnet/alexnet.onnx
     python -m slurm.submit bench --model runs/alexnet/alexnet.onnx --batch 1,8,32,128 --provider cuda
+    python -m slurm.submit train --nodes 3 --gpus-per-node 0 --ntasks-per-node 1 --nodelist 'node[1-3]' \\
+        --launcher srun-pmix -- --dataset fashion_mnist --image-size 67
     python -m slurm.submit status 1234 [--wait [--timeout 600]]
 
 (`slurm-submit` is the same command.) Arguments after `--` go to the job's program unchanged.
 `--dry-run` prints the job script; otherwise it is submitted with sbatch, a copy is kept as
 LOG_DIR/KIND-JOBID.sbatch beside the job's .out/.err files, and the job id is printed on stdout.
+Before submitting it asks the cluster what sbatch would only find out later, or never: that every
+host `--nodelist` names exists, and for `--launcher srun-pmi2/srun-pmix` that srun has that MPI
+plugin and that the venv's Horovod was built with MPI (without it, each rank srun starts would
+train alone). `--dry-run` asks nothing.
+
 `status` prints each job's (or array task's) state, exit code, restarts and log files, and for a
 failed job the end of its error file; it exits 1 when a job failed, 0 otherwise, 2 when SLURM
 cannot tell. It reads only SLURM's machine-readable records, never text a job name, path or
@@ -82,6 +89,8 @@ def _common(parser: argparse.ArgumentParser, job_name: str, time_limit: str) -> 
                         "(default slurm-logs; created at submit)")
     parser.add_argument("--venv", default=".venv", help="virtual environment the job activates, relative to "
                         "--workdir (default .venv)")
+    parser.add_argument("--nodelist", help="run on these nodes: a SLURM host list like 'gpu[01-02],gpu07', or a "
+                        "file (a path with '/') with one host list per line, as sbatch takes it")
     parser.add_argument("--dry-run", action="store_true", help="print the job script instead of submitting it")
 
 
@@ -95,10 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--nodes", type=int, default=1, help="machines (default 1)")
     train.add_argument("--gpus-per-node", type=int, default=1,
                        help="GPUs per machine, one rank each (default 1; 0 for CPU-only ranks)")
-    train.add_argument("--ranks-per-node", type=int,
-                       help="ranks per machine with --gpus-per-node 0 (default 1)")
+    train.add_argument("--ntasks-per-node", "--ranks-per-node", dest="ntasks_per_node", type=int,
+                       help="ranks per machine: with --gpus-per-node 0 (default 1); with GPUs it must equal "
+                       "--gpus-per-node (one rank per GPU)")
     train.add_argument("--launcher", default="horovodrun", choices=LAUNCHERS,
                        help="horovodrun for Horovod built with Gloo (default); srun-pmi2/srun-pmix for MPI builds")
+    train.add_argument("--network-interface",
+                       help="the interface the ranks talk over, e.g. eth0 or ib0 (default: horovodrun probes for one "
+                       "every node can use; srun launchers use the network of the node's SLURM address)")
     train.add_argument("--signal", default="USR1", choices=SIGNALS,
                        help="signal SLURM sends before the time limit (default USR1)")
     train.add_argument("--signal-seconds", type=int, default=120,
@@ -126,26 +139,43 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _nodelist(value: str | None) -> str | None:
+    """--nodelist as sbatch takes it: host lists, or a file of them (sbatch's rule: a path has a '/')."""
+    if value is None or "/" not in value:
+        return value
+    try:
+        lines = Path(value).read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"--nodelist file {value} cannot be read ({exc.strerror}): give a host list or a "
+                         "readable file") from None
+    hosts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not hosts:
+        raise UsageError(f"--nodelist file {value} names no hosts: one host list per line, e.g. gpu[01-02]")
+    return ",".join(hosts)
+
+
 def _resources(args: argparse.Namespace, tasks_per_node: int = 1, gpus_per_task: int = 0,
                nodes: int = 1) -> Resources:
     return Resources(job_name=args.job_name, workdir=args.workdir, time=args.time, nodes=nodes,
                      tasks_per_node=tasks_per_node, gpus_per_task=gpus_per_task, cpus_per_task=args.cpus_per_task,
-                     partition=args.partition, account=args.account, log_dir=args.log_dir, venv=args.venv)
+                     partition=args.partition, account=args.account, log_dir=args.log_dir, venv=args.venv,
+                     nodelist=_nodelist(args.nodelist))
 
 
 def build_job(args: argparse.Namespace, passthrough: list[str]) -> Job:
     """The validated job the parsed command line describes."""
     if args.command == "train":
-        if args.gpus_per_node < 0:
-            raise UsageError(f"--gpus-per-node must be >= 0, got {args.gpus_per_node}")
-        if args.gpus_per_node and args.ranks_per_node is not None:
-            raise UsageError("--ranks-per-node is for CPU-only jobs: with GPUs there is one rank per GPU "
-                             "(set --gpus-per-node instead)")
-        ranks = args.gpus_per_node or (args.ranks_per_node if args.ranks_per_node is not None else 1)
-        resources = _resources(args, tasks_per_node=ranks, gpus_per_task=1 if args.gpus_per_node else 0,
-                               nodes=args.nodes)
+        gpus, tasks = args.gpus_per_node, args.ntasks_per_node
+        if gpus < 0:
+            raise UsageError(f"--gpus-per-node must be >= 0, got {gpus}")
+        # Horovod: one rank per GPU; a different count would leave GPUs idle or share one between ranks.
+        if gpus and tasks is not None and tasks != gpus:
+            raise UsageError(f"--ntasks-per-node {tasks} does not match --gpus-per-node {gpus}: Horovod runs one "
+                             f"rank per GPU; set --ntasks-per-node {gpus} or leave it out")
+        ranks = gpus or (tasks if tasks is not None else 1)
+        resources = _resources(args, tasks_per_node=ranks, gpus_per_task=1 if gpus else 0, nodes=args.nodes)
         return TrainJob(resources, passthrough, launcher=args.launcher, signal=args.signal,
-                        signal_seconds=args.signal_seconds)
+                        signal_seconds=args.signal_seconds, network_interface=args.network_interface)
     resources = _resources(args, gpus_per_task=args.gpus)
     if args.command == "export":
         return ExportJob(resources, args.model, args.output, passthrough)
@@ -171,6 +201,7 @@ def submit(job: Job, script: str) -> str:
     if not _in_workdir(job, job.resources.venv).joinpath("bin", "activate").is_file():
         raise UsageError(f"no virtual environment at {_in_workdir(job, job.resources.venv)}: run scripts/setup.sh "
                          "or pass --venv")
+    check_with_cluster(job)
     # SLURM does not create the directories of --output/--error: a job with a missing log directory
     # fails without a word.
     log_dir = _in_workdir(job, job.resources.log_dir)
@@ -179,10 +210,55 @@ def submit(job: Job, script: str) -> str:
         _in_workdir(job, job.results_dir).mkdir(parents=True, exist_ok=True)
     proc = _slurm(["sbatch", "--parsable"], script)
     if proc.returncode != 0:
-        raise UsageError(f"sbatch rejected the job: {proc.stderr.strip() or proc.stdout.strip()}")
+        why = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise UsageError(f"sbatch rejected the job: {'; '.join(why)}")
     job_id = proc.stdout.strip().split(";")[0]
     write_text_atomic(log_dir / f"{job.kind}-{job_id}.sbatch", script)
     return job_id
+
+
+def _hostnames(hostlist: str) -> list[str]:
+    proc = _slurm(["scontrol", "show", "hostnames", hostlist])
+    # scontrol exits 0 on a malformed list, with its complaint on stderr and no names.
+    if proc.returncode != 0 or not proc.stdout.split():
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise UsageError(f"--nodelist {hostlist!r} is not a host list SLURM understands ({why}): "
+                         "write it like gpu[01-02],gpu07")
+    return proc.stdout.split()
+
+
+def horovod_has_mpi(python: Path) -> bool:
+    """Whether the Horovod that `python` imports was built with MPI (it imports TensorFlow: seconds)."""
+    probe = "import horovod.tensorflow as hvd; print(int(hvd.mpi_built()))"
+    proc = subprocess.run([str(python), "-c", probe], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return proc.returncode == 0 and proc.stdout.strip().endswith("1")
+
+
+def check_with_cluster(job: Job) -> None:
+    """What only the cluster (or the job's venv) can tell: refused here, before anything is queued."""
+    res = job.resources
+    if res.nodelist is not None:
+        names = _hostnames(res.nodelist)
+        known = set(_slurm(["sinfo", "--noheader", "--all", "--Node", "--format=%N"]).stdout.split())
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UsageError(f"--nodelist names {', '.join(unknown)}, which this cluster does not have: "
+                             "choose from the nodes `sinfo -N` lists")
+        if len(names) > res.nodes:
+            raise UsageError(f"--nodelist names {len(names)} nodes but --nodes is {res.nodes}: "
+                             f"set --nodes {len(names)} or list fewer")
+    if isinstance(job, TrainJob) and job.launcher != "horovodrun":
+        plugin = job.launcher.removeprefix("srun-")
+        plugins = _slurm(["srun", "--mpi=list"])
+        if plugin not in (plugins.stdout + plugins.stderr).split():
+            raise UsageError(f"--launcher {job.launcher}: this SLURM's srun has no {plugin} plugin (`srun --mpi=list`):"
+                             " choose another --launcher")
+        python = _in_workdir(job, res.venv) / "bin" / "python"
+        if not horovod_has_mpi(python):
+            raise UsageError(f"--launcher {job.launcher} needs Horovod built with MPI, and the one in "
+                             f"{_in_workdir(job, res.venv)} has none (each rank would train alone): rebuild it "
+                             "with HOROVOD_WITH_MPI=1, or use --launcher horovodrun")
 
 
 @dataclass(frozen=True)

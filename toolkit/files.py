@@ -8,10 +8,13 @@ after a checkpoint was "written" cannot leave an empty or missing file behind ei
     with atomic_path("model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     write_json_atomic("summary.json", summary.to_json())
+    schema_version(doc, "alexnet-toolkit/train-summary", 1, "summary.json", "training summary", "re-run it")
+    sha256_file("runs/alexnet/alexnet.onnx")
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -88,3 +91,28 @@ def read_json(path: str | os.PathLike, what: str, fix: str) -> Any:
         raise UsageError(f"cannot read {what} {path} ({exc}): {fix}") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{what} {path} is not valid JSON ({exc.msg} at line {exc.lineno}): {fix}") from None
+
+
+def schema_version(doc: Any, schema: str, newest: int, source: str, what: str, fix: str) -> int:
+    """The version of a JSON document of `schema`, after refusing (UsageError) anything else: another
+    schema, no valid version, or a version newer than `newest` (this code cannot know what it holds).
+    `what` names the kind of file ("training summary"); `fix` says what to do instead."""
+    if not isinstance(doc, dict) or doc.get("schema") != schema:
+        raise UsageError(f"{source} is not a{'n' if what[0] in 'aeiou' else ''} {what} "
+                         f"(no \"schema\": \"{schema}\"): {fix}")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UsageError(f"{source} has no valid schema version: {fix}")
+    if version > newest:
+        raise UsageError(f"{source} has {what} version {version}, newer than this toolkit reads ({newest}): "
+                         "upgrade alexnet-toolkit to read it")
+    return version
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks (ONNX models and weights are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,4 +1,4 @@
-"""The run contract: where every artifact of a run lives, and what summary.json holds.
+"""The run contract: where every artifact of a run lives, and what summary.json and the export record hold.
 
 A training run's output directory is the unit every package passes around. `RunDir` is the
 only place that names its files; `TrainSummary` (with `EpochRecord`, `RankRecord`, ...) is the
@@ -6,7 +6,7 @@ only reader and writer of summary.json: typed, versioned like bench results (sch
 version), refused with one line when it is from a newer version or malformed.
 
     run = RunDir("runs/alexnet")
-    run.model, run.summary, run.checkpoint, run.onnx, run.variant("int8"), run.bench("sweep")
+    run.model, run.summary, run.checkpoint, run.progress, run.onnx, run.variant("int8"), run.bench("sweep")
     summary = run.read_summary()            # TrainSummary
     summary.test_accuracy, summary.dataset, summary.epochs[-1].val_accuracy
     RunDir.of("runs/alexnet/alexnet.onnx")  # the run a file belongs to
@@ -22,21 +22,42 @@ summary.json (schema "alexnet-toolkit/train-summary", version 1):
                 "weights_sha256_63"}],
      "class_names": [...], "input": {"shape", "dtype", "preprocessing"},
      "config": {every training option, resolved}, "environment": {host, CPU, GPUs, versions}}
+
+The export's record, OUT.onnx.json beside every export (`ExportRecord`, with `ExportResult`,
+`ExportedFile` and `Comparison`; written by export/pipeline.py, read by `bench report`):
+
+    record = ExportRecord.read(run.export_record)     # or record.write(export_record_path(out))
+    record.export.opset, [(f.variant, f.size_bytes, f.vs_keras.max_abs_diff) for f in record.files]
+
+OUT.onnx.json (schema "alexnet-toolkit/export-record", version 1):
+    {"schema", "version", "config": {every export option, resolved}, "verification_inputs": "64 ... images",
+     "export": {"path", "opset", "method", "input_name", "output_name", "input_dtype", "input_shape",
+                "layout", "preprocessing", "size_bytes", "seconds", "metadata", "fallback_reason",
+                "source_sha256", "timings", "rewrites" (export.rewrite passes run: times each applied)},
+     "files": [{"path", "variant", "vs_keras": COMPARISON, "vs_float32": COMPARISON | null,
+                "size_bytes", "providers"}],
+     "seconds", "environment": {host, CPU, GPUs, versions}}
+    COMPARISON = {"candidate", "reference", "samples", "max_abs_diff", "top1_agreement"}
+Records written before the schema was added carry neither "schema" nor "version" (and leave
+out a null "vs_float32"); their fields are version 1's, and they are read as such.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import os
+import types
 import typing
 from pathlib import Path
 from typing import Any
 
-from toolkit.cli import UsageError
-from toolkit.files import read_json, write_json_atomic
+from toolkit.cli import CheckFailed, UsageError
+from toolkit.files import read_json, schema_version, write_json_atomic
 
 SUMMARY_SCHEMA = "alexnet-toolkit/train-summary"
 SUMMARY_VERSION = 1
+EXPORT_SCHEMA = "alexnet-toolkit/export-record"
+EXPORT_VERSION = 1
 VARIANTS = ("float16", "int8")
 
 
@@ -63,6 +84,11 @@ def _value(hint, value):
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
         return _from_json(hint, value)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        present = [a for a in args if a is not type(None)]
+        return _value(present[0], value) if len(present) == 1 else value
     if origin is tuple:
         item = args[0]
         return tuple(_value(item, v) for v in value)
@@ -72,6 +98,15 @@ def _value(hint, value):
 def to_json(obj) -> dict[str, Any]:
     """A dataclass as plain JSON values (tuples become lists when dumped)."""
     return dataclasses.asdict(obj)
+
+
+def _versioned(cls, doc: Any, source: str, *, schema: str, version: int, what: str, fix: str):
+    """Build `cls` from a versioned document: one line naming the problem when it is not one this reads."""
+    schema_version(doc, schema, version, source, what, fix)
+    try:
+        return _from_json(cls, {k: v for k, v in doc.items() if k not in ("schema", "version")})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{source} is a malformed {what} ({type(exc).__name__}: {exc}): {fix}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,19 +198,121 @@ class TrainSummary:
 
     @classmethod
     def from_json(cls, doc: Any, source: str = "summary") -> "TrainSummary":
-        fix = "re-run the training job that wrote it with this version"
-        if not isinstance(doc, dict) or doc.get("schema") != SUMMARY_SCHEMA:
-            raise UsageError(f"{source} is not a training summary (no \"schema\": \"{SUMMARY_SCHEMA}\"): {fix}")
-        version = doc.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise UsageError(f"{source} has no valid schema version: {fix}")
-        if version > SUMMARY_VERSION:
-            raise UsageError(f"{source} has summary version {version}, newer than this toolkit reads "
-                             f"({SUMMARY_VERSION}): upgrade alexnet-toolkit to read it")
-        try:
-            return _from_json(cls, {k: v for k, v in doc.items() if k not in ("schema", "version")})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"{source} is a malformed training summary ({type(exc).__name__}: {exc}): {fix}") from None
+        return _versioned(cls, doc, source, schema=SUMMARY_SCHEMA, version=SUMMARY_VERSION, what="training summary",
+                          fix="re-run the training job that wrote it with this version")
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """How far `candidate` (a file) is from `reference` ("keras" or another file) on the same inputs."""
+
+    candidate: str
+    reference: str
+    samples: int
+    max_abs_diff: float
+    top1_agreement: float
+
+    def require(self, *, max_abs_diff: float | None = None, min_agreement: float | None = None) -> None:
+        """CheckFailed, naming the numbers and the option to change, when outside the given limits."""
+        if max_abs_diff is not None and not self.max_abs_diff <= max_abs_diff:
+            raise CheckFailed(f"{self.candidate}: max |difference| from {self.reference} is {self.max_abs_diff:.3g}, "
+                              f"over the tolerance {max_abs_diff:g} ({self.samples} inputs)")
+        if min_agreement is not None and not self.top1_agreement >= min_agreement:
+            raise CheckFailed(f"{self.candidate}: top-1 agreement with {self.reference} is {self.top1_agreement:.2%}, "
+                              f"under the required {min_agreement:.2%} ({self.samples} inputs)")
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote, and how: enough to verify it and to reproduce it."""
+
+    path: str
+    opset: int
+    method: str                       # "fast" or "stock"
+    input_name: str
+    output_name: str
+    input_dtype: str
+    input_shape: list[Any]            # as the ONNX input declares it ("batch" first)
+    layout: str                       # "NHWC" or "NCHW" (of the ONNX input)
+    preprocessing: str                # what the input must be
+    size_bytes: int
+    seconds: float
+    metadata: dict[str, str]
+    fallback_reason: str | None = None
+    source_sha256: str | None = None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    rewrites: dict[str, int] = dataclasses.field(default_factory=dict)  # export.rewrite passes run: times applied
+
+    @property
+    def nchw(self) -> bool:
+        return self.layout == "NCHW"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportedFile:
+    """One file the export wrote (the float32 model or a variant), and how it compared."""
+
+    path: str
+    variant: str                      # "float32", or one of VARIANTS
+    vs_keras: Comparison
+    size_bytes: int
+    providers: tuple[str, ...]        # the onnxruntime providers it loads in
+    vs_float32: Comparison | None = None   # variants only: top-1 agreement with the float32 file
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportRecord:
+    """OUT.onnx.json: the record of an export (see the module docstring for the JSON)."""
+
+    config: dict[str, Any]
+    verification_inputs: str          # what the comparisons ran on, e.g. "256 fashion_mnist test images"
+    export: ExportResult
+    files: tuple[ExportedFile, ...]
+    seconds: float
+    environment: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": EXPORT_SCHEMA, "version": EXPORT_VERSION, **to_json(self)}
+
+    @classmethod
+    def from_json(cls, doc: Any, source: str = "export record") -> "ExportRecord":
+        if isinstance(doc, dict) and "schema" not in doc and "version" not in doc:
+            doc = {"schema": EXPORT_SCHEMA, "version": 1, **doc}  # written before records had a schema
+        return _versioned(cls, doc, source, schema=EXPORT_SCHEMA, version=EXPORT_VERSION, what="export record",
+                          fix="re-export the model (python -m export MODEL.keras -o OUT.onnx)")
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "ExportRecord":
+        fix = "export first (python -m export MODEL.keras -o OUT.onnx), which writes OUT.onnx.json"
+        return cls.from_json(read_json(path, "export record", fix), str(path))
+
+    def write(self, path: str | os.PathLike) -> None:
+        write_json_atomic(path, self.to_json())
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainProgress:
+    """progress.json: where the chief is, for whoever watches a run from outside (a SLURM user,
+    a test that must signal at a given step, a dashboard). Rewritten atomically during training."""
+
+    epoch: int                       # 1-based, the epoch in progress
+    epochs: int
+    step: int                        # steps done in this epoch
+    steps_per_epoch: int
+    images_trained: int              # over all ranks, since the run's first start
+    loss: float                      # this epoch's running means
+    accuracy: float
+    updated: str = dataclasses.field(default_factory=now_utc)
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
 
 
 def variant_path(onnx_path: str | os.PathLike, variant: str) -> Path:
@@ -216,6 +353,11 @@ class RunDir:
     @property
     def checkpoint(self) -> Path:
         return self.root / "checkpoint.npz"
+
+    @property
+    def progress(self) -> Path:
+        """Where the chief is (epoch, step, images so far), rewritten atomically during training."""
+        return self.root / "progress.json"
 
     @property
     def samples(self) -> Path:
@@ -269,3 +411,13 @@ class RunDir:
 
     def write_summary(self, summary: TrainSummary) -> None:
         write_json_atomic(self.summary, summary.to_json())
+
+    def write_progress(self, progress: TrainProgress) -> None:
+        write_json_atomic(self.progress, progress.to_json())
+
+    def read_progress(self) -> TrainProgress | None:
+        """The last progress written, or None before the first (or for a file being replaced)."""
+        try:
+            return _from_json(TrainProgress, read_json(self.progress, "progress file", "wait for training to start"))
+        except (UsageError, KeyError, TypeError):
+            return None

@@ -25,3 +25,25 @@ def test_only_float16_needs_loss_scaling():
     assert uses_loss_scaling("mixed_float16")
     assert not uses_loss_scaling("mixed_bfloat16")
     assert not uses_loss_scaling("float32")
+
+
+class Boom(Exception):
+    pass
+
+
+def test_global_policy_is_restored_however_the_block_ends():
+    import keras
+
+    from alexnet.precision import global_policy
+
+    keras.mixed_precision.set_global_policy("float32")
+    with global_policy("mixed_bfloat16") as policy:
+        assert policy == keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        with global_policy("float32"):  # how the trained model is saved for inference
+            assert keras.mixed_precision.global_policy().name == "float32"
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(Boom):
+        with global_policy("mixed_float16"):
+            raise Boom
+    assert keras.mixed_precision.global_policy().name == "float32"

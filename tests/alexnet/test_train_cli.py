@@ -32,6 +32,9 @@ def refuse(tmp_path, *args, message):
     (["--batch-size", "-8"], "--batch-size must be at least 1, got -8"),
     (["--epochs", "0"], "--epochs must be at least 1, got 0"),
     (["--image-size", "60"], "--image-size 60 is too small for AlexNet's three max-pools: use at least 67"),
+    # argparse's own errors, in the same one line (no usage dump) and before TensorFlow loads.
+    (["--epochs", "two"], "argument --epochs: invalid int value: 'two' (see `alexnet.train --help`)"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
 def test_bad_flags(tmp_path, args, message):
     refuse(tmp_path, *args, message=message)

@@ -1,25 +1,16 @@
 """Real training runs: Horovod with 2 ranks over Gloo, mixed precision, resume, SIGTERM."""
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from alexnet import checkpoint, data
+from tests.alexnet.training_runs import HOROVODRUN, RESUME_RTOL, SMALL, assert_same_epochs, summary
 from tests.conftest import ROOT, cli_env, run_module
-from toolkit.runs import RunDir, TrainSummary
-
-HOROVODRUN = str(Path(sys.executable).with_name("horovodrun"))
-SMALL = ["--image-size", "67", "--train-samples", "1024", "--validation-samples", "256", "--test-samples", "512",
-         "--batch-size", "32", "--no-progress", "--seed", "3"]
-
-
-def summary(out: Path) -> TrainSummary:
-    return RunDir(out).read_summary()
+from toolkit.runs import RunDir, TrainProgress
 
 
 @pytest.mark.slow
@@ -28,7 +19,8 @@ def test_two_ranks_with_gloo_on_real_fashion_mnist(tmp_path, fashion_mnist_dir):
     # Each rank runs in its own directory with a relative --output-dir: whatever rank 1
     # writes lands in rank1/, which must stay empty.
     wrapper = tmp_path / "rank-cwd.sh"
-    wrapper.write_text(f'#!/bin/sh\ncd "{tmp_path}/rank$HOROVOD_RANK" && exec "{sys.executable}" -m alexnet.train "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\ncd "{tmp_path}/rank$HOROVOD_RANK" && '
+                       f'exec "{sys.executable}" -m alexnet.train "$@"\n')
     wrapper.chmod(0o755)
     for rank in (0, 1):
         (tmp_path / f"rank{rank}").mkdir()
@@ -55,8 +47,8 @@ def test_two_ranks_with_gloo_on_real_fashion_mnist(tmp_path, fashion_mnist_dir):
     assert [e.epoch for e in s.epochs] == [1, 2]
     # Only rank 0 wrote files, and only rank 0 printed.
     assert list((tmp_path / "rank1").iterdir()) == []
-    assert {p.name for p in out.iterdir()} == {"model.keras", "checkpoint.npz", "summary.json", "samples.png",
-                                               "tensorboard"}
+    assert {p.name for p in out.iterdir()} == {"model.keras", "checkpoint.npz", "summary.json", "progress.json",
+                                               "samples.png", "tensorboard"}
     runs = list((out / "tensorboard").iterdir())
     assert len(runs) == 1 and sorted(p.name for p in runs[0].iterdir()) == ["train", "validation"]
     assert all(len(list((runs[0] / k).iterdir())) == 1 for k in ("train", "validation"))
@@ -92,25 +84,21 @@ def test_float16_uses_loss_scaling_and_bfloat16_does_not():
     assert isinstance(make_optimizer(TrainConfig(), 1, 10, "mixed_bfloat16"), keras.optimizers.SGD)
 
 
-# Resumed runs repeat the same float operations in the same order (same data order, restored
-# optimizer slots, BatchNorm statistics and dropout RNG), so on one CPU they match to the last
-# bit in practice; the tolerance only absorbs oneDNN picking another kernel for a new process.
-RESUME_RTOL = 1e-5
-
-
-def assert_same_epochs(a, b):
-    assert [e.epoch for e in a] == [e.epoch for e in b]
-    for ea, eb in zip(a, b):
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            assert getattr(eb, key) == pytest.approx(getattr(ea, key), rel=RESUME_RTOL), (key, ea, eb)
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, fashion_mnist_dir):
     out = tmp_path_factory.mktemp("uninterrupted")
     result = run_module("alexnet.train", *SMALL, "--epochs", "2", "--output-dir", out)
     assert result.returncode == 0, result.stderr[-3000:]
-    return summary(out)
+    return out
+
+
+@pytest.mark.slow
+def test_progress_file_ends_at_the_last_step_of_the_last_epoch(uninterrupted):
+    s = summary(uninterrupted)
+    progress = RunDir(uninterrupted).read_progress()
+    assert (progress.epoch, progress.epochs, progress.step, progress.steps_per_epoch, progress.images_trained) == (
+        2, 2, 32, 32, s.images_trained)
+    assert progress.loss == pytest.approx(s.epochs[-1].loss) and progress.updated
 
 
 @pytest.mark.slow
@@ -120,42 +108,61 @@ def test_stopped_after_epoch_one_and_resumed_matches_uninterrupted(tmp_path, uni
     resumed = run_module("alexnet.train", *SMALL, "--epochs", "2", "--resume", "--output-dir", tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from" in resumed.stderr
-    s = summary(tmp_path)
-    assert_same_epochs(uninterrupted.epochs, s.epochs)
-    assert s.test_accuracy == pytest.approx(uninterrupted.test_accuracy, rel=RESUME_RTOL)
+    s, u = summary(tmp_path), summary(uninterrupted)
+    assert_same_epochs(u.epochs, s.epochs)
+    assert s.test_accuracy == pytest.approx(u.test_accuracy, rel=RESUME_RTOL)
+
+
+def wait_for_step(proc: subprocess.Popen, run: RunDir, step: int, timeout: float = 600) -> TrainProgress:
+    """The chief's progress.json once it shows `step` of epoch 1 or later: the run's own progress,
+    not the clock, decides when a test signals it (the timeout only stops a hung run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = run.read_progress()
+        if progress is not None and (progress.epoch, progress.step) >= (1, step):
+            return progress
+        try:
+            proc.wait(timeout=0.01)  # returns early only if the run ended before that step
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError(f"training exited with {proc.returncode} before step {step}")
+    raise AssertionError(f"no step {step} in {run.progress} after {timeout} s")
 
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_leaves_a_checkpoint_that_resumes_exactly(tmp_path, uninterrupted):
-    proc = subprocess.Popen([sys.executable, "-m", "alexnet.train", *SMALL, "--epochs", "2", "--log-every", "1",
-                             "--output-dir", str(tmp_path)], cwd=ROOT, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not (tmp_path / "tensorboard").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(4)  # well into epoch 1's 32 steps
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
+    out, log_path = tmp_path / "out", tmp_path / "train.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "alexnet.train", *SMALL, "--epochs", "2", "--log-every", "1",
+                                 "--output-dir", str(out)], cwd=ROOT, env=cli_env(), stdout=log,
+                                stderr=subprocess.STDOUT)
+        signalled_at = wait_for_step(proc, RunDir(out), 3).step
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=300)
+    stderr = log_path.read_text()
     assert proc.returncode == 75, stderr[-3000:]
     assert "stopped by SIGTERM" in stderr and "run again with --resume" in stderr
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-written files
-    meta, _ = checkpoint.read_meta(tmp_path / checkpoint.FILENAME)
-    assert meta["state"]["epoch"] == 0 and 0 < meta["state"]["step"] < 32
-    assert not (tmp_path / "summary.json").exists()
-    resumed = run_module("alexnet.train", *SMALL, "--epochs", "2", "--resume", "--output-dir", tmp_path)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no half-written files
+    meta, _ = checkpoint.read_meta(out / checkpoint.FILENAME)
+    stopped_at = meta["state"]["step"]
+    assert meta["state"]["epoch"] == 0 and signalled_at <= stopped_at < 32
+    assert RunDir(out).read_progress().step == stopped_at
+    assert not (out / "summary.json").exists()
+    resumed = run_module("alexnet.train", *SMALL, "--epochs", "2", "--resume", "--output-dir", out)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    s = summary(tmp_path)
-    assert s.epochs[0].resumed_at_step == meta["state"]["step"]
-    assert_same_epochs(uninterrupted.epochs, s.epochs)
+    s = summary(out)
+    assert s.epochs[0].resumed_at_step == stopped_at
+    assert_same_epochs(summary(uninterrupted).epochs, s.epochs)
 
 
 def test_sigterm_handler_is_installed_for_both_signals():
-    from alexnet.training import STOP_SIGNALS, StopFlag
+    from alexnet.preemption import STOP_SIGNALS, StopFlag
 
     flag = StopFlag()
     try:
-        os.kill(os.getpid(), signal.SIGUSR1)
+        signal.raise_signal(signal.SIGUSR1)
         assert flag.is_set() and flag.signal_name == "SIGUSR1"
+        assert flag.reason() == "stopped by SIGUSR1"
     finally:
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)

@@ -1,7 +1,8 @@
 """Models for the bench tests: several built with onnx.helper, and one small exported AlexNet.
 
 The helper models cover what "any ONNX model" means: several inputs, int64 and float16
-inputs, dynamic (named and unnamed) and fixed dims, a rank-0 input, non-image shapes.
+inputs, dynamic (named and unnamed) and fixed dims, a rank-0 input, non-image shapes; and one
+whose runs are milliseconds of kernels ("heavy"), for profiles and tuning.
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from onnx import TensorProto, helper, save
+from onnx import TensorProto, helper, numpy_helper, save
 
 # onnx 1.23 writes IR version 14 by default; onnxruntime 1.31 reads up to 13.
 IR_VERSION = 10
@@ -66,12 +68,28 @@ def image_graph():
                              [t("mean", TensorProto.FLOAT, ["batch"])])
 
 
+def heavy_graph(width: int = 512, layers: int = 4):
+    """x float32 [batch, width] -> `layers` x (MatMul, Relu): milliseconds of kernels per run, little else."""
+    t = helper.make_tensor_value_info
+    weights = numpy_helper.from_array(np.random.default_rng(0).uniform(-0.05, 0.05, (width, width)).astype(np.float32),
+                                      "w")
+    nodes, previous = [], "x"
+    for layer in range(layers):
+        nodes += [helper.make_node("MatMul", [previous, "w"], [f"m{layer}"], name=f"matmul{layer}"),
+                  helper.make_node("Relu", [f"m{layer}"], [f"r{layer}"], name=f"relu{layer}")]
+        previous = f"r{layer}"
+    nodes.append(helper.make_node("Identity", [previous], ["y"], name="out"))
+    return helper.make_graph(nodes, "heavy", [t("x", TensorProto.FLOAT, ["batch", width])],
+                             [t("y", TensorProto.FLOAT, ["batch", width])], initializer=[weights])
+
+
 @pytest.fixture(scope="session")
 def helper_models(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("onnx_helper")
     return {"multi": _save(multi_input_graph(), d / "multi.onnx"), "fixed": _save(fixed_graph(), d / "fixed.onnx"),
             "unnamed": _save(unnamed_graph(), d / "unnamed.onnx"), "image": _save(image_graph(), d / "image.onnx"),
-            "ir14": _save(fixed_graph(), d / "ir14.onnx", ir_version=14)}
+            "ir14": _save(fixed_graph(), d / "ir14.onnx", ir_version=14),
+            "heavy": _save(heavy_graph(), d / "heavy.onnx")}
 
 
 EXPORT_SCRIPT = """
@@ -94,6 +112,21 @@ def small_alexnet(tmp_path_factory) -> Path:
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return d / "alexnet.onnx"
+
+
+@pytest.fixture(scope="session")
+def alexnet_with_variants(small_alexnet) -> Path:
+    """The small AlexNet with the export's float16 and int8 variants beside it (int8 calibrated on real images)."""
+    import numpy as np
+
+    from bench.inputs import read_idx_images
+    from export.variants import to_float16, to_int8
+    from toolkit.constants import FASHION_MNIST_TEST_IMAGES
+    from toolkit.runs import variant_path
+    to_float16(small_alexnet, variant_path(small_alexnet, "float16"))
+    to_int8(small_alexnet, variant_path(small_alexnet, "int8"),
+            read_idx_images(FASHION_MNIST_TEST_IMAGES)[:32, :, :, np.newaxis])
+    return small_alexnet
 
 
 QUICK = ("--warmup", "1", "--min-time", "0.2", "--min-iterations", "5", "--quiet")

@@ -4,8 +4,9 @@ The whole command runs in tests/bench/test_cli.py (without TensorFlow) and test_
 """
 import pytest
 
-from bench import compare
+from bench import compare, resources
 from bench.compare import Contender, Measured
+from bench.engines import OnnxEngine
 from bench.inputs import InputConfig
 from bench.runner import RunConfig
 from bench.session import SessionConfig
@@ -22,22 +23,34 @@ def test_variants_and_keras_model_are_found_beside_the_onnx_file(tmp_path):
 
 
 def test_an_engine_process_warms_up_once_per_batch_and_sends_dataclasses(helper_models, monkeypatch):
-    configs = []
+    """Rounds at a new batch size warm up (the first run timed alone); later rounds at the same size do not."""
+    calls = []
 
-    def fake_measure(step, config):
+    def fake_measure(step, config, progress=None):
+        assert config.warmup == 0  # warm-up happens before the CPU clock is read
         step()
-        configs.append(config)
         return [0.001] * config.min_iterations
-    monkeypatch.setattr(compare, "measure", fake_measure)
+    monkeypatch.setattr(resources, "measure", fake_measure)
     monkeypatch.setattr(compare, "_CHILD", {})
+    counted = OnnxEngine.step
+
+    def counting_step(self, prepared):
+        step = counted(self, prepared)
+        return lambda: calls.append(1) or step()
+    monkeypatch.setattr(OnnxEngine, "step", counting_step)
     contender = Contender("multi", helper_models["multi"])
     run = RunConfig(warmup=3, min_time=0, min_iterations=2)
     inputs = InputConfig(dims=(("seq", 4),), shapes=(("scale", (1,)),))
-    sent = [compare._child_measure(contender, (), batch, SessionConfig(intra_op_threads=1), inputs, run)
-            for batch in (2, 2, 5)]
-    assert [c.warmup for c in configs] == [3, 0, 3]
+    sent, runs = [], []
+    for batch in (2, 2, 5):
+        before = len(calls)
+        sent.append(compare._child_measure(contender, (), batch, SessionConfig(intra_op_threads=1), inputs, run))
+        runs.append(len(calls) - before)
+    assert runs == [4, 1, 4]  # 3 warm-up runs (the first timed alone) + the fake measure's one
     assert all(isinstance(m, Measured) for m in sent)
     assert [m.samples for m in sent] == [2, 2, 5] and sent[0].times == (0.001, 0.001)
+    assert sent[0].resources.first_run_ms > 0 and sent[1].resources.first_run_ms == 0
+    assert sent[0].resources.load_seconds > 0 and sent[0].resources.peak_rss_bytes > 0
     assert sent[0].record.engine == "onnxruntime" and sent[0].record.model == str(helper_models["multi"])
     assert [s.name for s in sent[0].record.inputs] == ["images", "ids", "scale"]
 
@@ -46,4 +59,23 @@ def test_rounds_must_be_positive(helper_models):
     with pytest.raises(UsageError, match="--rounds 0 must be >= 1"):
         compare.run_compare(helper_models["fixed"], batches=(2,), session_config=SessionConfig(),
                             inputs=InputConfig(), run_config=RunConfig(), keras_path=None, variants={}, rounds=0,
-                            progress_for=None)
+                            progress=None)
+
+
+def test_progress_names_the_batch_engine_and_round(helper_models):
+    """Each engine, as it starts a round, is announced with its step of all of them: the bar's time left;
+    with --profile, then each engine's profiles."""
+    calls = []
+    result = compare.run_compare(helper_models["fixed"], batches=(2,), session_config=SessionConfig(),
+                                 inputs=InputConfig(), run_config=RunConfig(warmup=0, min_time=0, min_iterations=2),
+                                 keras_path=None, variants={"copy": helper_models["fixed"]}, rounds=2,
+                                 progress=lambda *call: calls.append(call),
+                                 profile_run=RunConfig(warmup=1, min_time=0, min_iterations=3))
+    assert calls == [("compare: batch 2, onnxruntime float32, round 1/2", 0, 4),
+                     ("compare: batch 2, copy, round 1/2", 1, 4),
+                     ("compare: batch 2, onnxruntime float32, round 2/2", 2, 4),
+                     ("compare: batch 2, copy, round 2/2", 3, 4),
+                     ("compare: profiling onnxruntime float32, 3 runs per batch size", 0, 2),
+                     ("compare: profiling copy, 3 runs per batch size", 1, 2)]
+    assert [(p.label, p.batch, p.runs) for p in result.profiles] == [("onnxruntime float32", 2, 3), ("copy", 2, 3)]
+    assert [r.rounds for r in result.rows] == [(1, 1), (1, 1)] and result.rows[1].resources.cpu_seconds > 0

@@ -9,6 +9,7 @@ from bench import cli, measure, results
 from bench.engines import EngineRecord, OnnxEngine
 from bench.inputs import InputConfig, InputSpec
 from bench.measure import engine_result, measure_engine, measure_overhead
+from bench.results import Row
 from bench.runner import RunConfig
 from bench.session import SessionConfig
 from toolkit.cli import UsageError
@@ -85,12 +86,11 @@ def test_a_harness_slowed_by_a_known_amount_is_detected(helper_models, tmp_path,
     """Slow the measured step by busy-waiting SLOWDOWN x the model's run time after each run (the
     model's run time: the median of the bare loop's per-run times in an unslowed `bench overhead`).
 
-    Per-run medians: harness median run / bare median run must move by about SLOWDOWN, within
-    15% (seen: within 4%). Medians are blind to a neighbour's preemptions (milliseconds, against
-    microseconds of a run), which land on few runs.
-    The reported ratio (harness / bare throughput, the median of rounds): 1/ratio must move by
-    about SLOWDOWN, here within a factor of 3 either way: throughput counts every preemption, and
-    on 2 cores shared with other jobs (load 5-8) the move seen was 0.5x to 2.2x SLOWDOWN.
+    The reported ratio (bare median run / harness median run, the median over rounds) must move
+    by about SLOWDOWN: 1/ratio by SLOWDOWN x (bare run / slowed bare run), within 15% (seen:
+    within 4%). Medians are blind to a neighbour's preemptions (milliseconds, against
+    microseconds of a run), which land on few runs; a throughput ratio on 2 cores shared with
+    other jobs (load 5-8) moved 0.5x to 2.2x SLOWDOWN, so it is only a note.
     """
     slowdown = 2.0
     base = _overhead(helper_models["fixed"], tmp_path / "base.json")
@@ -108,9 +108,16 @@ def test_a_harness_slowed_by_a_known_amount_is_detected(helper_models, tmp_path,
     slowed = _overhead(helper_models["fixed"], tmp_path / "slowed.json")
     expected = wait_s * 1000 / slowed.rows[1].latency.p50
 
-    def median_run_ratio(result):
-        harness, bare = result.rows
-        return harness.latency.p50 / bare.latency.p50
-    assert median_run_ratio(slowed) - median_run_ratio(base) == pytest.approx(expected, rel=0.15)
     moved = 1 / slowed.rows[0].ratio - 1 / base.rows[0].ratio
-    assert expected / 3 < moved < expected * 3, (base.notes, slowed.notes)
+    assert moved == pytest.approx(expected, rel=0.15), (base.notes, slowed.notes)
+
+
+def test_a_row_until_stable_gave_up_on_is_warned_about():
+    steady = Row.from_times(label="steady", engine="onnxruntime", model="m.onnx", batch=1, providers=["CPU"],
+                            times_s=[0.010] * 40)
+    jumpy = Row.from_times(label="jumpy", engine="onnxruntime", model="m.onnx", batch=1, providers=["CPU"],
+                           times_s=[0.200 if i in (3, 17, 18, 31) else 0.010 for i in range(40)])
+    run = RunConfig(until_stable=2.0, max_time=30.0)
+    found = [w for w in measure.variation_warnings([steady, jumpy], run) if "not stable" in w]
+    assert len(found) == 1 and found[0].startswith("jumpy batch 1: not stable within +-2% after --max-time 30 s")
+    assert not [w for w in measure.variation_warnings([jumpy]) if "not stable" in w]  # without --until-stable

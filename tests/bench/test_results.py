@@ -127,6 +127,25 @@ def test_version_1_files_load_with_the_old_field_mapped():
     assert sweep.rows[0].latency.p50 == 2.5 and sweep.fallback == "CUDA unavailable, ran on CPU"
 
 
+def test_version_2_files_load_as_the_result_that_wrote_them():
+    """data/*-v2.json: `fixed_result()` and `train_result()` of test_report.py, written by commit fe89db6's code."""
+    from tests.bench.test_report import fixed_result, train_result
+    assert results.load(DATA / "sweep-v2.json") == fixed_result()
+    assert results.load(DATA / "train-v2.json") == train_result()
+
+
+def test_rows_write_their_intervals_and_rounds():
+    times = [0.001 * (1 + (7 * i) % 30) for i in range(30)]  # 1..30 ms, shuffled
+    row = Row.from_times(label="x", engine="onnxruntime", model="m.onnx", batch=2, providers=["CPU"], times_s=times)
+    doc = json.loads(json.dumps(row.to_json()))
+    assert doc["rounds"] == [] and doc["cv"] == pytest.approx(statistics.stdev(row.times_ms) / row.latency.mean)
+    # P(Binomial(30, 1/2) <= 9) = 0.021 <= 0.025 < P(<= 10); P(<= 19) = 0.951 < 0.975 <= P(<= 20): ranks 10 and 21.
+    assert doc["ci95"]["p50"] == [10.0, 21.0] and doc["ci95"]["p99"][1] is None  # 30 runs cannot bound a p99
+    low, high = doc["ci95"]["samples_per_second"]
+    assert low < row.throughput.samples_per_second < high
+    assert Row.from_json(doc) == row
+
+
 def test_single_row_runs_have_top_level_throughput_and_latency():
     result = sample_result("latency")
     doc = BenchResult(**{**result.__dict__, "rows": result.rows[:1]}).to_json()

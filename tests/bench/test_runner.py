@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from bench import runner
 from bench.runner import RunConfig, measure
 from toolkit.cli import UsageError
 
@@ -34,3 +35,39 @@ def test_progress_is_reported_with_the_final_count():
 def test_bad_run_config(kwargs):
     with pytest.raises(UsageError):
         RunConfig(**kwargs)
+
+
+def fake_clock(monkeypatch, step_seconds):
+    """A clock that only the measured steps advance, by step_seconds(i) for the i-th step."""
+    now, calls = [0.0], [0]
+
+    def step():
+        now[0] += step_seconds(calls[0])
+        calls[0] += 1
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: now[0])
+    return step
+
+
+def test_until_stable_stops_once_the_interval_is_narrow(monkeypatch):
+    step = fake_clock(monkeypatch, lambda i: 0.001)
+    times = measure(step, RunConfig(warmup=0, min_time=0.05, min_iterations=20, until_stable=1.0, max_time=10.0))
+    assert len(times) == 50  # identical runs: stable as soon as the minimums are met
+
+
+def test_until_stable_runs_to_the_cap_when_it_never_settles(monkeypatch):
+    # A run 100x slower every 7th step, then, from step 300 on, every 3rd: the batch means never agree.
+    step = fake_clock(monkeypatch, lambda i: 0.1 if i % (7 if i < 300 else 3) == 0 else 0.001)
+    config = RunConfig(warmup=0, min_time=0.05, min_iterations=20, until_stable=1.0, max_time=5.0)
+    times = measure(step, config)
+    assert 5.0 <= sum(times) < 5.0 + 0.1 + runner.STABILITY_INTERVAL_S
+    assert not config.stable(times)
+
+
+def test_stable_is_the_throughput_interval_within_the_percentage():
+    steady = [0.010, 0.011] * 50
+    assert RunConfig(until_stable=5.0).stable(steady) and RunConfig().stable([1.0])
+    assert not RunConfig(until_stable=5.0).stable([0.01, 0.02, 0.05, 0.01] * 5)
+    with pytest.raises(UsageError, match="--until-stable 0 must be a percentage > 0"):
+        RunConfig(until_stable=0)
+    with pytest.raises(UsageError, match="--max-time 1 must be >= --min-time 5"):
+        RunConfig(until_stable=2, max_time=1.0)

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from bench import results
-from bench.train import TrainBenchConfig
+from bench.train import TrainBenchConfig, allocation_nodes, placement
 from toolkit.cli import UsageError
 
 
@@ -15,6 +15,15 @@ def test_command_keeps_steps_per_rank_constant():
     assert one[one.index("--train-samples") + 1] == str(12 * 8)
     assert two[two.index("--train-samples") + 1] == str(12 * 8 * 2)
     assert two[two.index("--output-dir") + 1] == "out/np2" and "synthetic" in two
+
+
+def test_ranks_go_here_or_over_the_allocations_nodes_one_each_first():
+    assert placement(2, []) == "localhost:2"
+    nodes = ["node1", "node2", "node3"]
+    assert [placement(n, nodes) for n in (1, 2, 3, 4)] == [
+        "node1:1", "node1:1,node2:1", "node1:1,node2:1,node3:1", "node1:2,node2:1,node3:1"]
+    # Outside SLURM, or in a one-node allocation, everything runs here.
+    assert allocation_nodes({}) == [] and allocation_nodes({"SLURM_JOB_NUM_NODES": "1"}) == []
 
 
 @pytest.mark.parametrize("kwargs, message", [

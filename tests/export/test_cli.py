@@ -9,6 +9,7 @@ import onnx
 import pytest
 
 from tests.conftest import run_module
+from toolkit.runs import ExportRecord
 
 from .conftest import INT8_TEST_AGREEMENT
 
@@ -31,18 +32,18 @@ def test_full_export_with_variants(trained_alexnet_path, fashion_mnist_dir, tmp_
     assert proc.returncode == 0, proc.stderr
     assert {p.name for p in tmp_path.iterdir()} == {"alexnet.onnx", "alexnet.float16.onnx", "alexnet.int8.onnx",
                                                     "alexnet.onnx.json"}
-    record = json.loads((tmp_path / "alexnet.onnx.json").read_text())
-    assert record["config"]["dataset"] == "fashion_mnist"          # found in summary.json beside the model
-    assert record["verification_inputs"] == "64 fashion_mnist test images"
-    files = {f["variant"]: f for f in record["files"]}
-    assert files["float32"]["vs_keras"]["max_abs_diff"] <= 1e-4
-    assert files["float16"]["vs_keras"]["max_abs_diff"] <= 1e-2
-    assert files["int8"]["vs_float32"]["top1_agreement"] >= INT8_TEST_AGREEMENT
-    assert "vs_float32" not in files["float32"]
-    assert files["int8"]["size_bytes"] < files["float16"]["size_bytes"] < files["float32"]["size_bytes"]
-    assert "CPUExecutionProvider" in files["int8"]["providers"]
-    assert record["export"]["opset"] == default_opset()
-    assert record["environment"]["packages"]["tf2onnx"]
+    record = ExportRecord.read(tmp_path / "alexnet.onnx.json")
+    assert record.config["dataset"] == "fashion_mnist"          # found in summary.json beside the model
+    assert record.verification_inputs == "64 fashion_mnist test images"
+    files = {f.variant: f for f in record.files}
+    assert files["float32"].vs_keras.max_abs_diff <= 1e-4
+    assert files["float16"].vs_keras.max_abs_diff <= 1e-2
+    assert files["int8"].vs_float32.top1_agreement >= INT8_TEST_AGREEMENT
+    assert files["float32"].vs_float32 is None
+    assert files["int8"].size_bytes < files["float16"].size_bytes < files["float32"].size_bytes
+    assert "CPUExecutionProvider" in files["int8"].providers
+    assert record.export.opset == default_opset()
+    assert record.environment["packages"]["tf2onnx"]
     for name in ("alexnet.onnx", "alexnet.float16.onnx", "alexnet.int8.onnx", "top-1 = float32"):
         assert name in proc.stderr
 
@@ -105,9 +106,10 @@ def test_pipeline_with_nchw_input_feeds_variants_in_nchw(trained_alexnet_path, t
                     int8_min_agreement=INT8_TEST_AGREEMENT)
     console = io.StringIO()
     record = run(job, Console(file=console, width=160))
-    assert record["export"]["layout"] == "NCHW" and record["export"]["input_shape"] == ["batch", 1, 28, 28]
-    assert [f["variant"] for f in record["files"]] == ["float32", "float16", "int8"]
-    assert all(f["vs_keras"]["top1_agreement"] >= INT8_TEST_AGREEMENT for f in record["files"])
+    assert record.export.layout == "NCHW" and record.export.input_shape == ["batch", 1, 28, 28]
+    assert [f.variant for f in record.files] == ["float32", "float16", "int8"]
+    assert all(f.vs_keras.top1_agreement >= INT8_TEST_AGREEMENT for f in record.files)
+    assert ExportRecord.read(tmp_path / "nchw.onnx.json").files == record.files   # it returns what it wrote
     assert "nchw.int8.onnx" in console.getvalue()
 
 

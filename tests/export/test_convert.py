@@ -10,9 +10,10 @@ import pytest
 import tf2onnx
 
 from export.convert import export_keras
-from export.source import load_source, sha256_file
+from export.source import load_source
 from export.verify import FileCheck, run_keras, run_onnx
 from toolkit.cli import CheckFailed, UsageError
+from toolkit.files import sha256_file
 from toolkit.onnxfile import load_session
 
 

@@ -12,7 +12,6 @@ that ask for it, forgets them within seconds, as a busy cluster does after its M
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -22,15 +21,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
+from tests.cluster.localcluster import SEARCH_PATH, Controller, munged_command, slurm_conf, wait_for
+
 PROGRAMS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch")
-SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 # More CPUs than the machine has (config_overrides): 2-rank jobs and small arrays must fit on 2 cores.
 NODE_CPUS = 8
-START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 10
 # Ended jobs stay in the controller (squeue, scontrol) this long; the suite's jobs are read after they end.
 MIN_JOB_AGE_S = 600
@@ -44,14 +43,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _real_memory_mb() -> int:
-    out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout
-    fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
-    return int(fields["RealMemory"])
-
-
 @dataclass
-class LocalCluster:
+class LocalCluster(Controller):
     root: Path
     env: dict[str, str]
     node: str
@@ -59,14 +52,6 @@ class LocalCluster:
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(list(args), env=self.env, capture_output=True, text=True, check=check)
-
-    def jobs(self) -> list[dict[str, Any]]:
-        """Every job the controller holds, as `squeue --json` records (Slurm 22.05 ignores its filters)."""
-        return json.loads(self.run("squeue", "--json").stdout)["jobs"]
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        """The controller's record of one job (e.g. job_state, name, current_working_directory)."""
-        return next(j for j in self.jobs() if j["job_id"] == int(job_id))
 
     def status(self, job_id: str, *args: str, path: str | None = None) -> subprocess.CompletedProcess:
         """`python -m slurm.submit status JOB_ID ARGS` as a user runs it; `path` replaces PATH."""
@@ -79,67 +64,15 @@ class LocalCluster:
         return self.run("sbatch", "--parsable", *args).stdout.strip()
 
 
-def _write_config(root: Path, node: str, min_job_age_s: int) -> Path:
-    conf = root / "etc" / "slurm.conf"
-    ctld_port, slurmd_port = _free_port(), _free_port()
-    lines = [
-        "ClusterName=test",
-        f"SlurmctldHost={node}(127.0.0.1)",
-        f"SlurmctldPort={ctld_port}",
-        f"SlurmdPort={slurmd_port}",
-        "SlurmUser=root",
-        "SlurmdUser=root",
-        "AuthType=auth/munge",
-        "CredType=cred/munge",
-        # cred_expire also sets how long a requeued job waits before it may start again (default 120 s).
-        f"AuthInfo=socket={root}/munge/munge.socket.2,cred_expire=10",
-        f"StateSaveLocation={root}/state",
-        f"SlurmdSpoolDir={root}/spool",
-        f"SlurmctldPidFile={root}/run/slurmctld.pid",
-        f"SlurmdPidFile={root}/run/slurmd.pid",
-        f"SlurmctldLogFile={root}/log/slurmctld.log",
-        f"SlurmdLogFile={root}/log/slurmd.log",
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
-        "JobAcctGatherType=jobacct_gather/none",
-        "AccountingStorageType=accounting_storage/none",
-        "JobCompType=jobcomp/filetxt",
-        f"JobCompLoc={root}/log/jobcomp.txt",
-        "SelectType=select/cons_tres",
-        "SelectTypeParameters=CR_CPU",
-        "SchedulerParameters=batch_sched_delay=0",
-        "MpiDefault=none",
-        "MailProg=/bin/true",
-        "ReturnToService=2",
-        "KillWait=5",
-        f"MinJobAge={min_job_age_s}",
-        "EnforcePartLimits=ALL",
-        "SlurmdParameters=config_overrides",
-        f"NodeName={node} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} RealMemory={_real_memory_mb()} State=UNKNOWN",
-        f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
-    ]
-    conf.write_text("\n".join(lines) + "\n")
-    return conf
-
-
 def _start(root: Path, min_job_age_s: int) -> LocalCluster:
-    for sub in ("etc", "munge", "state", "spool", "log", "run"):
-        (root / sub).mkdir()
-    # munged refuses a socket directory that others can write to; it needs o+x for clients.
-    (root / "munge").chmod(0o755)
     node = socket.gethostname().split(".")[0]
-    conf = _write_config(root, node, min_job_age_s)
+    conf = root / "etc" / "slurm.conf"
+    conf.parent.mkdir()
+    conf.write_text(slurm_conf(root, (node, "127.0.0.1"), [(node, "127.0.0.1")], NODE_CPUS, min_job_age_s,
+                               ports=(_free_port(), _free_port())))
     env = {**os.environ, "SLURM_CONF": str(conf), "PATH": SEARCH_PATH}
-    key = root / "etc" / "munge.key"
-    subprocess.run(["mungekey", "-c", "-k", str(key)], check=True, capture_output=True)
     cluster = LocalCluster(root=root, env=env, node=node, procs=[])
-    commands = [
-        ["munged", "-F", f"--key-file={key}", f"--socket={root}/munge/munge.socket.2",
-         f"--pid-file={root}/run/munged.pid", f"--seed-file={root}/munge/seed",
-         f"--log-file={root}/log/munged.log"],
-        ["slurmctld", "-D", "-f", str(conf)],
-        ["slurmd", "-D", "-f", str(conf)],
-    ]
+    commands = [munged_command(root), ["slurmctld", "-D", "-f", str(conf)], ["slurmd", "-D", "-f", str(conf)]]
     for command in commands:
         log = open(root / "log" / f"{command[0]}.stdout", "w")
         cluster.procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -152,14 +85,14 @@ def _start(root: Path, min_job_age_s: int) -> LocalCluster:
 
 
 def _wait_for(predicate, what: str, cluster: LocalCluster) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not predicate():
-        dead = [p.args[0] for p in cluster.procs if p.poll() is not None]
-        if dead or time.monotonic() > deadline:
-            _stop(cluster)
-            logs = "\n".join(f"--- {f.name}\n{f.read_text()[-2000:]}" for f in sorted((cluster.root / "log").iterdir()))
-            raise RuntimeError(f"local SLURM: waiting for {what} failed (exited: {dead})\n{logs}")
-        time.sleep(0.2)
+    def dead() -> str | None:
+        exited = [p.args[0] for p in cluster.procs if p.poll() is not None]
+        return f"exited: {', '.join(exited)}" if exited else None
+    try:
+        wait_for(predicate, what, dead, cluster.root / "log")
+    except RuntimeError:
+        _stop(cluster)
+        raise
 
 
 def _stop(cluster: LocalCluster) -> None:

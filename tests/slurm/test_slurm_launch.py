@@ -1,13 +1,25 @@
-"""The launcher's allocation parsing, launch commands, and its check that a rank handles the signal."""
+"""The launcher's allocation parsing, launch commands, network choice, failure reports, and its check
+that a rank handles the signal."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from slurm.launch import allocation_hosts, catches, launch_command, parse_tasks_per_node
+from slurm.launch import (
+    Failure,
+    allocation_hosts,
+    catches,
+    first_failure,
+    launch_command,
+    launch_env,
+    node_network,
+    parse_tasks_per_node,
+    rank_hosts,
+)
 from toolkit.cli import UsageError
 
 
@@ -32,8 +44,76 @@ def test_launch_commands():
     cmd = ["python", "-m", "alexnet.train", "--resume"]
     assert launch_command("horovodrun", hosts, cmd) == [
         "horovodrun", "-np", "8", "-H", "gpu01:4,gpu02:4", "--gloo", *cmd]
-    assert launch_command("srun-pmi2", hosts, cmd) == ["srun", "--mpi=pmi2", *cmd]
-    assert launch_command("srun-pmix", hosts, cmd) == ["srun", "--mpi=pmix", *cmd]
+    assert launch_command("horovodrun", hosts, cmd, "ib0") == [
+        "horovodrun", "-np", "8", "-H", "gpu01:4,gpu02:4", "--gloo", "--network-interface", "ib0", *cmd]
+    assert launch_command("srun-pmi2", hosts, cmd) == ["srun", "--mpi=pmi2", "--kill-on-bad-exit=1", *cmd]
+    assert launch_command("srun-pmix", hosts, cmd, "ib0") == ["srun", "--mpi=pmix", "--kill-on-bad-exit=1", *cmd]
+
+
+def test_ranks_fill_each_node_in_turn():
+    assert rank_hosts([("node1", 2), ("node2", 1), ("node3", 2)]) == ["node1", "node1", "node2", "node3", "node3"]
+
+
+HOSTS = ["node1", "node2", "node3"]
+
+
+@pytest.mark.parametrize("line,failure", [
+    ("Process 2 exit with status code 255.\n",
+     Failure(2, "node3", "ssh lost the connection: the node, its network or its sshd went away", 255)),
+    ("Process 1 exit with status code 137.\n", Failure(1, "node2", "killed by SIGKILL", 137)),
+    ("Process 0 exit with status code -15.\n", Failure(0, "node1", "killed by SIGTERM", -15)),
+    ("Process 0 exit with status code 2.\n", Failure(0, "node1", "exit status 2", 2)),
+    ("[1]<stdout>:Process 0 exit with status code 2.\n", None),   # a rank's own output
+    ("Terminating remaining workers after failure of Process 2.\n", None),
+])
+def test_horovodrun_reports_of_failed_ranks(line, failure):
+    assert first_failure("horovodrun", line, HOSTS) == failure
+
+
+@pytest.mark.parametrize("line,failure", [
+    ("srun: error: node2: task 1: Killed\n", Failure(1, "node2", "Killed")),
+    ("srun: error: node1: tasks 0-1: Exited with exit code 2\n", Failure(0, "node1", "Exited with exit code 2")),
+    ("srun: error: node3: tasks 2,5: Exited with exit code 1\n", Failure(2, "node3", "Exited with exit code 1")),
+    ("srun: error: Unable to create step for job 7: Invalid generic resource\n", None),
+])
+def test_srun_reports_of_failed_tasks(line, failure):
+    assert first_failure("srun-pmix", line, HOSTS) == failure
+
+
+ADDRESSES = {"lo": [("127.0.0.1", "255.0.0.0")], "docker0": [("172.17.0.1", "255.255.0.0")],
+             "eth0": [("10.213.0.11", "255.255.255.0")]}
+
+
+def test_mpi_is_kept_to_the_network_of_the_nodes_slurm_address():
+    env = {"SLURMD_NODENAME": "node1", "PATH": "/bin"}
+    assert node_network(env, lambda: ADDRESSES, {"node1": "10.213.0.11"}.get) == "10.213.0.0/24"
+    with pytest.raises(UsageError, match="no interface of node1 has its SLURM address 10.9.9.9: pass "
+                                         "--network-interface NAME"):
+        node_network(env, lambda: ADDRESSES, lambda node: "10.9.9.9")
+    network = lambda: "10.213.0.0/24"  # noqa: E731
+    assert launch_env("srun-pmix", env, None, network)["OMPI_MCA_btl_tcp_if_include"] == "10.213.0.0/24"
+    assert launch_env("srun-pmix", env, "ib0", network)["OMPI_MCA_btl_tcp_if_include"] == "ib0"
+    # The user's own setting wins; horovodrun probes for itself.
+    assert launch_env("srun-pmix", {**env, "OMPI_MCA_btl_tcp_if_include": "eth1"}, None, network)[
+        "OMPI_MCA_btl_tcp_if_include"] == "eth1"
+    assert launch_env("horovodrun", env, None, network) == env
+
+
+def test_a_failed_rank_is_named_in_the_last_line_and_its_status_is_the_launchers(tmp_path):
+    # Stand-ins for SLURM's scontrol and for a horovodrun whose rank 2 (on node3) lost its ssh connection.
+    (tmp_path / "scontrol").write_text("#!/bin/sh\necho node1 node2 node3\n")
+    (tmp_path / "horovodrun").write_text("#!/bin/sh\necho 'Process 2 exit with status code 255.'\n"
+                                         "echo 'Process 0 exit with status code 137.'\necho Traceback >&2\nexit 1\n")
+    for f in ("scontrol", "horovodrun"):
+        (tmp_path / f).chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node[1-3]",
+           "SLURM_TASKS_PER_NODE": "1(x3)"}
+    proc = subprocess.run([sys.executable, "-m", "slurm.launch", "--", "python", "-m", "alexnet.train"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 255
+    assert proc.stderr.splitlines()[-1] == (
+        "slurm.launch: error: rank 2 on node3 failed first (ssh lost the connection: the node, its network or its "
+        "sshd went away); the other ranks were stopped; run the job again to resume from its last checkpoint")
 
 
 def test_signal_goes_only_to_a_process_that_handles_it():

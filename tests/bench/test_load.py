@@ -1,0 +1,165 @@
+"""The load generator on real ONNX models (the helper models: several inputs and dtypes, a fixed batch,
+raw uint8 images): each scenario's timeline keeps its order of events, and the search keeps its points.
+
+Runs last a fraction of a second; nothing here asserts how fast anything is.
+"""
+import numpy as np
+import pytest
+
+from bench import load, scenarios
+from bench.engines import OnnxEngine, Prepared
+from bench.inputs import InputConfig
+from bench.runner import RunConfig
+from bench.scenarios import MULTI_STREAM, OFFLINE, SERVER, SINGLE_STREAM, LoadSettings
+from bench.session import SessionConfig
+from toolkit.cli import UsageError
+
+MULTI_INPUTS = InputConfig(dims=(("seq", 3),), shapes=(("scale", (1,)),))
+SHORT = dict(min_duration_s=0.2)
+
+
+def engine(path) -> OnnxEngine:
+    return OnnxEngine.open(path, SessionConfig(intra_op_threads=1))
+
+
+def run(model, settings, inputs=InputConfig(), find_peak=False, warmup=2, progress=lambda *step: None):
+    return load.run_load(engine(model), settings, inputs, warmup=warmup, find_peak=find_peak, progress=progress)
+
+
+def test_single_stream_issues_each_query_when_the_previous_completes(helper_models):
+    outcome = run(helper_models["multi"], LoadSettings(SINGLE_STREAM, batch=1, min_queries=70, **SHORT), MULTI_INPUTS)
+    (row,) = outcome.rows
+    timeline = row.timeline
+    intended, issued, done = (timeline.column(c) for c in ("intended", "issued", "done"))
+    assert np.array_equal(intended[1:], done[:-1]) and intended[0] == 0.0
+    assert np.all(issued >= intended) and np.all(done >= issued) and timeline.started == timeline.issued
+    # The loop ends once both minimums hold: LoadGen's early stopping then needs no more than 64 queries.
+    assert row.queries >= 70 and row.duration_s >= 0.2 and row.valid, row.reasons
+    assert outcome.notes[0].startswith("warm-up: 2 queries one at a time")
+
+
+def test_multi_stream_takes_the_models_fixed_batch(helper_models):
+    (row,) = run(helper_models["fixed"], LoadSettings(MULTI_STREAM, batch=2, min_duration_s=0.05)).rows
+    assert row.timeline.samples == 2 and row.samples == 2 * row.queries and row.queries >= 662
+    assert row.metric == "p99 latency ms" and row.early_stopping.met
+
+
+def test_server_issues_on_the_poisson_schedule_from_a_queue(helper_models):
+    settings = LoadSettings(SERVER, qps=200.0, latency_bound_ms=1000.0, concurrency=2, seed=5, **SHORT)
+    (row,) = run(helper_models["image"], settings).rows
+    timeline = row.timeline
+    intended, issued, started, done = (timeline.column(c) for c in ("intended", "issued", "started", "done"))
+    assert intended == pytest.approx(scenarios.poisson_schedule(200.0, 0.2, 100, seed=5))
+    assert np.all(issued >= intended) and np.all(started >= issued) and np.all(done >= started)
+    assert not row.overloaded and row.scheduled == row.queries == len(intended)
+    assert row.schedule_error.mean >= 0 and row.queueing.mean >= row.schedule_error.mean
+    assert any(r.startswith("early stopping") for r in row.reasons)  # ~100 queries: LoadGen needs 459
+
+
+def test_an_overloaded_server_stops_issuing(helper_models):
+    settings = LoadSettings(SERVER, batch=2, qps=1e6, latency_bound_ms=1.0, **SHORT)
+    (row,) = run(helper_models["fixed"], settings).rows
+    limit = scenarios.max_outstanding(1e6, 1.0, 1)
+    assert row.overloaded and limit < row.queries < row.scheduled
+    assert row.reasons[0].startswith(f"overloaded: stopped issuing after {row.queries} of {row.scheduled}")
+
+
+def test_offline_sizes_its_samples_from_a_pilot_and_runs_them_all(helper_models):
+    outcome = run(helper_models["multi"], LoadSettings(OFFLINE, batch=4, concurrency=2, **SHORT), MULTI_INPUTS)
+    (row,) = outcome.rows
+    assert row.samples % 4 == 0 and row.samples >= 100
+    assert f"offline: {row.samples} samples in batches of 4" in outcome.notes[1] and "0.5 s pilot" in outcome.notes[1]
+    assert np.all(row.timeline.column("intended") == 0) and row.metric_value == pytest.approx(
+        row.samples / max(row.timeline.done))
+
+
+def test_offline_with_expected_qps_runs_that_many(helper_models):
+    settings = LoadSettings(OFFLINE, batch=2, expected_qps=100.0, min_duration_s=1.0, min_queries=1)
+    (row,) = run(helper_models["fixed"], settings).rows
+    assert row.samples == 110  # 1.1 x 100 samples/s x 1 s
+
+
+def test_find_peak_keeps_every_point_and_marks_the_highest_passing(helper_models, monkeypatch):
+    monkeypatch.setattr(load, "MAX_PEAK_POINTS", 4)
+    settings = LoadSettings(SERVER, batch=2, qps=20.0, latency_bound_ms=500.0, min_duration_s=0.1, min_queries=5)
+    outcome = run(helper_models["fixed"], settings, find_peak=True)
+    points = [(r.settings.qps, r.passes_bound) for r in outcome.rows]
+    assert len(points) == 4 and points[0][0] == 20.0
+    for index in range(1, len(points)):  # each point is the search's next given the ones before
+        assert points[index][0] == scenarios.next_peak_qps(points[:index], 20.0, 0.05, scenarios.peak_floor(settings))
+    passing = [q for q, ok in points if ok]
+    assert [r.settings.qps for r in outcome.rows if r.peak] == ([max(passing)] if passing else [])
+    assert any(n.startswith("find-peak: 4 points from 20 qps") for n in outcome.notes)
+
+
+@pytest.mark.parametrize("settings, find_peak, message", [
+    (LoadSettings(SERVER, batch=2, qps=10.0, latency_bound_ms=1e-6), False, "below this model's minimum latency here"),
+    (LoadSettings(SERVER), False, "--scenario server needs --qps"),
+    (LoadSettings(OFFLINE), True, "--find-peak searches the server scenario's QPS"),
+])
+def test_bad_load_settings_are_refused(helper_models, settings, find_peak, message):
+    with pytest.raises(UsageError, match=message):
+        run(helper_models["fixed"], settings, find_peak=find_peak)
+
+
+def test_until_stable_runs_on_to_the_cap_and_stops_when_stable(helper_models, monkeypatch):
+    settings = LoadSettings(SINGLE_STREAM, batch=2, min_duration_s=0.05, min_queries=64, until_stable=1.0,
+                            max_time_s=0.3)
+    monkeypatch.setattr(scenarios, "stable", lambda *args: False)
+    steps, progress = recorded_progress()
+    outcome = run(helper_models["fixed"], settings, progress=progress)
+    assert steps[-1][0].endswith("64 queries and 0.05 s at least, then until p90 stable within +-1% (at most 0.3 s)")
+    (never,) = outcome.rows
+    assert never.timeline.done[-1] >= 0.3
+    assert any(w.startswith("single-stream batch 2: not stable within +-1% after --max-time 0.3 s")
+               for w in outcome.warnings)
+    monkeypatch.setattr(scenarios, "stable", lambda *args: True)
+    (at_once,) = run(helper_models["fixed"], settings).rows
+    assert at_once.timeline.issued[-2] < 0.05 or at_once.queries == 64  # it stopped as soon as the minimums held
+
+
+def test_an_error_in_a_worker_reaches_the_caller():
+    def broken(feed):
+        raise RuntimeError("model failed")
+    prepared = [Prepared(samples=1, feeds=("feed",))] * 2
+    with pytest.raises(RuntimeError, match="model failed"):
+        load.offline(broken, prepared, total_samples=10)
+    with pytest.raises(RuntimeError, match="model failed"):
+        load.serve(broken, prepared, LoadSettings(SERVER, qps=1000.0, min_duration_s=0.05, min_queries=1), 1000.0)
+
+
+def recorded_progress():
+    """A stand-in for bench.report.MeasureProgress.step: the stages announced, and the counts each was given."""
+    steps: list[tuple] = []
+
+    def step(description, index, total, minimums=None):
+        counts: list[int] = []
+        steps.append((description, index, total, minimums, counts))
+        return lambda count, elapsed: counts.append(count)
+    return steps, step
+
+
+def test_progress_names_each_stage_and_fills_to_the_tests_minimums(helper_models, monkeypatch):
+    steps, progress = recorded_progress()
+    settings = LoadSettings(SINGLE_STREAM, batch=2, min_duration_s=0.05, min_queries=64)
+    (row,) = run(helper_models["fixed"], settings, progress=progress).rows
+    assert [s[:4] for s in steps] == [
+        ("load: onnxruntime single-stream batch 2: warm-up, 2 one at a time", 0, 1, None),
+        ("load: onnxruntime single-stream batch 2: 64 queries and 0.05 s at least", 0, 1,
+         RunConfig(warmup=0, min_time=0.05, min_iterations=64))]
+    assert steps[1][4] and steps[1][4][-1] <= row.queries
+
+    steps, progress = recorded_progress()
+    (row,) = run(helper_models["fixed"], LoadSettings(OFFLINE, batch=2, **SHORT), progress=progress).rows
+    assert [s[0] for s in steps] == ["load: onnxruntime offline batch 2: warm-up, 2 one at a time",
+                                     "load: onnxruntime offline batch 2: a 0.5 s pilot to size the run",
+                                     f"load: onnxruntime offline batch 2: {row.samples:,} samples"]
+    assert steps[2][3].min_iterations == row.samples // 2 and steps[2][3].min_time == 0  # it counts batches
+
+    monkeypatch.setattr(load, "MAX_PEAK_POINTS", 2)
+    steps, progress = recorded_progress()
+    settings = LoadSettings(SERVER, batch=2, qps=20.0, latency_bound_ms=500.0, min_duration_s=0.1, min_queries=5)
+    rows = run(helper_models["fixed"], settings, find_peak=True, progress=progress).rows
+    assert [s[0] for s in steps[1:]] == [f"load: onnxruntime {r.label()} (find-peak point {n}, at most 2)"
+                                         for n, r in enumerate(rows, 1)]
+    assert all(s[1:3] == (0, 1) for s in steps)  # each point refills the bar: the search's length is unknown

@@ -1,0 +1,261 @@
+"""LoadGen's scenario logic on hand-computed cases: schedules, early stopping, validity, the peak search.
+
+Hand-made timelines stand in for the load generator, so every number below follows from them.
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.special import betainc
+
+from bench import scenarios
+from bench.scenarios import (
+    MULTI_STREAM,
+    OFFLINE,
+    SERVER,
+    SINGLE_STREAM,
+    LoadRow,
+    LoadSettings,
+    Timeline,
+    early_stopping_estimate,
+    min_passing,
+    next_peak_qps,
+    server_early_stopping,
+)
+from toolkit.cli import UsageError
+
+LOOSE = dict(min_duration_s=0.0, min_queries=1)
+
+
+def loadgen_min_passing(t: int, p: float, confidence: float = 0.99) -> int:
+    """early_stopping.cc's MinPassingQueriesFinder by its definition: the smallest h with
+    odds(h, t, p, 0) = BetaRegularized[p, h, 1 + t] < 1 - confidence (LoadGen binary-searches for it)."""
+    h = 1
+    while betainc(h, 1 + t, p) >= 1 - confidence:
+        h += 1
+    return h
+
+
+def loadgen_single_stream_t(n: int, p: float) -> int | None:
+    """results.cc EarlyStopping, SingleStream/MultiStream, transcribed: None where n is too small."""
+    h_min = loadgen_min_passing(1, p)
+    if n < h_min + 1:
+        return None
+    t = 1
+    for i in range(2, n + 1):
+        if n < loadgen_min_passing(i, p) + i:
+            t = i - 1
+            break
+    return t
+
+
+def test_minimum_query_counts_are_loadgens():
+    assert min_passing(1, 0.90) + 1 == 64
+    assert min_passing(1, 0.99) + 1 == 662  # mlperf.conf's MultiStream min_query_count
+    # No query over the bound: 0.99^h < 0.01 from h = 459 (0.99^458 = 0.01007, 0.99^459 = 0.00997).
+    assert min_passing(0, 0.99) == 459
+    for t, p in [(0, 0.9), (3, 0.9), (2, 0.99), (7, 0.99)]:
+        assert min_passing(t, p) == loadgen_min_passing(t, p)
+
+
+@pytest.mark.parametrize("n, p", [(64, 0.9), (100, 0.9), (333, 0.9), (1000, 0.9), (662, 0.99), (2000, 0.99)])
+def test_early_stopping_estimate_matches_loadgens_loop(n, p):
+    latencies = np.arange(1, n + 1, dtype=float)[::-1]  # n distinct latencies, out of order
+    found = early_stopping_estimate(latencies, p)
+    t = loadgen_single_stream_t(n, p)
+    assert found.met and found.estimate_ms == float(n - t + 1)  # sorted[n - t], 1-based value n - t + 1
+
+
+def test_early_stopping_by_hand():
+    # 100 queries at p90: t = 3 (P(Binomial(100, 0.1) <= 3) = 0.0078 < 0.01 <= P(<= 4) = 0.0237), so the
+    # estimate is sorted[97], the 98th lowest of 1..100 ms, and the 2 highest are discarded.
+    found = early_stopping_estimate([float(v) for v in range(1, 101)], 0.9)
+    assert (found.met, found.estimate_ms, found.needed) == (True, 98.0, 64)
+    assert "2 highest of 100 discarded" in found.message
+    short = early_stopping_estimate([1.0] * 63, 0.9)
+    assert not short.met and short.estimate_ms is None and "at least 64 are needed" in short.message
+
+
+def test_server_early_stopping_by_hand():
+    assert server_early_stopping([1.0] * 459, 2.0, 0.99).met
+    short = server_early_stopping([1.0] * 458, 2.0, 0.99)
+    assert not short.met and short.needed == 459 and "(1 more, all within the bound): raise --min-duration" \
+        in short.message
+    five_over = server_early_stopping([1.0] * 495 + [3.0] * 5, 2.0, 0.99)
+    assert five_over.overlatency == 5 and five_over.needed == loadgen_min_passing(5, 0.99) + 5 == 1307
+    # More than 1% over the bound: more queries cannot help.
+    assert server_early_stopping([1.0] * 90 + [3.0] * 10, 2.0, 0.99).message.endswith("lower --qps")
+
+
+def test_rank_percentile_is_loadgens():
+    values = [float(v) for v in range(10, 0, -1)]
+    assert scenarios.rank_percentile(values, 0.9) == 10.0  # sorted[int(10 * 0.9)] = sorted[9]
+    assert scenarios.rank_percentile(values, 0.5) == 6.0
+
+
+def test_poisson_schedule_is_loadgens_loop():
+    """GenerateQueries: the first query at 0, exponential gaps, while the last time < duration or count < min."""
+    for qps, duration, minimum in [(200.0, 0.5, 10), (5.0, 0.1, 30), (50.0, 0.0, 1)]:
+        rng = np.random.default_rng(3)
+        expected, timestamp, last = [], 0.0, 0.0
+        while last < duration or len(expected) < minimum:
+            expected.append(timestamp)
+            last = timestamp
+            timestamp += rng.exponential(1 / qps)
+        assert scenarios.poisson_schedule(qps, duration, minimum, seed=3) == pytest.approx(expected)
+    gaps = np.diff(scenarios.poisson_schedule(1000.0, 20.0, 1, seed=0))
+    assert gaps.mean() == pytest.approx(1 / 1000, rel=0.03) and gaps.std() == pytest.approx(1 / 1000, rel=0.03)
+
+
+def test_rules_and_their_minimums():
+    quick = LoadSettings(SINGLE_STREAM)
+    assert (quick.duration_s, quick.queries, quick.percentile, quick.bound_ms) == (5.0, 100, 0.9, 100.0)
+    assert LoadSettings(MULTI_STREAM, rules="mlperf").duration_s == 600.0
+    assert LoadSettings(MULTI_STREAM).queries == 662 and LoadSettings(MULTI_STREAM).percentile == 0.99
+    assert LoadSettings(OFFLINE, rules="mlperf").queries == 24_576
+    assert LoadSettings(SERVER, min_duration_s=2, min_queries=7).queries == 7
+    assert scenarios.DEFAULT_BATCH == {SINGLE_STREAM: 1, MULTI_STREAM: 8, SERVER: 1, OFFLINE: 32}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(scenario=SERVER, qps=0.0), "--qps 0 must be a positive"),
+    (dict(scenario=SERVER, latency_bound_ms=-1.0), "--latency-bound-ms -1 must be > 0"),
+    (dict(scenario=SINGLE_STREAM, concurrency=2), "single-stream issues one query at a time"),
+    (dict(scenario=OFFLINE, until_stable=2.0), "offline's queries are scheduled before it starts"),
+    (dict(scenario="burst"), "unknown scenario 'burst'"),
+    (dict(scenario=SERVER, rules="strict"), "unknown --rules 'strict'"),
+    (dict(scenario=SERVER, min_queries=0), "--min-queries 0 must be >= 1"),
+])
+def test_settings_refuse_bad_input(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        LoadSettings(**kwargs)
+
+
+def test_sizes_from_loadgens_formulas():
+    # max(100 samples, int(1.1 x 50 samples/s x 5 s) = 275) in whole batches of 32: 288.
+    assert scenarios.offline_sample_count(LoadSettings(OFFLINE, batch=32), 50.0) == 288
+    # 10 x (100 qps x 50 ms in flight) + 2 workers.
+    assert scenarios.max_outstanding(100.0, 50.0, 2) == 52
+
+
+def single_stream_timeline() -> Timeline:
+    """100 queries, the i-th taking i ms, each issued 0.5 ms after the previous completed."""
+    intended, issued, done, now = [], [], [], 0.0
+    for i in range(1, 101):
+        intended.append(now)
+        issued.append(now + 0.0005 * (i > 1))
+        done.append(issued[-1] + i / 1000)
+        now = done[-1]
+    return Timeline.of(1, intended, issued, issued, done)
+
+
+def test_single_stream_row_by_hand():
+    timeline = single_stream_timeline()
+    row = LoadRow.from_timeline(LoadSettings(SINGLE_STREAM, **LOOSE), timeline)
+    assert row.metric == "p90 latency ms" and row.metric_value == pytest.approx(91.0)  # sorted[90]
+    assert row.early_stopping.estimate_ms == pytest.approx(98.0)
+    assert row.queueing.max == 0.0 and row.compute.mean == pytest.approx(50.5)
+    assert row.schedule_error.max == pytest.approx(0.5) and row.schedule_error.mean == pytest.approx(0.495)
+    assert row.duration_s == timeline.issued[-1] and row.valid and row.reasons == ()
+    assert row.samples_per_second == pytest.approx(100 / timeline.done[-1])
+    # Order statistics: B(k) = P(Binomial(100, 0.9) <= k); B(83) = 0.0206 <= 0.025 < B(84) = 0.0399, so l = 84;
+    # B(94) = 0.942 < 0.975 <= B(95) = 0.976, so u = 96: the 84th and 96th lowest of 1..100 ms.
+    assert (row.metric_ci.low, row.metric_ci.high) == pytest.approx((84.0, 96.0))
+    strict = LoadRow.from_timeline(LoadSettings(SINGLE_STREAM, min_duration_s=10.0, min_queries=200), timeline)
+    assert not strict.valid and [r.split(":")[0] for r in strict.reasons] == ["min duration", "min query count"]
+
+
+def server_timeline() -> Timeline:
+    """Four queries scheduled 10 ms apart, each issued 1 ms late; the third waits 4 ms for the one worker."""
+    return Timeline.of(1, [0.0, 0.010, 0.020, 0.030], [0.001, 0.011, 0.021, 0.031], [0.001, 0.011, 0.025, 0.031],
+                       [0.005, 0.015, 0.029, 0.035])
+
+
+def test_server_row_splits_queueing_from_compute_by_hand():
+    row = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, latency_bound_ms=8.0, **LOOSE), server_timeline())
+    assert row.latencies_ms() == pytest.approx([5.0, 5.0, 9.0, 5.0])  # from the scheduled times
+    assert row.metric_value == pytest.approx(9.0)  # sorted[int(4 x 0.99)] = sorted[3]
+    assert row.queueing.max == pytest.approx(5.0) and row.queueing.mean == pytest.approx(2.0)
+    assert row.compute.mean == pytest.approx(4.0) and row.schedule_error.mean == pytest.approx(1.0)
+    assert row.duration_s == 0.030  # the last *scheduled* time
+    assert not row.passes_bound and row.reasons[0].startswith("latency bound: p99 9.000 ms is over the 8 ms bound")
+    assert row.early_stopping.overlatency == 1 and "early stopping" in row.reasons[1]
+    relaxed = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, latency_bound_ms=10.0, **LOOSE), server_timeline())
+    assert relaxed.passes_bound and not relaxed.valid and len(relaxed.reasons) == 1  # early stopping needs 459
+
+
+def test_overloaded_server_row_says_so_instead_of_duration_and_count():
+    row = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, latency_bound_ms=10.0, min_duration_s=1.0,
+                                             min_queries=10), server_timeline(), overloaded=True, scheduled=100)
+    assert not row.passes_bound
+    assert row.reasons[0].startswith("overloaded: stopped issuing after 4 of 100 scheduled queries, more than 11")
+    assert not any(r.startswith(("min duration", "min query count")) for r in row.reasons)
+
+
+def test_offline_row_by_hand():
+    timeline = Timeline.of(2, [0.0] * 3, [0.0] * 3, [0.0, 0.1, 0.2], [0.1, 0.2, 0.4])
+    row = LoadRow.from_timeline(LoadSettings(OFFLINE, batch=2, min_duration_s=0.3, min_queries=6), timeline)
+    assert row.metric == "samples/s" and row.metric_value == pytest.approx(15.0)  # 6 samples / 0.4 s
+    assert row.duration_s == 0.4 and row.valid and row.early_stopping is None
+    assert row.queueing.max == pytest.approx(200.0) and row.compute.max == pytest.approx(200.0)
+    short = LoadRow.from_timeline(LoadSettings(OFFLINE, batch=2, min_duration_s=1.0, min_queries=8), timeline)
+    assert short.reasons == ("min duration: 0.40 s of the 1 s minimum: raise --expected-qps (this run measured "
+                             "15.0 samples/s) so more samples are generated",
+                             "min query count: 6 samples of the 8 minimum: raise --min-duration")
+
+
+def test_load_row_json_round_trip_re_derives_everything():
+    row = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, latency_bound_ms=8.0, **LOOSE), server_timeline(),
+                                peak=True, scheduled=4)
+    doc = row.to_json()
+    assert doc["valid"] is False and doc["metric_value"] == pytest.approx(9.0) and doc["timeline"]["samples"] == 1
+    assert LoadRow.from_json(doc) == row
+
+
+def test_labels_and_headline_rows():
+    settings = LoadSettings(SERVER, qps=100.0, concurrency=2, **LOOSE)
+    rows = [LoadRow.from_timeline(settings.at_qps(q), server_timeline()) for q in (100.0, 50.0)]
+    assert rows[0].label() == "server batch 1 x2 @ 100 qps"
+    assert scenarios.headline_rows(rows) == [rows[1]]  # a search without a peak: its lowest QPS
+    peak = dataclasses.replace(rows[0], peak=True)
+    assert scenarios.headline_rows([peak, rows[1]]) == [peak]
+
+
+def test_stable_needs_a_narrow_percentile_interval():
+    assert scenarios.stable([5.0] * 300, 0.9, 1.0)
+    assert not scenarios.stable(list(np.random.default_rng(0).exponential(1.0, 300)), 0.9, 1.0)
+
+
+def search(capacity: float, start: float, tolerance: float, floor: float = 0.0) -> list[float]:
+    """The QPS tried by find-peak on a system that meets the bound up to `capacity`."""
+    points: list[tuple[float, bool]] = []
+    while (qps := next_peak_qps(points, start, tolerance, floor)) is not None:
+        points.append((qps, qps <= capacity))
+    return [q for q, _ in points]
+
+
+def test_peak_search_doubles_then_bisects():
+    # 10, 20 pass, 40 fails; then 30, 35 pass, 37.5 fails; 36.25 passes: [36.25, 37.5] is within 5%.
+    assert search(37.0, 10.0, 0.05) == [10.0, 20.0, 40.0, 30.0, 35.0, 37.5, 36.25]
+
+
+def test_peak_search_with_loadgens_precision_alone():
+    tried = search(37.0, 10.0, 0.0)
+    lower = max(q for q in tried if q <= 37.0)
+    upper = min(q for q in tried if q > 37.0)
+    assert scenarios.peak_finished(lower, upper, 0.0) and not scenarios.peak_finished(30.0, 40.0, 0.0)
+    assert int(lower * 10) + 1 >= int(upper * 10) and 36.9 < lower <= 37.0
+
+
+def test_peak_search_halves_a_failing_start_and_gives_up():
+    assert search(13.0, 100.0, 0.05)[:5] == [100.0, 50.0, 25.0, 12.5, 18.75]
+    assert search(0.001, 100.0, 0.05) == [100.0 / 2 ** i for i in range(scenarios.PEAK_HALVINGS + 1)]
+    # 100 queries in at most 4 x 5 s: not below 5 qps.
+    floor = scenarios.peak_floor(LoadSettings(SERVER))
+    assert floor == 5.0 and search(0.001, 100.0, 0.05, floor) == [100.0, 50.0, 25.0, 12.5, 6.25]
+
+
+def test_a_bound_below_the_compute_time_is_unreachable():
+    tight = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, latency_bound_ms=3.0, **LOOSE), server_timeline())
+    loose = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, latency_bound_ms=8.0, **LOOSE), server_timeline())
+    assert scenarios.bound_unreachable(tight) and not scenarios.bound_unreachable(loose)  # compute: 4 ms each
