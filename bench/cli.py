@@ -6,6 +6,7 @@
     bench compare --batch 1,32,256                    # onnxruntime vs TensorFlow, float32/float16/int8
     bench train -np 1,2                               # Horovod training img/s and scaling efficiency
     bench overhead --model m.onnx                     # the harness vs a bare session.run loop
+    bench peak                                        # float32/int8 matrix-multiply peak -> runs/bench-peak.json
     bench load --scenario server --qps 100 --latency-bound-ms 50   # MLPerf LoadGen scenarios, VALID/INVALID
     bench load --scenario server --find-peak --latency-bound-ms 50 # the highest QPS that meets the bound
     bench check new.json --baseline base.json --max-slowdown 5%    # exit 1 if significantly slower
@@ -19,7 +20,9 @@ Every measuring subcommand takes --model, --batch, --json PATH, --csv PATH, --qu
 cpu|cuda|tensorrt (a list, in preference order; tensorrt falls back to cuda, then cpu), --strict and
 --config (a file `bench tune` wrote); see `bench SUBCOMMAND --help`. Every result records the resources
 the measuring process used: peak resident memory, CPU utilisation, session creation and first-run time,
-GPU memory on CUDA; and on CUDA, where a run's time goes: input copy, compute, output copy.
+GPU memory on CUDA; and on CUDA, where a run's time goes: input copy, compute, output copy. throughput,
+latency, sweep, compare and overhead also take --peak: their rows get GOP per sample, GOP/s and % of
+the measured peak (bench/peak.py).
 """
 from __future__ import annotations
 
@@ -124,6 +127,29 @@ def _measuring_options(default_batch: str | None, batch_help: str, measurement: 
     return p
 
 
+def _peak_options() -> argparse.ArgumentParser:
+    from bench.peak import DEFAULT_PEAK, DEFAULT_SHAPES
+
+    p = cli.ArgumentParser(add_help=False)
+    p.add_argument("--shapes", default=",".join("x".join(map(str, s)) for s in DEFAULT_SHAPES),
+                   help="MxKxN of the matrix products, comma-separated")
+    p.add_argument("--rounds", type=int, default=3, help="the kernels take turns this many times")
+    p.add_argument("--intra-op-threads", type=int, default=usable_cpus(), help="as for the other subcommands")
+    p.add_argument("--session-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="onnxruntime session config entry (repeatable), as for the other subcommands")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up runs per kernel, not measured")
+    p.add_argument("--min-time", type=float, default=6.0, help="measure each kernel at least this many seconds")
+    p.add_argument("--min-iterations", type=int, default=6, help="... and at least this many runs")
+    _output_options(p)
+    p.set_defaults(json=str(DEFAULT_PEAK))
+    return p
+
+
+def _peak_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--peak", metavar="PATH", help="a `bench peak` result to compare each row's GOP/s with "
+                   "(default: runs/bench-peak.json where it was measured on this CPU with the same threads)")
+
+
 def _top_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=report.DEFAULT_TOP,
                    help="profiles: the operators and nodes shown (the JSON keeps all)")
@@ -186,14 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("throughput", help="samples/s at one batch size", formatter_class=fmt, parents=[
         _measuring_options(None, "samples per run (default: the model's fixed batch, else 256)")])
     _stability_options(p)
+    _peak_option(p)
     p = sub.add_parser("latency", help="latency percentiles at one batch size", formatter_class=fmt, parents=[
         _measuring_options(None, "samples per run (default: the model's fixed batch, else 1)")])
     _stability_options(p)
+    _peak_option(p)
     p = sub.add_parser("sweep", help="throughput and latency over several batch sizes", formatter_class=fmt,
                        parents=[_measuring_options("1,8,32,128,256", "comma-separated batch sizes")])
     p.add_argument("--plot-dir", help="write throughput-vs-batch.png and latency-batch-N.png (one per batch size) "
                                       "here")
     _stability_options(p)
+    _peak_option(p)
     p = sub.add_parser("compare", help="onnxruntime vs TensorFlow, and float32 vs float16 vs int8 variants",
                        formatter_class=fmt, parents=[_measuring_options("1,32,256", "comma-separated batch sizes")])
     p.add_argument("--keras", help="Keras model the ONNX came from (default: model.keras beside --model)")
@@ -206,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="then profile every engine at each batch size: top operators, provider per node")
     p.add_argument("--profile-runs", type=int, default=10, help="runs per engine and batch size profiled")
     _top_option(p)
+    _peak_option(p)
     p = sub.add_parser("profile", help="where the time goes: top operators, their share, provider per node",
                        description="onnxruntime's profiler on, in a session of its own: the kernel time per "
                                    "operator type and per node over --min-iterations runs after --warmup, their "
@@ -243,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("overhead", help="the harness vs a bare session.run loop (should be within 2%%)",
                        formatter_class=fmt, parents=[_measuring_options("1", "samples per run")])
     p.add_argument("--rounds", type=int, default=5, help="interleaved harness/bare rounds; the median ratio counts")
+    _peak_option(p)
+    sub.add_parser("peak", help="this machine's float32 and int8 matrix-multiply peak (GOP/s), with onnxruntime",
+                   formatter_class=fmt, parents=[_peak_options()])
     p = sub.add_parser("train", help="Horovod training throughput on synthetic data, and scaling efficiency",
                        formatter_class=fmt)
     d = _train_defaults()
@@ -386,8 +419,17 @@ def _measure_cmd(args, kind: str, batches: Sequence[int | None], fallback_batch:
             step = progress.step(f"{kind}: {engine.name} batch {batch} ({index + 1}/{len(batches)})", index,
                                  len(batches), run)
             rows.append(measure_engine(engine, batch=batch, inputs=inputs, run=run, progress=step))
-    return engine_result(kind, engine.record(), rows,
-                         _config_record(args, session=session_config, inputs=inputs, run=run), run=run)
+    return _with_operations(engine_result(kind, engine.record(), rows,
+                                          _config_record(args, session=session_config, inputs=inputs, run=run),
+                                          run=run), args, session_config, inputs)
+
+
+def _with_operations(result: results.BenchResult, args, session_config: SessionConfig,
+                     inputs: InputConfig) -> results.BenchResult:
+    """Every row with its operations per sample, GOP/s and % of the measured peak (bench/peak.py)."""
+    from bench.peak import resolve_peak, with_operations
+
+    return with_operations(result, inputs, *resolve_peak(args.peak, session_config))
 
 
 def _cmd_throughput(args) -> results.BenchResult:
@@ -425,9 +467,9 @@ def _cmd_overhead(args) -> results.BenchResult:
         step = progress.step(f"overhead: harness vs bare loop, {args.rounds} rounds", 0, 1, run)
         rows, ratios = measure_overhead(engine, batch=_single_batch(args.batch), inputs=inputs, run=run,
                                         rounds=args.rounds, progress=step)
-    return engine_result("overhead", engine.record(), rows,
-                         _config_record(args, session=session_config, inputs=inputs, run=run),
-                         overhead_notes(rows, ratios))
+    return _with_operations(engine_result("overhead", engine.record(), rows,
+                                          _config_record(args, session=session_config, inputs=inputs, run=run),
+                                          overhead_notes(rows, ratios)), args, session_config, inputs)
 
 
 def _cmd_compare(args) -> results.BenchResult:
@@ -447,13 +489,28 @@ def _cmd_compare(args) -> results.BenchResult:
             raise cli.UsageError(f"no model.keras beside {model}: pass --keras PATH or --no-tensorflow")
     if args.profile_runs < 1:
         raise cli.UsageError(f"--profile-runs {args.profile_runs} must be >= 1")
+    session_config, inputs = _session_config(args), _input_config(args)
     with args.output.progress() as progress:
         # Each engine measures in a process of its own: the bar moves a step per engine and round.
-        return compare.run_compare(model, batches=_batch_list(args.batch), session_config=_session_config(args),
-                                   inputs=_input_config(args), run_config=run, keras_path=keras_path,
-                                   variants=variants, rounds=args.rounds, progress=progress.step,
-                                   profile_run=dataclasses.replace(run, min_time=0, min_iterations=args.profile_runs)
-                                   if args.profile else None)
+        result = compare.run_compare(model, batches=_batch_list(args.batch), session_config=session_config,
+                                     inputs=inputs, run_config=run, keras_path=keras_path,
+                                     variants=variants, rounds=args.rounds, progress=progress.step,
+                                     profile_run=dataclasses.replace(run, min_time=0,
+                                                                     min_iterations=args.profile_runs)
+                                     if args.profile else None)
+    return _with_operations(result, args, session_config, inputs)
+
+
+def _cmd_peak(args) -> results.BenchResult:
+    from bench import peak
+
+    session_config = SessionConfig(entries=with_default_entries(inputs_lib.parse_assignments(
+        args.session_config, "session-config", "session.intra_op.allow_spinning=1")),
+        intra_op_threads=args.intra_op_threads)
+    with args.output.progress() as progress:
+        return peak.run_peak(shapes=peak.parse_shapes(args.shapes), session_config=session_config,
+                             run_config=_run_config(args), rounds=args.rounds, progress=progress.step,
+                             source=args.json)
 
 
 def _cmd_profile(args) -> results.BenchResult:
@@ -573,7 +630,7 @@ def _cmd_report(args) -> int:
 
 COMMANDS = {"throughput": _cmd_throughput, "latency": _cmd_latency, "sweep": _cmd_sweep,
             "compare": _cmd_compare, "overhead": _cmd_overhead, "train": _cmd_train, "load": _cmd_load,
-            "check": _cmd_check, "profile": _cmd_profile, "tune": _cmd_tune}
+            "check": _cmd_check, "profile": _cmd_profile, "tune": _cmd_tune, "peak": _cmd_peak}
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -581,6 +638,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "report":
         return _cmd_report(args)
+    if args.command == "peak" and args.json == _peak_options().get_default("json"):
+        Path(args.json).parent.mkdir(exist_ok=True)         # bench peak's default place, runs/, may be new
     notes = []
     if getattr(args, "config", None):  # every subcommand with the shared measuring options
         from bench import tuned

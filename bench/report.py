@@ -62,7 +62,7 @@ NUMERIC = {"batch", "samples/s", "mean", "p50", "p90", "p95", "p99", "max", "std
            "epoch", "loss", "accuracy", "val loss", "val accuracy", "learning rate", "seconds", "rank", "images",
            "first index", "size", "opset", "max |diff| vs Keras", "top-1 = Keras", "top-1 = float32", "cores",
            "peak RSS MB", "CPU util", "CPU s", "load s", "first run ms", "GPU MB", "nodes", "calls", "share",
-           "threads", "ms per run", "runs", "limit"}
+           "threads", "ms per run", "GOP/sample", "GOP/s", "% peak", "runs", "ms/run p50", "limit"}
 DEFAULT_TOP = 15  # operators and nodes a profile table shows (the JSON keeps all)
 
 
@@ -91,21 +91,47 @@ def _short(providers: Sequence[str]) -> str:
     return "+".join(p.replace("ExecutionProvider", "") for p in providers)
 
 
+def _operations(row: Row, show_peak: bool) -> tuple[str, ...]:
+    """GOP per sample, GOP/s achieved and, where a peak is known, its share of it ("-" where not counted)."""
+    if row.ops_per_sample is None:
+        return ("-", "-") + ("-",) * show_peak
+    share = row.peak_fraction
+    return ((f"{row.ops_per_sample / 1e9:.3f}", f"{row.gops:,.1f}")
+            + (("-" if share is None else f"{share:.1%}"),) * show_peak)
+
+
 def inference_table(result: BenchResult) -> TableData:
-    """Optional columns only where they vary: label, providers (compare mixes engines), ratio."""
+    """Optional columns only where they vary or exist: label, providers (compare mixes engines), operations
+    (GOP per sample, GOP/s, % of the measured peak: bench/peak.py), ratio."""
     show_label = len({r.label for r in result.rows}) > 1
     show_providers = any(r.providers != result.providers for r in result.rows)
+    show_ops = any(r.ops_per_sample is not None for r in result.rows)
+    show_peak = any(r.peak_fraction is not None for r in result.rows)
     show_ratio = any(r.ratio is not None for r in result.rows)
     columns = (("label",) * show_label + ("batch",) + ("providers",) * show_providers
-               + ("samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters") + ("ratio",) * show_ratio)
+               + ("samples/s", "mean", "p50", "p90", "p95", "p99", "max", "stdev", "iters")
+               + ("GOP/sample", "GOP/s") * show_ops + ("% peak",) * show_peak + ("ratio",) * show_ratio)
     rows = []
     for r in result.rows:
         lat = r.latency
         rows.append((r.label,) * show_label + (str(r.batch),) + (_short(r.providers),) * show_providers
                     + (_rate(r.throughput.samples_per_second), *map(_ms, (lat.mean, lat.p50, lat.p90, lat.p95,
                                                                           lat.p99, lat.max, lat.stdev)),
-                       str(lat.count)) + (_ratio(r.ratio),) * show_ratio)
-    return TableData(f"bench {result.kind} (latency in ms per run of one batch)", columns, tuple(rows))
+                       str(lat.count))
+                    + (_operations(r, show_peak) if show_ops else ()) + (_ratio(r.ratio),) * show_ratio)
+    title = f"bench {result.kind} (latency in ms per run of one batch"
+    title += "; GOP: 10^9 operations, 2 per multiply-add, FLOP for float32 rows)" if show_ops else ")"
+    return TableData(title, columns, tuple(rows))
+
+
+def peak_table(result: BenchResult) -> TableData:
+    """`bench peak`: each kernel's rate and its share of its precision's fastest."""
+    columns = ("kernel MxKxN", "precision", "runs", "ms/run p50", "GOP/s", "% peak")
+    rows = tuple((r.label, r.precision or "-", str(r.latency.count), _ms(r.latency.p50),
+                  "-" if r.gops is None else f"{r.gops:,.1f}",
+                  "-" if r.peak_fraction is None else f"{r.peak_fraction:.1%}") for r in result.rows)
+    return TableData("bench peak (matrix multiply Y = A @ B with onnxruntime; GOP/s: 10^9 x 2 x multiply-adds "
+                     "per second)", columns, rows)
 
 
 def _mean_and_ci(spread: Spread) -> str:
@@ -219,6 +245,8 @@ def tables(result: BenchResult, top: int = DEFAULT_TOP) -> list[TableData]:
     """Every table of a result; `top`: the operators and nodes a profile's tables show."""
     if result.kind == "train":
         return [train_table(result)]
+    if result.kind == "peak":
+        return [peak_table(result)]
     if result.kind == "load":
         return load_tables(result)
     if result.kind == "check":

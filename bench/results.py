@@ -10,7 +10,7 @@ JSON schema (version 5), written by `bench ... --json PATH` (and scripts/gpu-che
     {
       "schema": "alexnet-toolkit/bench", "version": 5,
       "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train" | "load" | "check"
-              | "profile" | "tune" | "gpucheck",
+              | "profile" | "tune" | "gpucheck" | "peak",
       "created": ISO-8601 UTC,
       "model": {"path", "inputs": [{"name", "dtype", "shape"}]} | null,
       "requested_providers": ["cpu", ...],    # what the user asked for
@@ -23,7 +23,12 @@ JSON schema (version 5), written by `bench ... --json PATH` (and scripts/gpu-che
                 "seconds"}, "times_ms": [raw per-iteration times], "ratio": float | null,
                 "rounds": [iterations per interleaved round] (compare; else []),
                 "ci95": {"samples_per_second", "p50", "p90", "p95", "p99": INTERVAL | null}, "cv": float,
-                "resources": RESOURCES | null, "device_times": DEVICE_TIMES | null}],
+                "resources": RESOURCES | null, "device_times": DEVICE_TIMES | null,
+                "ops_per_sample": 2 x multiply-adds counted from the graph (bench/opcount.py) | null,
+                "precision": "float32" | "int8" | null, "gop_per_s": achieved | null,
+                "peak_gop_per_s": the measured peak of that precision | null, "peak_fraction": float | null}],
+      "peak": {"rates": {"float32": GOP/s, "int8": GOP/s}, "source", "created", "cpu", "intra_op_threads"}
+              | null,                       # the `bench peak` result the rows are compared with
       "train": [{"np", "total": SPREAD, "per_rank": SPREAD, "efficiency",
                  "intervals": [total img/s per interval]}],                 # kind "train"
       "load": [LOAD_ROW],                                                   # kind "load"
@@ -69,6 +74,9 @@ Changelog, a line a version (every older version loads; what a file lacks is abs
     v3  kinds "load" and "check"; "load", "comparisons", "warnings"; rows' "rounds", "ci95", "cv" (else from times)
     v4  kinds "profile" and "tune"; "profiles", "tune"; "resources" of rows and load rows (else null)
     v5  kind "gpucheck" and its "checks"; rows' "device_times", the H2D/compute/D2H split on a GPU (else null)
+        kind "peak" (`bench peak`: a row per matrix-multiply kernel, its "samples" the rows of A, ops_per_sample
+        2 x K x N); "peak"; rows' "ops_per_sample", "precision", "gop_per_s", "peak_gop_per_s", "peak_fraction"
+        (else null)
 """
 from __future__ import annotations
 
@@ -89,7 +97,7 @@ from toolkit.cli import UsageError
 SCHEMA = "alexnet-toolkit/bench"
 SCHEMA_VERSION = 5
 KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check", "profile", "tune",
-         "gpucheck")
+         "gpucheck", "peak")
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -198,6 +206,9 @@ class Row:
     rounds: tuple[int, ...] = ()   # iterations per interleaved round (compare), in the order of times_ms
     resources: Resources | None = None  # what the measuring process used (schema version 4)
     device_times: DeviceTimes | None = None  # H2D / compute / D2H on a GPU; None on CPU (schema version 5)
+    ops_per_sample: float | None = None    # 2 x multiply-adds per sample, counted from the graph (version 5)
+    precision: str | None = None           # of most of those operations: "float32" or "int8"
+    peak_gops: float | None = None         # the machine's measured peak for that precision, GOP/s
 
     @functools.cached_property
     def intervals(self) -> RowIntervals:
@@ -210,6 +221,17 @@ class Row:
             out.append(self.batch * count * 1000 / sum(self.times_ms[start:start + count]))
             start += count
         return out
+
+    @property
+    def gops(self) -> float | None:
+        """Achieved rate, 10^9 operations per second (GFLOP/s; GOP/s for int8)."""
+        if self.ops_per_sample is None:
+            return None
+        return self.ops_per_sample * self.throughput.samples_per_second / 1e9
+
+    @property
+    def peak_fraction(self) -> float | None:
+        return None if self.gops is None or not self.peak_gops else self.gops / self.peak_gops
 
     @classmethod
     def from_times(cls, *, label: str, engine: str, model: str, batch: int, providers: Sequence[str],
@@ -227,7 +249,9 @@ class Row:
                 "throughput": dataclasses.asdict(self.throughput), "times_ms": list(self.times_ms),
                 "ratio": self.ratio, "rounds": list(self.rounds), **self.intervals.to_json(),
                 "resources": None if self.resources is None else self.resources.to_json(),
-                "device_times": None if self.device_times is None else self.device_times.to_json()}
+                "device_times": None if self.device_times is None else self.device_times.to_json(),
+                "ops_per_sample": self.ops_per_sample, "precision": self.precision,
+                "gop_per_s": self.gops, "peak_gop_per_s": self.peak_gops, "peak_fraction": self.peak_fraction}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Row":
@@ -236,7 +260,9 @@ class Row:
                    throughput=Throughput(**obj["throughput"]), times_ms=tuple(obj["times_ms"]),
                    ratio=obj.get("ratio"), rounds=tuple(obj.get("rounds", ())),
                    resources=Resources.from_json(obj["resources"]) if obj.get("resources") else None,
-                   device_times=DeviceTimes.from_json(obj["device_times"]) if obj.get("device_times") else None)
+                   device_times=DeviceTimes.from_json(obj["device_times"]) if obj.get("device_times") else None,
+                   ops_per_sample=obj.get("ops_per_sample"), precision=obj.get("precision"),
+                   peak_gops=obj.get("peak_gop_per_s"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,6 +334,30 @@ class TrainRow:
 
 
 @dataclasses.dataclass(frozen=True)
+class Peak:
+    """The machine's attainable rate per precision (GOP/s), from a `bench peak` result: its best kernel's."""
+
+    rates: dict[str, float]
+    source: str                            # the results file it came from
+    created: str
+    cpu: str
+    intra_op_threads: int | None
+
+    @classmethod
+    def from_result(cls, result: "BenchResult", source: str) -> "Peak":
+        rates: dict[str, float] = {}
+        for row in result.rows:
+            if row.precision and row.gops is not None:
+                rates[row.precision] = max(rates.get(row.precision, 0.0), row.gops)
+        return cls(rates=rates, source=source, created=result.created,
+                   cpu=result.environment.get("cpu", {}).get("model", "?"),
+                   intra_op_threads=result.config.get("session", {}).get("intra_op_threads"))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class BenchResult:
     kind: str
     config: dict[str, Any]
@@ -319,6 +369,7 @@ class BenchResult:
     providers: tuple[str, ...] = ()
     fallback: str | None = None
     notes: tuple[str, ...] = ()
+    peak: Peak | None = None
     created: str = dataclasses.field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     load: tuple[LoadRow, ...] = ()
@@ -348,7 +399,7 @@ class BenchResult:
         doc["tune"] = None if self.tune is None else self.tune.to_json()
         doc["checks"] = [dataclasses.asdict(check) for check in self.checks]
         doc.update(config=self.config, environment=self.environment, notes=list(self.notes),
-                   warnings=list(self.warnings))
+                   warnings=list(self.warnings), peak=None if self.peak is None else self.peak.to_json())
         return doc
 
     @classmethod
@@ -376,7 +427,8 @@ class BenchResult:
                        warnings=tuple(doc.get("warnings", ())),
                        profiles=tuple(Profile.from_json(p) for p in doc.get("profiles", ())),
                        tune=Tune.from_json(doc["tune"]) if doc.get("tune") else None,
-                       checks=tuple(Check(**c) for c in doc.get("checks", ())))
+                       checks=tuple(Check(**c) for c in doc.get("checks", ())),
+                       peak=None if doc.get("peak") is None else Peak(**doc["peak"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{source} is a malformed bench results file ({type(exc).__name__}: {exc}): "
                              "re-run the benchmark with --json") from None

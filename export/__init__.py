@@ -9,6 +9,7 @@ Modules:
     conversion  how: tf2onnx with the weights kept out of the conversion (fast), or stock
     writing     the file: metadata, written once through toolkit.onnxfile.write_checked
   graph       ONNX graph surgery after tf2onnx (attach weights, fix Resize scales, names)
+  rewrite     exact graph rewrites after conversion (BatchNorm, affines folded, constants), each switchable
   verify      the one place that compares ONNX outputs with Keras (max |diff|, top-1 agreement);
               `FileCheck`, run on each file before it is renamed into place
   variants    float16 and int8 (static QDQ, per-channel, calibrated on real images)
@@ -24,3 +25,8 @@ Importing this package imports neither TensorFlow nor tf2onnx.
 
 # The conversion paths of export.conversion: weights kept out of tf2onnx, or tf2onnx as documented.
 METHODS = ("fast", "stock")
+
+# The passes of export.rewrite, in the order they run (here, so that validating a job's options needs
+# neither onnx nor numpy). `python -m export --rewrites a,b` / `--no-rewrite NAME` choose among them.
+REWRITES = ("constant-folding", "repeat-into-conv", "resize-as-matmul", "batchnorm", "affine-past-maxpool",
+            "affine-into-gemm", "affine-into-conv", "batchnorm-as-conv")

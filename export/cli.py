@@ -3,6 +3,7 @@
     python -m export runs/alexnet/model.keras -o runs/alexnet/alexnet.onnx
     python -m export model.keras -o alexnet.onnx --dataset fashion_mnist --variants float16,int8
     python -m export model.keras -o alexnet_nchw.onnx --nchw --no-preprocessing --opset 17
+    python -m export model.keras -o alexnet.onnx --no-rewrite affine-into-gemm    # see export/rewrite.py
 
 Writes OUT.onnx (and OUT.float16.onnx / OUT.int8.onnx) and OUT.onnx.json (config,
 environment, every comparison). Exit status: 0 all checks passed, 1 a check failed
@@ -18,7 +19,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from export import METHODS  # noqa: E402
+from export import METHODS, REWRITES  # noqa: E402
 from export.job import (  # noqa: E402
     DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_FLOAT16_TOLERANCE,
@@ -67,6 +68,10 @@ def parser() -> cli.ArgumentParser:
     p.add_argument("--int8-min-agreement", type=float, default=DEFAULT_INT8_MIN_AGREEMENT,
                    help="min top-1 agreement of the int8 variant with the float32 model (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: %(default)s)")
+    p.add_argument("--rewrites", type=_names, help=f"exact graph rewrites to apply, comma-separated, or 'none' "
+                   f"(default: all: {','.join(REWRITES)}; export/rewrite.py says what each does)")
+    p.add_argument("--no-rewrite", type=_names, action="extend", default=[], metavar="NAME",
+                   help="leave out this rewrite (repeatable, or comma-separated)")
     return p
 
 
@@ -76,6 +81,9 @@ def _main(argv) -> int:
         args["variants"] = []
     if args["variants"] is not None:
         args["variants"] = tuple(args["variants"])
+    if args["rewrites"] is not None:
+        args["rewrites"] = () if args["rewrites"] == ["none"] else tuple(args["rewrites"])
+    args["no_rewrite"] = tuple(args["no_rewrite"])
     job = ExportJob(**args)
     # TensorFlow and onnxruntime come with the pipeline: imported only for a valid job.
     from export.pipeline import run

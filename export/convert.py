@@ -5,10 +5,13 @@
     result = export_keras(model, "alexnet_nchw.onnx", nchw=True, preprocessing=False)
     result = export_keras(source, "alexnet.onnx", check=export.verify.FileCheck(...))  # numerical check too
 
-Why it is four steps in four modules: each has its own reasons and its own tests.
+    result = export_keras(source, "alexnet.onnx", rewrites=("batchnorm",))   # only some exact rewrites
+
+Why it is five steps in five modules: each has its own reasons and its own tests.
   export.opsets      which opset (probed at run time from tf2onnx and onnxruntime)
   export.source      what is converted (loaded, float32 compute, with or without its preprocessing)
   export.conversion  how (tf2onnx, weights kept out of the conversion: the fast path)
+  export.rewrite     exact graph rewrites that make onnxruntime faster (each named and switchable)
   export.writing     the file (metadata; written once, checked before it is renamed into place)
 This module only sequences them and times each, so `python -m export.benchmark` and the
 record beside every export can say where the time went.
@@ -22,7 +25,7 @@ from typing import Callable, Sequence
 
 import keras
 
-from export import METHODS, conversion, writing
+from export import METHODS, REWRITES, conversion, rewrite, writing
 from export.opsets import resolve_opset
 from export.source import Source, load_source
 from toolkit.cli import UsageError
@@ -41,6 +44,7 @@ def export_keras(
     keep_precision: bool = False,
     class_names: Sequence[str] | None = None,
     check: Callable[[Path], None] | None = None,
+    rewrites: Sequence[str] = REWRITES,
 ) -> ExportResult:
     """Export a single-input, single-output Keras model to a checked, loadable ONNX file.
 
@@ -55,6 +59,7 @@ def export_keras(
     The last three are ignored when a prepared `Source` is passed.
     check: called with the file under its temporary name after onnx.checker and the
     onnxruntime load; an exception from it keeps the file from being renamed into place.
+    rewrites: the export.rewrite passes to apply (default all; () for the converter's graph as is).
     """
     if method not in METHODS:
         raise UsageError(f"unknown conversion method {method!r}: use one of {', '.join(METHODS)}")
@@ -69,11 +74,14 @@ def export_keras(
                                    method=method)
     timings["convert"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    written = writing.write(converted, output_path, source, nchw=nchw, check=check)
+    applied = rewrite.rewrite(converted.proto, rewrites)
+    timings["rewrite"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    written = writing.write(converted, output_path, source, nchw=nchw, check=check, rewrites=applied)
     timings["write_and_check"] = time.perf_counter() - tick
     return ExportResult(
         path=str(output_path), opset=opset, method=converted.method, input_name=source.input_name,
         output_name=source.output_name, input_dtype=written.input.dtype, input_shape=written.input.shape,
         layout=written.input.layout, preprocessing=written.input.description,
         size_bytes=os.path.getsize(output_path), seconds=time.perf_counter() - started, metadata=written.metadata,
-        fallback_reason=converted.fallback_reason, source_sha256=source.sha256, timings=timings)
+        fallback_reason=converted.fallback_reason, source_sha256=source.sha256, timings=timings, rewrites=applied)

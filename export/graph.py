@@ -46,7 +46,7 @@ def _constant_nodes(graph: onnx.GraphProto, constants: set[str]) -> list[onnx.No
     return folded
 
 
-def _cpu_session(model: onnx.ModelProto) -> ort.InferenceSession:
+def cpu_session(model: onnx.ModelProto) -> ort.InferenceSession:
     """A session that runs each node as written (no fusions), for evaluating parts of a graph."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -80,28 +80,33 @@ def attach_weights(model: onnx.ModelProto, weights: Mapping[str, np.ndarray]) ->
             [helper.make_empty_tensor_value_info(name) for name in to_compute],
             initializer=[t for name, t in initializers.items() if name in used])
         fold_model = helper.make_model(fold_graph, opset_imports=model.opset_import, ir_version=model.ir_version)
-        session = _cpu_session(fold_model)
+        session = cpu_session(fold_model)
         feeds = {i.name: np.ascontiguousarray(weights[i.name]) for i in fold_inputs}
         computed = dict(zip(to_compute, session.run(to_compute, feeds)))
 
     still_used = {name for n in kept for name in n.input} | {o.name for o in graph.output}
-    new_initializers = [t for name, t in initializers.items() if name in still_used]
-    new_initializers += [numpy_helper.from_array(np.asarray(weights[name]), name)
-                         for name in sorted(still_used & set(weights))]
-    new_initializers += [numpy_helper.from_array(np.asarray(value), name) for name, value in computed.items()]
-
-    del graph.initializer[:]
-    graph.initializer.extend(new_initializers)
+    # In place: the initializers kept are not copied (copying protobufs that hold 233 MB takes seconds).
+    for index in reversed(range(len(graph.initializer))):
+        if graph.initializer[index].name not in still_used:
+            del graph.initializer[index]
+    graph.initializer.extend(numpy_helper.from_array(np.asarray(weights[name]), name)
+                             for name in sorted(still_used & set(weights)))
+    graph.initializer.extend(numpy_helper.from_array(np.asarray(value), name) for name, value in computed.items())
     del graph.node[:]
     graph.node.extend(kept)
     inputs = [i for i in graph.input if i.name not in weights]
     del graph.input[:]
     graph.input.extend(inputs)
-    produced_now = {out for n in kept for out in n.output} | {t.name for t in new_initializers}
+    produced_now = {out for n in kept for out in n.output} | {t.name for t in graph.initializer}
     value_info = [v for v in graph.value_info if v.name in produced_now]
     del graph.value_info[:]
     graph.value_info.extend(value_info)
     return model
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Fold every node fed by initializers alone (attach_weights with no weights to attach)."""
+    return attach_weights(model, {})
 
 
 def fix_resize_scales(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> None:
@@ -110,7 +115,11 @@ def fix_resize_scales(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -
     tf2onnx turns a fixed-size resize into scales = size / input_size in float32, and
     onnxruntime sizes the output as int(input_size * scale) in float32: 28 * float32(227/28)
     is 226.99998, so the graph resizes 28 -> 226 and AlexNet's Flatten then fails. Each
-    such scale is nudged up to the first float32 that yields the intended size.
+    such scale is nudged up to the first float32 whose exact product with the input size
+    reaches the intended size: onnxruntime's float32 product then does too, and so does onnx
+    shape inference's (28 * float32(67/28) rounds to 67 in float32 but is 66.99999 exactly:
+    onnxruntime made 67 px and shape inference 66, which the rewrites and bench's operation
+    counts, both reading inferred shapes, would have got wrong).
 
     The Resize inputs' sizes are data-dependent in tf2onnx's graph (shape inference
     cannot see through the Shape/Concat/Reshape it emits), so they are measured by
@@ -133,7 +142,7 @@ def fix_resize_scales(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -
                           initializer=[t for t in graph.initializer if t.name in needed]),
         opset_imports=model.opset_import, ir_version=model.ir_version)
     used_feeds = {i.name: feeds[i.name] for i in probe.graph.input}
-    shapes = [a.shape for a in _cpu_session(probe).run(probe_outputs, used_feeds)]
+    shapes = [a.shape for a in cpu_session(probe).run(probe_outputs, used_feeds)]
     for node, shape in zip(resizes, shapes):
         proto = initializers[node.input[2]]
         scales = numpy_helper.to_array(proto).astype(np.float32)
@@ -141,7 +150,9 @@ def fix_resize_scales(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -
             continue
         for axis, (dim, scale) in enumerate(zip(shape, scales)):
             target = round(float(dim) * float(scale))
-            while int(np.float32(dim) * scale) < target:
+            # The exact product (a float64 one is exact here) reaching the size: then onnxruntime's float32
+            # product does too, and so does onnx shape inference's, which later steps rely on.
+            while int(np.float64(dim) * np.float64(scale)) < target:
                 scale = np.nextafter(scale, np.float32(np.inf), dtype=np.float32)
             scales[axis] = scale
         proto.CopyFrom(numpy_helper.from_array(scales, proto.name))
@@ -168,28 +179,3 @@ def name_io(model: onnx.ModelProto, input_name: str, output_name: str) -> None:
         dim = value.type.tensor_type.shape.dim[0]
         dim.Clear()
         dim.dim_param = "batch"
-
-
-def topological_sort(graph: onnx.GraphProto) -> None:
-    """Reorder nodes so each comes after the producers of its inputs (some rewriters append out of order)."""
-    producer = {out: i for i, n in enumerate(graph.node) for out in n.output}
-    waiting_on = [{producer[name] for name in n.input if name in producer} for n in graph.node]
-    consumers: dict[int, list[int]] = {}
-    for i, deps in enumerate(waiting_on):
-        for d in deps:
-            consumers.setdefault(d, []).append(i)
-    ready = [i for i, deps in enumerate(waiting_on) if not deps]
-    order = []
-    while ready:
-        i = ready.pop(0)
-        order.append(i)
-        for c in consumers.get(i, []):
-            waiting_on[c].discard(i)
-            if not waiting_on[c]:
-                ready.append(c)
-    if len(order) != len(graph.node):
-        raise ValueError(f"graph {graph.name!r} has a cycle: cannot sort its nodes")
-    ordered = [graph.node[i] for i in order]
-    copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
-    del graph.node[:]
-    graph.node.extend(copies)

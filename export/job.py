@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from export import METHODS
+from export import METHODS, REWRITES
 from toolkit.cli import UsageError
 from toolkit.constants import REAL_DATASETS
 from toolkit.files import require_parent_dir
@@ -48,6 +48,8 @@ class ExportJob:
     float16_tolerance: float = DEFAULT_FLOAT16_TOLERANCE
     int8_min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT
     seed: int = 0
+    rewrites: tuple[str, ...] | None = None   # export.rewrite passes; default all; () none
+    no_rewrite: tuple[str, ...] = ()          # taken out of `rewrites`
 
     def __post_init__(self):
         if self.output is None:
@@ -76,6 +78,12 @@ class ExportJob:
         unknown = set(self.variants) - set(VARIANTS)
         if unknown:
             raise UsageError(f"unknown variant(s) {', '.join(sorted(unknown))}: use {', '.join(VARIANTS)}")
+        unknown = set(self.rewrites or ()) | set(self.no_rewrite)
+        unknown -= set(REWRITES)
+        if unknown:
+            raise UsageError(f"unknown rewrite(s) {', '.join(sorted(unknown))}: use {', '.join(REWRITES)} (or none)")
+        chosen = REWRITES if self.rewrites is None else self.rewrites
+        self.rewrites = tuple(name for name in REWRITES if name in chosen and name not in self.no_rewrite)
         if "int8" in self.variants and not self.dataset:
             raise UsageError("the int8 variant is calibrated on real images: pass --dataset (e.g. fashion_mnist) "
                              "or leave int8 out of --variants")

@@ -92,7 +92,8 @@ def run(job: ExportJob, console: Console | None = None) -> ExportRecord:
             float32 = verify.FileCheck(output.name, x, verify.run_keras(source.model, x), nchw=job.nchw,
                                        max_abs_diff=job.tolerance)
         with steps.step(f"convert ({job.method} path), check, verify {output.name} against Keras"):
-            result = export_keras(source, output, opset=job.opset, nchw=job.nchw, method=job.method, check=float32)
+            result = export_keras(source, output, opset=job.opset, nchw=job.nchw, method=job.method, check=float32,
+                                  rewrites=job.rewrites)
         files = [("float32", output, float32)]
         files += [(variant, *_variant(job, source, steps, float32, variant)) for variant in job.variants]
     rows, entries = zip(*(_file(path, variant, result.opset, check) for variant, path, check in files))

@@ -60,8 +60,8 @@ def onnx_input(proto: onnx.ModelProto, source: Source, nchw: bool) -> OnnxInput:
     return OnnxInput(dtype, shape, layout, source.preprocessing.describe(dtype, shape[1:], layout))
 
 
-def metadata(source: Source, model_input: OnnxInput, method: str) -> dict[str, str]:
-    """The file's metadata_props (see the module docstring)."""
+def metadata(source: Source, model_input: OnnxInput, method: str, rewrites: dict[str, int]) -> dict[str, str]:
+    """The file's metadata_props (see the module docstring); `rewrites`: export.rewrite's passes run."""
     versions = package_versions()
     return {
         "preprocessing": model_input.description,
@@ -70,17 +70,18 @@ def metadata(source: Source, model_input: OnnxInput, method: str) -> dict[str, s
         "source_sha256": source.sha256 or "",
         "source_model": source.model.name,
         "converter": f"export.convert ({method} path), tf2onnx {tf2onnx.__version__}",
+        "rewrites": json.dumps(rewrites),
         "versions": json.dumps({k: versions[k] for k in ("tensorflow", "keras", "tf2onnx", "onnx") if k in versions}
                                | {"onnxruntime": ort.__version__}),
     }
 
 
 def write(converted: Converted, path: str | os.PathLike, source: Source, *, nchw: bool,
-          check: Callable[[Path], None] | None = None) -> Written:
+          check: Callable[[Path], None] | None = None, rewrites: dict[str, int] | None = None) -> Written:
     """Add the metadata to `converted` and write it once, checked (see the module docstring)."""
     proto = converted.proto
     model_input = onnx_input(proto, source, nchw)
-    props = metadata(source, model_input, converted.method)
+    props = metadata(source, model_input, converted.method, rewrites or {})
     helper.set_model_props(proto, props)
     proto.doc_string = (f"{source.model.name} exported by alexnet-toolkit export.convert; "
                         f"input: {model_input.description}")

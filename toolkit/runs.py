@@ -33,7 +33,7 @@ OUT.onnx.json (schema "alexnet-toolkit/export-record", version 1):
     {"schema", "version", "config": {every export option, resolved}, "verification_inputs": "64 ... images",
      "export": {"path", "opset", "method", "input_name", "output_name", "input_dtype", "input_shape",
                 "layout", "preprocessing", "size_bytes", "seconds", "metadata", "fallback_reason",
-                "source_sha256", "timings"},
+                "source_sha256", "timings", "rewrites" (export.rewrite passes run: times each applied)},
      "files": [{"path", "variant", "vs_keras": COMPARISON, "vs_float32": COMPARISON | null,
                 "size_bytes", "providers"}],
      "seconds", "environment": {host, CPU, GPUs, versions}}
@@ -244,6 +244,7 @@ class ExportResult:
     fallback_reason: str | None = None
     source_sha256: str | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    rewrites: dict[str, int] = dataclasses.field(default_factory=dict)  # export.rewrite passes run: times applied
 
     @property
     def nchw(self) -> bool:

@@ -236,6 +236,29 @@ def test_bad_input_is_one_line_exit_2(bench, helper_models, tmp_path, args, mess
     assert not (tmp_path / "no").exists()
 
 
+def test_peak_then_rows_with_their_share_of_it(bench, small_alexnet, tmp_path):
+    done = bench("peak", "--shapes", "64x64x64", "--rounds", 1, cwd=tmp_path, quick=True)  # to runs/bench-peak.json
+    assert done.returncode == 0, done.stderr
+    doc = validated(tmp_path / "runs" / "bench-peak.json")
+    assert doc["kind"] == "peak" and set(doc["peak"]["rates"]) == {"float32", "int8"}
+    assert all(r["ops_per_sample"] == 2 * 64 * 64 and r["peak_fraction"] <= 1 for r in doc["rows"])
+    out = tmp_path / "t.json"
+    done = bench("throughput", "--model", small_alexnet, "--batch", 2, "--json", out, cwd=tmp_path, quick=True)
+    assert done.returncode == 0, done.stderr
+    row = validated(out)["rows"][0]
+    assert row["precision"] == "float32" and row["ops_per_sample"] > 1e8
+    assert row["peak_gop_per_s"] == doc["peak"]["rates"]["float32"]
+    assert row["peak_fraction"] == pytest.approx(row["gop_per_s"] / row["peak_gop_per_s"])
+    shown = bench("report", out)
+    assert "% peak" in shown.stdout and "GOP/s" in shown.stdout and "% of peak: of runs/bench-peak.json" in shown.stdout
+
+
+def test_a_missing_peak_file_is_one_line_and_exit_2(bench, helper_models, tmp_path):
+    done = bench("throughput", "--model", helper_models["fixed"], "--peak", tmp_path / "absent.json", quick=True)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
+    assert "--peak" in done.stderr and "bench peak --json" in done.stderr
+
+
 def _in_a_terminal(argv: list[str], timeout: float = 120) -> str:
     """What `argv` writes to stderr when stderr is a terminal (a pseudo-terminal here), escapes and all."""
     import os

@@ -13,6 +13,7 @@ from bench.results import (
     Check,
     DeviceTimes,
     Kernel,
+    Peak,
     Profile,
     Resources,
     Row,
@@ -54,6 +55,31 @@ def check_golden(name: str, text: str) -> None:
 
 def test_table_renders_to_golden_text():
     check_golden("sweep.txt", report.render_text([fixed_result()], width=100))
+
+
+PEAK = Peak(rates={"float32": 100.0, "int8": 400.0}, source="runs/bench-peak.json", created="2026-01-01T00:00:00+00:00",
+            cpu="Test CPU @ 1.00GHz", intra_op_threads=2)
+
+
+def test_operations_and_share_of_peak_render_to_golden_text():
+    """2 GOP per sample at 400 and 106.7 samples/s: 800 and 213.3 GOP/s; of a 400 GOP/s int8 peak."""
+    result = fixed_result()
+    rows = tuple(dataclasses.replace(r, ops_per_sample=2e9, precision="int8", peak_gops=PEAK.rates["int8"])
+                 for r in result.rows)
+    result = dataclasses.replace(result, rows=rows, peak=PEAK, notes=("% of peak: of runs/bench-peak.json",))
+    check_golden("sweep-operations.txt", report.render_text([result], width=140))
+
+
+def test_peak_table_renders_to_golden_text():
+    def row(label, precision, seconds):
+        measured = Row.from_times(label=label, engine="onnxruntime", model="k.onnx", batch=1000,
+                                  providers=["CPUExecutionProvider"], times_s=[seconds] * 3)
+        return dataclasses.replace(measured, ops_per_sample=2e6, precision=precision, peak_gops=PEAK.rates[precision])
+    rows = (row("float32 MatMul 1000x1000x1000", "float32", 0.02),
+            row("int8 MatMulInteger u8s8 1000x1000x1000", "int8", 0.005))
+    result = BenchResult(kind="peak", config={}, environment=ENVIRONMENT, rows=rows, peak=PEAK,
+                         created="2026-01-01T00:00:00+00:00")
+    check_golden("peak.txt", report.render_text([result], width=100))
 
 
 def train_result() -> BenchResult:

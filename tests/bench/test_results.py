@@ -1,4 +1,5 @@
 """Pure result logic: exact percentiles, constructors, JSON round trip, refusing unknown versions."""
+import dataclasses
 import json
 import math
 import statistics
@@ -84,6 +85,23 @@ def test_json_round_trip_keeps_everything():
     assert doc["version"] == results.SCHEMA_VERSION and doc["providers"] == ["CPUExecutionProvider"]
     assert doc["rows"][1]["times_ms"] == [8.0, 16.0, 24.0]
     assert BenchResult.from_json(doc) == result
+
+
+def test_operations_and_peak_round_trip_and_version_2_files_load_without_them():
+    result = sample_result()
+    peak = results.Peak(rates={"float32": 50.0}, source="p.json", created="c", cpu="test cpu", intra_op_threads=2)
+    rows = tuple(dataclasses.replace(r, ops_per_sample=1e9, precision="float32", peak_gops=50.0) for r in result.rows)
+    counted = dataclasses.replace(result, rows=rows, peak=peak)
+    doc = json.loads(json.dumps(counted.to_json()))
+    # batch 1 in 2 ms per run: 500 samples/s x 1 GOP = 500 GOP/s, 10x the peak given.
+    assert doc["rows"][0]["gop_per_s"] == pytest.approx(500.0) and doc["rows"][0]["peak_fraction"] == pytest.approx(10)
+    assert BenchResult.from_json(doc) == counted and doc["peak"]["rates"] == {"float32": 50.0}
+    old = result.to_json()
+    for row in old["rows"]:
+        for key in ("ops_per_sample", "precision", "gop_per_s", "peak_gop_per_s", "peak_fraction"):
+            del row[key]
+    del old["peak"]
+    assert BenchResult.from_json({**old, "version": 2}) == result
 
 
 def test_train_json_round_trip():

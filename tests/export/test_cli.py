@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
+import onnx
 import pytest
 
 from tests.conftest import run_module
@@ -71,6 +73,8 @@ def test_a_failed_check_exits_1_and_leaves_no_file(trained_alexnet_path, tmp_pat
     (["{plain}", "-o", "{out}", "--variants", "int8"], "the int8 variant is calibrated on real images"),
     (["{model}", "-o", "{out}", "--tolerance", "-1"], "--tolerance must be a finite number >= 0"),
     (["{model}", "-o", "{tmp}/a.txt"], "must end in .onnx"),
+    (["{model}", "-o", "{out}", "--no-rewrite", "batchnorm,fuse-all"], "unknown rewrite(s) fuse-all: use "),
+    (["{model}", "-o", "{out}", "--rewrites", "constant-folding,nope"], "unknown rewrite(s) nope: use "),
 ])
 def test_bad_input_is_one_line_and_exit_2(trained_alexnet_path, tmp_path, args, pattern):
     import keras
@@ -107,3 +111,22 @@ def test_pipeline_with_nchw_input_feeds_variants_in_nchw(trained_alexnet_path, t
     assert all(f.vs_keras.top1_agreement >= INT8_TEST_AGREEMENT for f in record.files)
     assert ExportRecord.read(tmp_path / "nchw.onnx.json").files == record.files   # it returns what it wrote
     assert "nchw.int8.onnx" in console.getvalue()
+
+
+@pytest.mark.parametrize("options, ran", [
+    (["--no-rewrite", "affine-into-gemm", "--no-rewrite", "affine-into-conv,repeat-into-conv"],
+     ["constant-folding", "resize-as-matmul", "batchnorm", "affine-past-maxpool", "batchnorm-as-conv"]),
+    (["--rewrites", "none"], []),
+    (["--rewrites", "batchnorm,constant-folding"], ["constant-folding", "batchnorm"]),
+])
+def test_rewrites_are_switched_and_recorded(trained_alexnet_path, tmp_path, options, ran):
+    out = tmp_path / "alexnet.onnx"
+    proc = run_module("export", trained_alexnet_path, "-o", out, "--variants", "none", "--samples", 16, *options)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "alexnet.onnx.json").read_text())
+    assert record["config"]["rewrites"] == ran and list(record["export"]["rewrites"]) == ran
+    metadata = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert json.loads(metadata["rewrites"]) == record["export"]["rewrites"]
+    # tf2onnx's Mul/Add become BatchNormalization nodes, which batchnorm-as-conv then writes as Convs.
+    has_batchnorm = "BatchNormalization" in {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert has_batchnorm == ("batchnorm" in ran and "batchnorm-as-conv" not in ran)

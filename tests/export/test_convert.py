@@ -35,7 +35,8 @@ def test_trained_alexnet_exports_a_checked_file_with_names_and_metadata(trained_
     assert json.loads(meta["versions"])["onnxruntime"] == ort.__version__
     assert trained_export.method == "fast" and trained_export.fallback_reason is None
     assert any(op.domain in ("", "ai.onnx") and op.version == trained_export.opset for op in model.opset_import)
-    assert set(trained_export.timings) == {"load", "convert", "write_and_check"}
+    assert set(trained_export.timings) == {"load", "convert", "rewrite", "write_and_check"}
+    assert json.loads(meta["rewrites"]) == trained_export.rewrites and trained_export.rewrites["batchnorm"] == 5
 
 
 @pytest.mark.parametrize("batch", [1, 7])

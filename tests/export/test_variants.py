@@ -2,6 +2,8 @@
 checked (as the export checks them) before they get their final name."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import pytest
@@ -65,3 +67,35 @@ def test_int8_needs_opset_13(trained_alexnet, tmp_path):
     with pytest.raises(UsageError, match="needs opset 13 or newer"):
         variants.to_int8(old.path, tmp_path / "old.int8.onnx", np.zeros((1, 28, 28, 1), np.uint8))
     assert not (tmp_path / "old.int8.onnx").exists()
+
+
+def _int8(trained_export, fashion_mnist_dir, float32_check, tmp_path, options):
+    calibration = read_idx_images(fashion_mnist_dir / "train-images-idx3-ubyte.gz", 32)
+    path = tmp_path / "alexnet.int8.onnx"
+    check = FileCheck(path.name, float32_check.inputs, float32_check.keras, float32=float32_check,
+                      min_agreement=INT8_TEST_AGREEMENT)
+    variants.to_int8(trained_export.path, path, calibration, check, options=options)
+    return onnx.load(str(path)), check
+
+
+def test_the_default_int8_keeps_the_logits_float_and_quantizes_the_rest(trained_export, fashion_mnist_dir,
+                                                                       float32_check, tmp_path):
+    model, _ = _int8(trained_export, fashion_mnist_dir, float32_check, tmp_path, variants.DEFAULT_INT8)
+    producers = {out: n for n in model.graph.node for out in n.output}
+    softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
+    logits = producers[softmax.input[0]]
+    assert logits.op_type == "Gemm" and logits.input[1] in {t.name for t in model.graph.initializer}   # float weights
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert all(producers[n.input[1]].op_type == "DequantizeLinear" for n in convs) and len(convs) == 9
+
+
+def test_int8_options_change_the_file(trained_export, fashion_mnist_dir, float32_check, tmp_path):
+    options = dataclasses.replace(variants.DEFAULT_INT8, per_channel=False, quant_format="QOperator",
+                                  float_logits=False)
+    model, check = _int8(trained_export, fashion_mnist_dir, float32_check, tmp_path, options)
+    ops = {n.op_type for n in model.graph.node}
+    assert "QLinearConv" in ops and "Conv" not in ops and "Gemm" not in ops
+    weight_scales = [t for t in model.graph.initializer if t.name.endswith("_scale") and "weight" in t.name.lower()]
+    assert weight_scales and all(len(t.dims) == 0 for t in weight_scales)          # one scale per tensor
+    with pytest.raises(ValueError, match="unsupported int8 options"):
+        variants.Int8Options(calibration="guess")
