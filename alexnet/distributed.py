@@ -18,10 +18,10 @@ The data-parallel story, step by step (each line of logic below is marked `# Hor
      size change) and rank 0's state is broadcast again; a host that comes back joins at a commit.
 
 Run with `horovodrun -np N -H localhost:N --gloo python -m alexnet.train`, or as one process
-(Horovod then runs with a single rank). Elastic, hosts listed one per line in a file that a
-discovery script prints (`python -m slurm.launch --elastic` writes and updates one inside SLURM):
+(Horovod then runs with a single rank). Elastic, with a script that prints the hosts as
+`host:slots` lines (`python -m slurm.launch --elastic` writes one from the SLURM allocation):
 
-    horovodrun -np 3 --min-np 1 --host-discovery-script 'cat hosts' --blacklist-cooldown-range 5 300 \
+    horovodrun -np 3 --min-np 1 --host-discovery-script ./discover-hosts.sh --gloo \
         python -m alexnet.train --elastic ...
 """
 from __future__ import annotations

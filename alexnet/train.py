@@ -5,8 +5,7 @@
         --image-size 67 --train-samples 8000 --epochs 2            # ~1 minute on 2 CPU cores
     python -m alexnet.train --dataset cifar10 --data-dir ~/cifar   # one process
     python -m alexnet.train ... --resume                           # continue from OUTPUT_DIR/checkpoint.npz
-    horovodrun -np 3 --min-np 1 --host-discovery-script 'cat hosts' --blacklist-cooldown-range 5 300 \\
-        python -m alexnet.train --elastic ...                      # go on when a host is lost (alexnet.distributed)
+    python -m slurm.launch --elastic -- python -m alexnet.train --elastic ...   # in SLURM: go on without a lost node
 
 Outputs (rank 0 only) in --output-dir: model.keras, checkpoint.npz (each epoch, atomic),
 summary.json (config, environment, per-epoch metrics, throughput, test accuracy),

@@ -10,6 +10,7 @@ A run's jobs, each in its own unit:
   alexnet.preemption  signals -> one stop decision shared by every rank
   Learner (here)      the model and optimizer: one step, evaluation, checkpoints, the saved model
   Loop (here)         epochs and steps, in order; checkpoints at epoch ends and on a stop
+  ElasticLoop (here)  the same under Horovod elastic (--elastic): commits, and a new world after a reset
   alexnet.record      throughput, what each rank held, summary.json
 """
 from __future__ import annotations
@@ -171,11 +172,15 @@ class Learner:
         distributed.average_variables(v for v in self.model.non_trainable_variables
                                       if v.dtype.startswith("float"))
 
-    def restore(self, path: Path, resume: bool) -> LoopState:
-        """Rank 0's checkpoint (with --resume) or a fresh start, the same on every rank (a collective)."""
+    def restore(self, path: Path, resume: bool, share: bool = True) -> LoopState:
+        """Rank 0's checkpoint (with --resume) or a fresh start, the same on every rank (a collective),
+        or (share=False, --elastic) on rank 0 only: ElasticState.sync shares it, at the same point
+        of the code for the first ranks as for a host that joins later."""
         state = LoopState()
         if resume and self.world.is_chief and path.exists():
             state = LoopState.from_json(checkpoint.load(path, self.model, self.optimizer))
+        if not share:
+            return state
         state = distributed.broadcast_object(state)  # Horovod: every rank resumes at rank 0's position
         # Horovod: every rank starts from rank 0's weights and optimizer state (fresh or restored).
         distributed.broadcast_variables(self.variables)
@@ -400,7 +405,7 @@ def run(cfg: TrainConfig, reporter_factory) -> TrainSummary | None:
         # file is written, so a refused run leaves nothing behind.
         feed = inputs.prepare(cfg, world)
         learner = Learner(cfg, world, feed, policy)
-        state = learner.restore(cfg.run_dir.checkpoint, cfg.resume)
+        state = learner.restore(cfg.run_dir.checkpoint, cfg.resume, share=not cfg.elastic)
         if world.is_chief:
             cfg.run_dir.root.mkdir(parents=True, exist_ok=True)
             data.save_sample_grid(feed.splits.x_train, feed.splits.y_train, feed.class_names, cfg.run_dir.samples)

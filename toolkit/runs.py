@@ -330,7 +330,6 @@ class TrainProgress:
     loss: float                      # this epoch's running means
     accuracy: float
     updated: str = dataclasses.field(default_factory=now_utc)
-    checkpoint_images_trained: int | None = None   # images_trained at the last checkpoint written (None: none yet)
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
