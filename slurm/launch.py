@@ -20,7 +20,8 @@ environment already sets it. Debian's Open MPI has PMIx but no PMI-2 support: us
 `--elastic` (horovodrun only): Horovod elastic. The hosts (`node:slots`, one a line) come from the
 allocation, or from `--hosts-file FILE` (same format; every host must be a node of the allocation,
 else one line and exit 2, nothing started); a discovery script in a temporary directory prints them
-for `horovodrun -np N --min-np M --host-discovery-script SCRIPT --gloo`. When a rank is lost,
+for `horovodrun -np N --min-np M --host-discovery-script SCRIPT --gloo` (with one host, this node,
+also `--network-interface lo`: alone, horovodrun cannot probe for an interface and would wait). When a rank is lost,
 Horovod drops its host and the others go on (alexnet.train --elastic rolls them back to their last
 commit) while at least --min-np ranks are left; the lost host is tried again --rejoin-after seconds
 later (doubling with each failure; 0: never), and rejoins at a commit if it is back.
@@ -168,6 +169,17 @@ def discovery_script(directory: Path, hosts: Sequence[tuple[str, int]]) -> Path:
     return script
 
 
+def elastic_interface(hosts: Sequence[tuple[str, int]], node: str, interface: str | None) -> str | None:
+    """The --network-interface an elastic horovodrun needs: with one host it cannot probe for a common
+    interface (that takes two) and would wait 10 minutes for a second host, so name one."""
+    if interface is not None or len(hosts) > 1:
+        return interface
+    if hosts[0][0] != node:
+        raise UsageError(f"one host ({hosts[0][0]}) that is not this node ({node}): horovodrun --elastic cannot "
+                         "find the interface to use alone; pass --network-interface NAME")
+    return "lo"  # Horovod: every rank on this node, talking over loopback
+
+
 def elastic_command(hosts: Sequence[tuple[str, int]], command: Sequence[str], script: Path, elastic: Elastic,
                     interface: str | None = None) -> list[str]:
     ranks = sum(n for _, n in hosts)
@@ -305,9 +317,10 @@ class Launch:
             return self._run(launch_command(self.launcher, hosts, self.command, self.interface), env, hosts)
         if self.elastic.hosts_file:
             hosts = read_hosts_file(self.elastic.hosts_file, hosts)
+        interface = elastic_interface(hosts, env.get("SLURMD_NODENAME") or socket.gethostname(), self.interface)
         with tempfile.TemporaryDirectory(prefix="slurm-launch-") as tmp:
             script = discovery_script(Path(tmp), hosts)
-            return self._run(elastic_command(hosts, self.command, script, self.elastic, self.interface), env, hosts)
+            return self._run(elastic_command(hosts, self.command, script, self.elastic, interface), env, hosts)
 
     def _run(self, argv: list[str], env: Mapping[str, str], hosts: Sequence[tuple[str, int]]) -> int:
         child_env = launch_env(self.launcher, env, self.interface,

@@ -16,6 +16,7 @@ from slurm.launch import (
     catches,
     discovery_script,
     elastic_command,
+    elastic_interface,
     first_failure,
     launch_command,
     launch_env,
@@ -170,6 +171,12 @@ def test_elastic_command_and_its_discovery_script(tmp_path):
         "--network-interface", "eth0", *cmd]
     with pytest.raises(UsageError, match="--min-np 7 is more than the 6 slots"):
         elastic_command(ALLOCATION, cmd, script, Elastic(min_np=7))
+    # Alone, horovodrun --elastic cannot probe for an interface: loopback on this node, else the user's.
+    assert elastic_interface([("node1", 2)], "node1", None) == "lo"
+    assert elastic_interface([("node1", 2)], "node1", "eth0") == "eth0"
+    assert elastic_interface(ALLOCATION, "node1", None) is None
+    with pytest.raises(UsageError, match=r"one host \(node2\) that is not this node \(node1\).*--network-interface"):
+        elastic_interface([("node2", 2)], "node1", None)
     with pytest.raises(UsageError, match="--min-np must be at least 1"):
         Elastic(min_np=0)
     with pytest.raises(UsageError, match="--rejoin-after must be 0 to 3600 s"):
