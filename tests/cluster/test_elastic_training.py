@@ -94,12 +94,13 @@ def assert_rolled_back_to_a_commit(reset: ElasticReset, at_step: int) -> None:
 def test_killed_ranks_leave_the_others_training_from_their_last_commit(cluster, tmp_path):
     at_step = 10     # of 32: past two commits, well before the epoch's end
     summary = kill_node3_rank(cluster, tmp_path / "job", epochs=1, rejoin_after=0, at_step=at_step)
-    # It finished on the survivors, each with the same weights, bit for bit.
-    assert [(r.rank, r.hostname) for r in summary.ranks] == [(0, "node1"), (1, "node2")]
+    # It finished on the survivors, each with the same weights, bit for bit. (Horovod numbers the new
+    # world's ranks as it likes: node2 may become rank 0, and then writes the outputs.)
+    assert sorted(r.hostname for r in summary.ranks) == ["node1", "node2"]
     assert len({r.weights_sha256_63 for r in summary.ranks}) == 1
     [reset] = summary.resets
     assert_rolled_back_to_a_commit(reset, at_step)
-    assert reset.hosts == ("node1", "node2")
+    assert reset.hosts == tuple(r.hostname for r in summary.ranks)
     # The two went on from the commit's image to the epoch's end (less than one 2-rank step left over).
     assert TRAIN_SAMPLES - 2 * BATCH < summary.images_trained <= TRAIN_SAMPLES
     assert summary.epochs[0].resumed_at_step == reset.resumed_at // (3 * BATCH)
@@ -110,13 +111,14 @@ def test_a_lost_host_that_comes_back_rejoins_at_a_commit(cluster, tmp_path):
     # two others at their next commit, long before the second epoch ends.
     at_step = 6
     summary = kill_node3_rank(cluster, tmp_path / "job", epochs=2, rejoin_after=1, at_step=at_step)
-    assert [(r.rank, r.hostname) for r in summary.ranks] == [(0, "node1"), (1, "node2"), (2, "node3")]
+    assert sorted(r.hostname for r in summary.ranks) == ["node1", "node2", "node3"]
     assert len({r.weights_sha256_63 for r in summary.ranks}) == 1
     lost, *changes = summary.resets
     assert_rolled_back_to_a_commit(lost, at_step)
+    assert sorted(lost.hosts) == ["node1", "node2"]
     back = changes[-1]
     assert (back.reason, back.ranks_before, back.ranks_after, back.hosts) == (
-        "hosts changed", 2, 3, ("node1", "node2", "node3"))
+        "hosts changed", 2, 3, tuple(r.hostname for r in summary.ranks))
     # Joining at a commit costs no work: nothing rolled back, lost or trained twice.
     for change in changes:
         assert (change.rolled_back_images, change.lost_images, change.repeated_images) == (0, 0, 0)
