@@ -40,6 +40,8 @@ class TrainConfig:
     warmup_steps: int = 5                # steps left out of throughput figures (graph tracing, caches)
     log_every: int = 10                  # steps per throughput interval and per progress.json update
     progress: bool = True
+    elastic: bool = False                # Horovod elastic: ranks may leave and join (alexnet.distributed)
+    commit_every: int = 10               # elastic: steps between commits, what a lost rank can cost
 
     def __post_init__(self):
         def need(ok: bool, message: str):
@@ -74,6 +76,11 @@ class TrainConfig:
              "--data-dir makes no sense with --dataset synthetic: drop it")
         need(self.dataset != "synthetic" or self.train_samples is not None,
              "--dataset synthetic needs --train-samples N (the epoch size)")
+        need(self.commit_every >= 1, f"--commit-every must be at least 1, got {self.commit_every}")
+        # Its steps count batches of a fixed world; an elastic epoch is every image, whatever the world.
+        need(not (self.elastic and self.steps_per_epoch),
+             "--steps-per-epoch cannot shorten an elastic epoch (its steps change size with the world): "
+             "use --train-samples instead")
 
     @property
     def run_dir(self) -> RunDir:

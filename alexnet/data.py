@@ -34,6 +34,7 @@ import pickle
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -288,6 +289,45 @@ def epoch_order(n: int, seed: int, epoch: int, rank: int, size: int) -> np.ndarr
     return shard[np.random.default_rng([seed, epoch, rank]).permutation(len(shard))]
 
 
+def global_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Every training image once, in this epoch's shuffled order, whatever the number of ranks:
+    what elastic runs (`--elastic`) train on, as a pure function of (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def elastic_steps(n: int, position: int, batch_size: int, size: int) -> int:
+    """Steps left in an elastic epoch `position` images in: each takes `size` x `batch_size` images."""
+    return (n - position) // (batch_size * size)
+
+
+def elastic_share(n: int, seed: int, epoch: int, position: int, batch_size: int, rank: int,
+                  size: int) -> np.ndarray:
+    """This rank's images, step after step, for the rest of an elastic epoch from `position`.
+
+    Step k hands rank r the r-th block of `batch_size` images of the k-th group of `size` blocks
+    of the epoch's global order, so the ranks together train the order's images in sequence and
+    `position` (images trained so far, over all ranks) is all a world of another size needs to
+    continue the epoch at a step's end: no image is lost or trained twice by the change.
+    """
+    steps = elastic_steps(n, position, batch_size, size)
+    window = global_order(n, seed, epoch)[position: position + steps * size * batch_size]
+    return window.reshape(steps, size, batch_size)[:, rank].reshape(-1)
+
+
+def elastic_coverage(n: int, seed: int, epoch: int, batch_size: int,
+                     segments: Sequence[tuple[int, int, int]]) -> tuple[int, int]:
+    """(lost, repeated): images of the epoch's order before the last segment's end that no rank
+    trained, and trainings beyond the first of an image, counted from what every rank of each
+    segment (start position, end position, ranks) takes with `elastic_share`."""
+    counts = np.zeros(n, np.int64)
+    for start, end, size in segments:
+        steps = (end - start) // (batch_size * size)
+        for rank in range(size):
+            np.add.at(counts, elastic_share(n, seed, epoch, start, batch_size, rank, size)[:steps * batch_size], 1)
+    covered = global_order(n, seed, epoch)[:max((end for _, end, _ in segments), default=0)]
+    return int(np.count_nonzero(counts[covered] == 0)), int(np.maximum(counts - 1, 0).sum())
+
+
 def host_preprocess(images, image_size: int):
     """The tutorial's host-side preprocessing: standardise, grey->RGB, resize, as float32."""
     import tensorflow as tf
@@ -305,11 +345,17 @@ def train_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epo
 
     `start_step` skips batches already trained on (resume mid-epoch) without reading them.
     """
-    import tensorflow as tf
-
     steps = steps_per_epoch(len(x), batch_size, size)
     order = epoch_order(len(x), seed, epoch, rank, size)[start_step * batch_size: steps * batch_size]
-    ds = tf.data.Dataset.from_tensor_slices((x[order], y[order]))
+    return batches(x, y, order, batch_size, host_preprocess_size)
+
+
+def batches(x: np.ndarray, y: np.ndarray, indices: np.ndarray, batch_size: int,
+            host_preprocess_size: int | None = None):
+    """x[indices] and y[indices] in that order, in full batches, prefetched."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x[indices], y[indices]))
     if host_preprocess_size:
         ds = ds.map(lambda im, lab: (host_preprocess(im, host_preprocess_size), lab),
                     num_parallel_calls=tf.data.AUTOTUNE)

@@ -11,18 +11,30 @@ The data-parallel story, step by step (each line of logic below is marked `# Hor
      evaluating or saving so the model reflects every shard.
   5. `sum_over_ranks()` / `any_rank()` / `gather_over_ranks()` / `gather_objects()`: metrics,
      stop decisions, and what each rank reports about itself (host, device, shard, weights).
+  6. `ElasticState` / `elastic_run()` (`--elastic`): Horovod elastic, written for Keras 3
+     (`hvd.elastic.TensorFlowKerasState` needs `.ref()` too). Every rank keeps a copy of the
+     variables and the loop's position in host memory at each commit; when a rank is lost the
+     others restore that copy, Horovod forms a new world from the hosts left (rank numbers and
+     size change) and rank 0's state is broadcast again; a host that comes back joins at a commit.
 
 Run with `horovodrun -np N -H localhost:N --gloo python -m alexnet.train`, or as one process
-(Horovod then runs with a single rank).
+(Horovod then runs with a single rank). Elastic, with a script that prints the hosts as
+`host:slots` lines (`python -m slurm.launch --elastic` writes one from the SLURM allocation):
+
+    horovodrun -np 3 --min-np 1 --host-discovery-script ./discover-hosts.sh --gloo \
+        python -m alexnet.train --elastic ...
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import horovod.tensorflow as hvd
 import numpy as np
 import tensorflow as tf
+from horovod.common import elastic as hvd_elastic
+from horovod.common.exceptions import HorovodInternalError
 
 
 @dataclass(frozen=True)
@@ -56,8 +68,14 @@ def init() -> World:
         cores = len(os.sched_getaffinity(0))
         tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // hvd.local_size()))
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, cores // hvd.local_size())))
-    return World(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size(), device,
-                 allreduce_backend(on_gpu=bool(gpus)))
+    return current_world(device)
+
+
+def current_world(device: str) -> World:
+    """This rank's place in the job as Horovod has it now (an elastic reset changes rank and size).
+    The device stays: TensorFlow cannot change its visible devices once it has started."""
+    return World(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size(), device,  # Horovod:
+                 allreduce_backend(on_gpu=device != "CPU"))
 
 
 def allreduce_backend(on_gpu: bool) -> str:
@@ -121,3 +139,59 @@ def gather_objects(obj) -> list:
 def broadcast_object(obj, root_rank: int = 0):
     """A small picklable object (the resume position) from root to every rank."""
     return hvd.broadcast_object(obj, root_rank=root_rank)  # Horovod:
+
+
+class ElasticState(hvd_elastic.State):  # Horovod: what elastic training commits, restores and syncs
+    """Keras 3 variables (model and optimizer: weights, BatchNorm statistics, dropout RNG state,
+    slots, iteration count, loss scale) and `position`, any picklable object saying where the
+    loop is (epoch, step, data position).
+
+    `commit()` (Horovod's: `save()`, then a collective that raises HostsUpdatedInterrupt on every
+    rank at once when hosts were added or removed) copies them to host memory; `restore()` puts
+    the last copy back after a failed collective; `sync()` gives every rank rank 0's, after a
+    reset and at the start. `rolled_back` is the position a restore abandoned (None if none).
+    """
+
+    def __init__(self, variables, position: Any):
+        self.variables = list(variables)
+        self.position = position
+        self.rolled_back: Any = None
+        # Horovod: broadcast_object from rank 0 is how State agrees on host updates.
+        super().__init__(bcast_object=broadcast_object, get_rank=hvd.rank)
+        self.save()
+
+    def save(self) -> None:
+        self._saved = [np.array(v.numpy()) for v in self.variables], self.position
+
+    def restore(self) -> None:
+        values, position = self._saved
+        for var, value in zip(self.variables, values):
+            var.assign(value)
+        self.rolled_back, self.position = self.position, position
+
+    def sync(self) -> None:
+        broadcast_variables(self.variables)  # Horovod: rank 0's variables everywhere (newcomers included)
+        self.position = broadcast_object(self.position)  # Horovod:
+        self.save()
+
+
+def _reset() -> None:
+    hvd.shutdown()  # Horovod: leave the broken world ...
+    hvd.init()  # Horovod: ... and join the next: the driver assigns new ranks once every rank is back
+
+
+def elastic_run(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`hvd.elastic.run` for this module's collectives: `func(state, ...)` is run again after every
+    reset, from the restored (rank lost) or current (hosts changed) state, synced from rank 0.
+
+    Horovod's own wrapper turns only errors naming HorovodAllreduce/Allgather/Broadcast into a
+    reset; the gradients' HorovodGroupedAllreduce fails with other names, so any TensorFlow op
+    error mentioning Horovod counts here: a collective failed because a rank went away."""
+    def translated(state, *args, **kwargs):
+        try:
+            return func(state, *args, **kwargs)
+        except tf.errors.OpError as exc:
+            if "horovod" not in str(exc.message).lower():
+                raise
+            raise HorovodInternalError(exc) from exc  # Horovod: restore, reset, sync, run again
+    return hvd_elastic.run_fn(translated, _reset)  # Horovod:

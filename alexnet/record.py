@@ -14,11 +14,11 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from alexnet import data, distributed
+from alexnet import distributed
 from alexnet.config import TrainConfig
 from alexnet.inputs import Feed
 from toolkit import environment
-from toolkit.runs import EpochRecord, ModelInput, RankRecord, TrainSummary, TrainThroughput
+from toolkit.runs import ElasticReset, EpochRecord, ModelInput, RankRecord, TrainSummary, TrainThroughput
 
 
 class Timing:
@@ -77,7 +77,7 @@ def index_digest(indices: np.ndarray) -> int:
 
 def rank_records(feed: Feed, world: distributed.World, model) -> tuple[RankRecord, ...]:
     """What each rank held and ran on, gathered so rank 0 can record every rank (a collective)."""
-    idx = data.shard_indices(len(feed.splits.x_train), feed.rank, feed.size)
+    idx = feed.shard()
     mine = RankRecord(rank=world.rank, hostname=socket.gethostname(), device=world.device,
                       images=len(idx), indices_sha256_63=index_digest(idx),
                       first_index=int(idx[0]) if len(idx) else -1, weights_sha256_63=weights_digest(model))
@@ -97,7 +97,7 @@ def model_input(cfg: TrainConfig, model) -> ModelInput:
 
 def build_summary(cfg: TrainConfig, world: distributed.World, feed: Feed, model, policy: str, *,
                   history: Sequence[dict], images_trained: int, test: dict, timing: Timing,
-                  ranks: tuple[RankRecord, ...]) -> TrainSummary:
+                  ranks: tuple[RankRecord, ...], resets: tuple[ElasticReset, ...] = ()) -> TrainSummary:
     return TrainSummary(
         test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=test["images"],
         world_size=world.size, precision=policy, allreduce=world.allreduce, parameters=model.count_params(),
@@ -105,4 +105,5 @@ def build_summary(cfg: TrainConfig, world: distributed.World, feed: Feed, model,
         epochs=tuple(EpochRecord(**record) for record in history), ranks=ranks,
         class_names=tuple(feed.class_names), input=model_input(cfg, model), config=cfg.to_dict(),
         environment=environment.collect(
-            world_size=world.size, tensorflow_devices=[d.name for d in tf.config.list_logical_devices()]))
+            world_size=world.size, tensorflow_devices=[d.name for d in tf.config.list_logical_devices()]),
+        resets=resets)

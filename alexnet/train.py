@@ -5,6 +5,7 @@
         --image-size 67 --train-samples 8000 --epochs 2            # ~1 minute on 2 CPU cores
     python -m alexnet.train --dataset cifar10 --data-dir ~/cifar   # one process
     python -m alexnet.train ... --resume                           # continue from OUTPUT_DIR/checkpoint.npz
+    python -m slurm.launch --elastic -- python -m alexnet.train --elastic ...   # in SLURM: go on without a lost node
 
 Outputs (rank 0 only) in --output-dir: model.keras, checkpoint.npz (each epoch, atomic),
 summary.json (config, environment, per-epoch metrics, throughput, test accuracy),
@@ -62,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=d.log_every,
                    help="steps per throughput interval and between progress.json updates")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--elastic", action="store_true",
+                   help="Horovod elastic: go on when a rank is lost, let hosts join (run under an elastic horovodrun, "
+                   "e.g. python -m slurm.launch --elastic)")
+    p.add_argument("--commit-every", type=int, default=d.commit_every,
+                   help="elastic: steps between in-memory commits; a lost rank rolls the others back to the last one")
     return p
 
 

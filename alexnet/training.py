@@ -10,11 +10,13 @@ A run's jobs, each in its own unit:
   alexnet.preemption  signals -> one stop decision shared by every rank
   Learner (here)      the model and optimizer: one step, evaluation, checkpoints, the saved model
   Loop (here)         epochs and steps, in order; checkpoints at epoch ends and on a stop
+  ElasticLoop (here)  the same under Horovod elastic (--elastic): commits, and a new world after a reset
   alexnet.record      throughput, what each rank held, summary.json
 """
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -28,7 +30,7 @@ from alexnet.config import TrainConfig
 from alexnet.model import build_alexnet
 from alexnet.preemption import Preempted, StopFlag
 from toolkit.files import atomic_path
-from toolkit.runs import EpochRecord, TrainSummary, to_json
+from toolkit.runs import ElasticReset, EpochRecord, RankRecord, TrainSummary, to_json
 
 
 @keras.saving.register_keras_serializable(package="alexnet")
@@ -48,11 +50,14 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps}
 
 
-def make_optimizer(cfg: TrainConfig, world_size: int, steps_per_epoch: int, policy: str):
+def make_schedule(cfg: TrainConfig, world_size: int, steps_per_epoch: int) -> WarmupSchedule:
     # Horovod: the global batch grows with the ranks, so does the rate (Goyal et al. 2017),
     # ramped up over the first epochs to avoid early divergence.
     warmup = round(cfg.lr_warmup_epochs * steps_per_epoch) if world_size > 1 else 0
-    schedule = WarmupSchedule(cfg.lr * world_size, warmup)
+    return WarmupSchedule(cfg.lr * world_size, warmup)
+
+
+def make_optimizer(cfg: TrainConfig, schedule: WarmupSchedule, policy: str):
     if cfg.optimizer == "sgd":
         opt = keras.optimizers.SGD(schedule, momentum=cfg.momentum)
     else:
@@ -72,6 +77,11 @@ class LoopState:
     sums: tuple[float, ...] = (0.0, 0.0, 0.0)       # those steps' (loss x images, correct, images), all ranks
     history: tuple[dict, ...] = ()                  # each finished epoch's EpochRecord, as JSON
     images_seen: int = 0                            # trained on, all ranks, since the first run started
+    position: int = 0                               # images of the epoch under way trained, all ranks
+    # --elastic: (start, end, ranks) of the epoch's spans trained by one world, and every reset so far
+    # (ElasticReset as JSON); a world of any size continues the epoch from `position`.
+    segments: tuple[tuple[int, int, int], ...] = ()
+    resets: tuple[dict, ...] = ()
 
     @property
     def started(self) -> bool:
@@ -83,7 +93,20 @@ class LoopState:
     @classmethod
     def from_json(cls, obj: dict) -> "LoopState":
         return cls(epoch=obj["epoch"], step=obj["step"], sums=tuple(obj["sums"]),
-                   history=tuple(obj["history"]), images_seen=obj["images_seen"])
+                   history=tuple(obj["history"]), images_seen=obj["images_seen"],
+                   position=obj.get("position", 0), segments=tuple(map(tuple, obj.get("segments", ()))),
+                   resets=tuple(obj.get("resets", ())))
+
+    def advanced(self, images: int, ranks: int) -> "LoopState":
+        """After one more step of `images` (all ranks) trained by a world of `ranks`."""
+        start, end = self.position, self.position + images
+        last = self.segments[-1] if self.segments else None
+        if last is not None and last[1:] == (start, ranks):
+            segments = self.segments[:-1] + ((last[0], end, ranks),)
+        else:
+            segments = self.segments + ((start, end, ranks),)
+        return dataclasses.replace(self, step=self.step + 1, position=end, images_seen=self.images_seen + images,
+                                   segments=segments)
 
 
 class Learner:
@@ -92,11 +115,24 @@ class Learner:
     def __init__(self, cfg: TrainConfig, world: distributed.World, feed: inputs.Feed, policy: str):
         self.cfg, self.world, self.feed, self.policy = cfg, world, feed, policy
         self.model = self._build_model()
-        self.optimizer = make_optimizer(cfg, world.size, feed.steps, policy)
+        self.schedule = make_schedule(cfg, world.size, feed.steps)
+        self.optimizer = make_optimizer(cfg, self.schedule, policy)
         self.optimizer.build(self.model.trainable_variables)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
+
+    @property
+    def variables(self) -> list:
+        """Every variable a rank's training state is: the model's and the optimizer's."""
+        return list(self.model.variables) + list(self.optimizer.variables)
+
+    def resize(self, world: distributed.World, feed: inputs.Feed) -> None:
+        """For a world of another size (--elastic): the rate follows the global batch again."""
+        self.world, self.feed = world, feed
+        self.schedule.peak = self.cfg.lr * world.size  # Horovod: as make_schedule scales it
+        # The traced step holds the old rate as a constant: trace it again.
+        self.train_step = tf.function(self._train_step)
 
     def _build_model(self, **overrides):
         input_shape = None if self.cfg.host_preprocess else self.feed.native_shape
@@ -136,14 +172,18 @@ class Learner:
         distributed.average_variables(v for v in self.model.non_trainable_variables
                                       if v.dtype.startswith("float"))
 
-    def restore(self, path: Path, resume: bool) -> LoopState:
-        """Rank 0's checkpoint (with --resume) or a fresh start, the same on every rank (a collective)."""
+    def restore(self, path: Path, resume: bool, share: bool = True) -> LoopState:
+        """Rank 0's checkpoint (with --resume) or a fresh start, the same on every rank (a collective),
+        or (share=False, --elastic) on rank 0 only: ElasticState.sync shares it, at the same point
+        of the code for the first ranks as for a host that joins later."""
         state = LoopState()
         if resume and self.world.is_chief and path.exists():
             state = LoopState.from_json(checkpoint.load(path, self.model, self.optimizer))
+        if not share:
+            return state
         state = distributed.broadcast_object(state)  # Horovod: every rank resumes at rank 0's position
         # Horovod: every rank starts from rank 0's weights and optimizer state (fresh or restored).
-        distributed.broadcast_variables(list(self.model.variables) + list(self.optimizer.variables))
+        distributed.broadcast_variables(self.variables)
         return state
 
     def checkpoint(self, path: Path, state: LoopState) -> None:
@@ -189,56 +229,169 @@ class Loop:
     def run(self, state: LoopState) -> LoopState:
         """Train from `state` to the last epoch; raises Preempted after a stop's checkpoint."""
         while state.epoch < self.cfg.epochs:
-            sums, seconds = self._train(state)
-            state = self._finish_epoch(state, sums, seconds)
+            start = state
+            state, sums, seconds = self._train(state)
+            state = self._finish_epoch(start, state, sums, seconds)
             # The collective doubles as the barrier that keeps ranks alive until the checkpoint is in place.
             if self.stop.on_any_rank() and state.epoch < self.cfg.epochs:
                 raise Preempted(f"{self.stop.reason()} after epoch {state.epoch}; checkpoint {self.checkpoint_path}")
         return state
 
-    def _train(self, state: LoopState) -> tuple[np.ndarray, float]:
-        """The rest of the epoch under way: this rank's metric sums and the seconds it took."""
-        steps, start = self.feed.steps, state.step
+    def _train(self, state: LoopState) -> tuple[LoopState, np.ndarray, float]:
+        """The rest of the epoch under way: where it ended, this rank's metric sums, the seconds it took."""
+        steps, batches = self.feed.rest_of_epoch(state.epoch, state.step, state.position)
+        last = state.step + steps
         # The chief carries the epoch's sums so far (over all ranks) from a checkpoint; the rest add theirs.
         sums = np.array(state.sums, np.float64) if self.world.is_chief else np.zeros(3)
-        self.report.epoch_start(state.epoch, self.cfg.epochs, steps, start)
+        self.report.epoch_start(state.epoch, self.cfg.epochs, last, state.step)
         self.timing.begin()
         began = time.perf_counter()
-        batches = self.feed.train_batches(state.epoch, start).take(steps - start)
-        for step, (images, labels) in enumerate(batches, start=start + 1):
+        for images, labels in batches:
             loss_sum, correct = self.learner.train_step(images, labels)
             sums += (loss_sum.numpy(), correct.numpy(), len(labels))
             self.timing.step_done()
-            trained = (step - start) * self.timing.batch
-            self.report.step(step, *_means(sums), state.images_seen + trained)
-            if step < steps and self.stop.on_any_rank():
-                self._preempt(dataclasses.replace(state, step=step, images_seen=state.images_seen + trained,
-                                                  sums=tuple(distributed.sum_over_ranks(sums).tolist())))
-        return sums, time.perf_counter() - began
+            state = self._advanced(state)
+            self.report.step(state.step, *_means(sums), state.images_seen)
+            if state.step < last:
+                sums = self._between_steps(state, sums, last)
+        return state, sums, time.perf_counter() - began
 
-    def _preempt(self, state: LoopState) -> NoReturn:
+    def _advanced(self, state: LoopState) -> LoopState:
+        return state.advanced(self.timing.batch, self.world.size)
+
+    def _between_steps(self, state: LoopState, sums: np.ndarray, last: int) -> np.ndarray:
+        """Stop here if any rank was signalled; this rank's sums to go on with."""
+        if self.stop.on_any_rank():
+            self._preempt(dataclasses.replace(state, sums=tuple(distributed.sum_over_ranks(sums).tolist())), last)
+        return sums
+
+    def _preempt(self, state: LoopState, last: int) -> NoReturn:
         self.learner.checkpoint(self.checkpoint_path, state)
         # Horovod: the other ranks wait for rank 0's checkpoint: when any rank exits, horovodrun
         # SIGTERMs the rest and SIGKILLs them 5 s later, which could cut a 233 MB write short.
         distributed.wait_for_all()
-        raise Preempted(f"{self.stop.reason()} at epoch {state.epoch + 1} step {state.step}/{self.feed.steps}; "
+        raise Preempted(f"{self.stop.reason()} at epoch {state.epoch + 1} step {state.step}/{last}; "
                         f"checkpoint {self.checkpoint_path}")
 
-    def _finish_epoch(self, state: LoopState, sums: np.ndarray, seconds: float) -> LoopState:
+    def _finish_epoch(self, start: LoopState, end: LoopState, sums: np.ndarray, seconds: float) -> LoopState:
         """Metrics over all ranks, validation, the epoch's record and checkpoint: the state after it."""
         loss_sum, correct, n = distributed.sum_over_ranks(sums)
         self.learner.sync_statistics()  # validation must see every shard's statistics
         val = self.learner.evaluate(self.feed.splits.x_val, self.feed.splits.y_val)
-        trained = (self.feed.steps - state.step) * self.timing.batch
+        trained = end.images_seen - start.images_seen
         epoch = EpochRecord(
-            epoch=state.epoch + 1, loss=loss_sum / n, accuracy=correct / n,
+            epoch=end.epoch + 1, loss=loss_sum / n, accuracy=correct / n,
             val_loss=val["loss"], val_accuracy=val["accuracy"], learning_rate=self.learner.learning_rate(),
-            images_per_second=trained / seconds, seconds=seconds, resumed_at_step=state.step or None)
-        state = LoopState(epoch=state.epoch + 1, history=state.history + (to_json(epoch),),
-                          images_seen=state.images_seen + trained)
+            images_per_second=trained / seconds, seconds=seconds, resumed_at_step=start.step or None)
+        state = LoopState(epoch=end.epoch + 1, history=end.history + (to_json(epoch),),
+                          images_seen=end.images_seen, resets=end.resets)
         self.report.epoch_end(epoch)
         self.learner.checkpoint(self.checkpoint_path, state)
         return state
+
+    def final_records(self) -> tuple[dict, tuple[RankRecord, ...]]:
+        """Test loss and accuracy, and what each rank held (collectives)."""
+        return (self.learner.evaluate(self.feed.splits.x_test, self.feed.splits.y_test),
+                record.rank_records(self.feed, self.world, self.learner.model))
+
+
+class ElasticLoop(Loop):
+    """The loop under Horovod elastic (--elastic): every --commit-every steps, and after each epoch,
+    the training state is committed to host memory (`distributed.ElasticState`); a lost rank rolls
+    the others back to the last commit, a host that was added or removed joins or leaves at one.
+    `run_elastic` runs it, again after each such reset, in whatever world Horovod forms.
+
+    The data is dealt by position (alexnet.data.elastic_share), so the new world continues the
+    epoch at the commit's image: what a reset costs is the work since that commit, trained again.
+    """
+
+    def __init__(self, *args, reporter_factory):
+        super().__init__(*args)
+        self.reporter_factory = reporter_factory
+        self.elastic: distributed.ElasticState | None = None
+        self.since_commit = 0
+        self.attempts = 0                      # runs of this rank's loop so far (1 + resets it went through)
+        self.last_step_at = time.time()        # wall clock: ranks on other hosts compare it
+        self.pending: dict | None = None       # the reset under way, until its first step
+        self.pending_since = 0.0               # ... and when the step before it finished (wall clock)
+
+    def run_elastic(self, state: LoopState) -> tuple[LoopState, dict, tuple[RankRecord, ...]]:
+        """Train to the end and take the final records, surviving lost ranks and host changes."""
+        self.elastic = distributed.ElasticState(self.learner.variables, state)
+
+        @distributed.elastic_run
+        def attempt(elastic: distributed.ElasticState):
+            state = self.run(self._rejoin())
+            return (state, *self.final_records())
+        return attempt(self.elastic)
+
+    def _advanced(self, state: LoopState) -> LoopState:
+        state = super()._advanced(state)
+        self.last_step_at = time.time()
+        if self.pending is not None:
+            reset = ElasticReset(**self.pending, seconds=self.last_step_at - self.pending_since)
+            state, self.pending = dataclasses.replace(state, resets=state.resets + (to_json(reset),)), None
+        self.elastic.position = state  # the live position: what a restore abandons, and reports
+        return state
+
+    def _between_steps(self, state: LoopState, sums: np.ndarray, last: int) -> np.ndarray:
+        self.since_commit += 1
+        if self.since_commit >= self.cfg.commit_every:
+            total = distributed.sum_over_ranks(sums)
+            self._commit(dataclasses.replace(state, sums=tuple(total.tolist())))
+            sums = total if self.world.is_chief else np.zeros(3)  # as a restart from this commit
+        return super()._between_steps(state, sums, last)
+
+    def _finish_epoch(self, start: LoopState, end: LoopState, sums: np.ndarray, seconds: float) -> LoopState:
+        state = super()._finish_epoch(start, end, sums, seconds)
+        self._commit(state)
+        return state
+
+    def _commit(self, state: LoopState) -> None:
+        # Horovod: a restore or a newcomer gets rank 0's statistics: make them every rank's first.
+        self.learner.sync_statistics()
+        self.elastic.position = state
+        self.elastic.commit()  # Horovod: may raise HostsUpdatedInterrupt, on every rank at once
+        self.since_commit = 0
+
+    def _rejoin(self) -> LoopState:
+        """This rank's part in the world Horovod formed, at the start and after each reset, and the
+        state to go on from (rank 0's last commit, synced); notes the reset if this is one (a collective)."""
+        world = distributed.current_world(self.world.device)
+        mine = (socket.gethostname(), self.attempts, self.world.size, self.elastic.rolled_back, self.last_step_at)
+        ranks = distributed.gather_objects(mine)
+        self.attempts, self.elastic.rolled_back, self.since_commit = self.attempts + 1, None, 0
+        if world != self.world:
+            self._resize(world)
+        state = self.elastic.position
+        # Ranks that ran before (newcomers have not) know the world that was and where it stopped.
+        survivors = [r for r in ranks if r[1]]
+        if survivors:
+            self.pending = self._reset_record(state, [h for h, *_ in ranks], survivors)
+            self.pending_since = max(r[4] for r in survivors)
+        return state
+
+    def _reset_record(self, state: LoopState, hosts: list[str], survivors: list[tuple]) -> dict:
+        """An ElasticReset's fields but the seconds it took, known at the first step after it."""
+        rolled = next((r[3] for r in survivors if r[3] is not None), None)
+        # Counted from the spans every kept step trained (what rank r of each world took), not assumed.
+        lost, repeated = data.elastic_coverage(len(self.feed.splits.x_train), self.cfg.seed, state.epoch,
+                                               self.cfg.batch_size, state.segments)
+        return dict(epoch=state.epoch + 1, reason="rank lost" if rolled else "hosts changed",
+                    ranks_before=survivors[0][2], ranks_after=len(hosts), hosts=tuple(hosts),
+                    failed_at=rolled.position if rolled else state.position, resumed_at=state.position,
+                    rolled_back_images=rolled.images_seen - state.images_seen if rolled else 0,
+                    lost_images=lost, repeated_images=repeated)
+
+    def _resize(self, world: distributed.World) -> None:
+        """Another world (ranks and size changed): its shares of the data, its rate, its reporter."""
+        was_chief = self.world.is_chief
+        self.world, self.feed = world, self.feed.resharded(world)
+        self.learner.resize(world, self.feed)
+        self.timing.batch = self.cfg.batch_size * world.size
+        if world.is_chief != was_chief:  # only rank 0 reports
+            self.report.close()
+            self.report = self.reporter_factory(world, self.cfg)
 
 
 def run(cfg: TrainConfig, reporter_factory) -> TrainSummary | None:
@@ -252,28 +405,32 @@ def run(cfg: TrainConfig, reporter_factory) -> TrainSummary | None:
         # file is written, so a refused run leaves nothing behind.
         feed = inputs.prepare(cfg, world)
         learner = Learner(cfg, world, feed, policy)
-        state = learner.restore(cfg.run_dir.checkpoint, cfg.resume)
+        state = learner.restore(cfg.run_dir.checkpoint, cfg.resume, share=not cfg.elastic)
         if world.is_chief:
             cfg.run_dir.root.mkdir(parents=True, exist_ok=True)
             data.save_sample_grid(feed.splits.x_train, feed.splits.y_train, feed.class_names, cfg.run_dir.samples)
-        loop = Loop(cfg, world, feed, learner, stop, reporter_factory(world, cfg))
+        args = (cfg, world, feed, learner, stop, reporter_factory(world, cfg))
+        loop = ElasticLoop(*args, reporter_factory=reporter_factory) if cfg.elastic else Loop(*args)
         loop.report.start(learner, feed, state, cfg.run_dir.checkpoint if state.started else None)
         try:
-            state = loop.run(state)
+            if cfg.elastic:
+                state, test, ranks = loop.run_elastic(state)
+            else:
+                state = loop.run(state)
+                test, ranks = loop.final_records()
         finally:
             loop.report.close()
-        return _finish(loop, state)
+        return _finish(loop, state, test, ranks)
 
 
-def _finish(loop: Loop, state: LoopState) -> TrainSummary | None:
-    """Test accuracy and per-rank records (collectives), then rank 0's model and summary.json."""
-    cfg, world, feed, learner = loop.cfg, loop.world, loop.feed, loop.learner
-    test = learner.evaluate(feed.splits.x_test, feed.splits.y_test)
-    ranks = record.rank_records(feed, world, learner.model)
+def _finish(loop: Loop, state: LoopState, test: dict, ranks: tuple[RankRecord, ...]) -> TrainSummary | None:
+    """Rank 0's model and summary.json."""
+    cfg, world, learner = loop.cfg, loop.world, loop.learner
     if not world.is_chief:
         return None
-    summary = record.build_summary(cfg, world, feed, learner.model, learner.policy, history=state.history,
-                                   images_trained=state.images_seen, test=test, timing=loop.timing, ranks=ranks)
+    summary = record.build_summary(cfg, world, loop.feed, learner.model, learner.policy, history=state.history,
+                                   images_trained=state.images_seen, test=test, timing=loop.timing, ranks=ranks,
+                                   resets=tuple(ElasticReset(**r) for r in state.resets))
     learner.save_model(cfg.run_dir.model)
     cfg.run_dir.write_summary(summary)
     return summary

@@ -4,6 +4,7 @@ The train job template runs it inside the allocation, so users rarely call it by
 
     python -m slurm.launch --launcher horovodrun -- python -m alexnet.train --resume ...
     python -m slurm.launch --launcher srun-pmi2 -- python -m alexnet.train --resume ...
+    python -m slurm.launch --elastic [--min-np 2] [--hosts-file FILE] -- python -m alexnet.train --elastic --resume ...
 
 `horovodrun` (Horovod built with Gloo, as here): hosts and slots come from the allocation
 (`scontrol show hostnames "$SLURM_JOB_NODELIST"` and `SLURM_TASKS_PER_NODE`), giving
@@ -16,7 +17,16 @@ a docker0 with the same address on every node included, and hang; so it is kept 
 this node's SLURM address (OMPI_MCA_btl_tcp_if_include), or to `--network-interface`, unless the
 environment already sets it. Debian's Open MPI has PMIx but no PMI-2 support: use srun-pmix there.
 
-When a rank fails, the other ranks are stopped (horovodrun does it; srun with --kill-on-bad-exit)
+`--elastic` (horovodrun only): Horovod elastic. The hosts (`node:slots`, one a line) come from the
+allocation, or from `--hosts-file FILE` (same format; every host must be a node of the allocation,
+else one line and exit 2, nothing started); a discovery script in a temporary directory prints them
+for `horovodrun -np N --min-np M --host-discovery-script SCRIPT --gloo` (with one host, this node,
+also `--network-interface lo`: alone, horovodrun cannot probe for an interface and would wait). When a rank is lost,
+Horovod drops its host and the others go on (alexnet.train --elastic rolls them back to their last
+commit) while at least --min-np ranks are left; the lost host is tried again --rejoin-after seconds
+later (doubling with each failure; 0: never), and rejoins at a commit if it is back.
+
+When a rank fails (not --elastic), the other ranks are stopped (horovodrun does it; srun with --kill-on-bad-exit)
 and the last line on stderr names the rank and host that failed first, e.g.
 `slurm.launch: error: rank 2 on node3 failed first (ssh lost the connection: ...); ...`.
 
@@ -38,8 +48,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import psutil
@@ -101,6 +113,85 @@ def launch_command(launcher: str, hosts: Sequence[tuple[str, int]], command: Seq
     # Horovod: built with MPI, the ranks find each other through SLURM's PMI; srun starts one per task.
     # A rank that dies would leave the others blocked in a collective: srun ends them all.
     return ["srun", f"--mpi={launcher.removeprefix('srun-')}", "--kill-on-bad-exit=1", *command]
+
+
+# Horovod: the longest cooldown horovodrun accepts (DEFAULT_COOLDOWN_UPPER_LIMIT_SECONDS).
+MAX_COOLDOWN_S = 3600
+
+
+@dataclass(frozen=True)
+class Elastic:
+    """horovodrun's elastic mode, as `--elastic` and its options ask for it."""
+    min_np: int = 1
+    hosts_file: str | None = None    # hosts to use (a subset of the allocation's); None: all of them
+    rejoin_after: int = 60           # seconds before a lost host is tried again (0: never)
+
+    def __post_init__(self) -> None:
+        if self.min_np < 1:
+            raise UsageError(f"--min-np must be at least 1, got {self.min_np}")
+        if not 0 <= self.rejoin_after <= MAX_COOLDOWN_S:
+            raise UsageError(f"--rejoin-after must be 0 to {MAX_COOLDOWN_S} s, got {self.rejoin_after}")
+
+
+def read_hosts_file(path: str, allocation: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """`host` or `host:slots` lines (blank lines and # comments skipped), each a node of the
+    allocation; a host without slots gets the allocation's tasks on it."""
+    allocated = dict(allocation)
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read --hosts-file {path}: {exc.strerror}: give a file of host[:slots] lines")
+    hosts = []
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        host, _, slots = line.partition(":")
+        if slots and not (slots.isdigit() and int(slots) > 0):
+            raise UsageError(f"--hosts-file {path}: bad line {line!r}: write host or host:slots (slots >= 1)")
+        hosts.append((host, int(slots) if slots else allocated.get(host, 0)))
+    unknown = [h for h, _ in hosts if h not in allocated]
+    if unknown:
+        raise UsageError(f"--hosts-file {path} names hosts not in this allocation: {', '.join(unknown)}; "
+                         f"list only its nodes ({', '.join(allocated)})")
+    if not hosts:
+        raise UsageError(f"--hosts-file {path} lists no host: give one host[:slots] a line")
+    return hosts
+
+
+def discovery_script(directory: Path, hosts: Sequence[tuple[str, int]]) -> Path:
+    """A script printing `host:slots` lines, as horovodrun's --host-discovery-script runs it (every second)."""
+    listing = directory / "hosts"
+    listing.write_text("".join(f"{host}:{slots}\n" for host, slots in hosts))
+    script = directory / "discover-hosts.sh"
+    script.write_text(f"#!/bin/sh\nexec cat {listing}\n")
+    script.chmod(0o755)
+    return script
+
+
+def elastic_interface(hosts: Sequence[tuple[str, int]], node: str, interface: str | None) -> str | None:
+    """The --network-interface an elastic horovodrun needs: with one host it cannot probe for a common
+    interface (that takes two) and would wait 10 minutes for a second host, so name one."""
+    if interface is not None or len(hosts) > 1:
+        return interface
+    if hosts[0][0] != node:
+        raise UsageError(f"one host ({hosts[0][0]}) that is not this node ({node}): horovodrun --elastic cannot "
+                         "find the interface to use alone; pass --network-interface NAME")
+    return "lo"  # Horovod: every rank on this node, talking over loopback
+
+
+def elastic_command(hosts: Sequence[tuple[str, int]], command: Sequence[str], script: Path, elastic: Elastic,
+                    interface: str | None = None) -> list[str]:
+    ranks = sum(n for _, n in hosts)
+    if elastic.min_np > ranks:
+        raise UsageError(f"--min-np {elastic.min_np} is more than the {ranks} slots of the hosts: lower it")
+    nic = [] if interface is None else ["--network-interface", interface]
+    # Horovod: a failed host is left out for rejoin_after s (doubling with each failure), then tried again.
+    cooldown = ["--blacklist-cooldown-range", str(elastic.rejoin_after), str(MAX_COOLDOWN_S)] \
+        if elastic.rejoin_after else []
+    # Horovod: start with every slot, go on with at least min_np; hosts from the script, Gloo for all.
+    return ["horovodrun", "-np", str(ranks), "--min-np", str(elastic.min_np), "--host-discovery-script",
+            str(script), *cooldown, "--gloo", *nic, *command]
 
 
 def rank_hosts(hosts: Sequence[tuple[str, int]]) -> list[str]:
@@ -209,16 +300,29 @@ class Launch:
     launcher: str
     command: list[str]
     interface: str | None = None
+    elastic: Elastic | None = None
 
     def __post_init__(self) -> None:
         if self.launcher not in LAUNCHERS:
             raise UsageError(f"unknown launcher {self.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
         if not self.command:
             raise UsageError("no training command: give it after `--`, e.g. -- python -m alexnet.train --resume")
+        if self.elastic and self.launcher != "horovodrun":
+            raise UsageError(f"--elastic needs --launcher horovodrun (Horovod elastic runs on Gloo), "
+                             f"not {self.launcher}")
 
     def run(self, env: Mapping[str, str] = os.environ) -> int:
         hosts = allocation_hosts(env, scontrol_hostnames)
-        argv = launch_command(self.launcher, hosts, self.command, self.interface)
+        if self.elastic is None:
+            return self._run(launch_command(self.launcher, hosts, self.command, self.interface), env, hosts)
+        if self.elastic.hosts_file:
+            hosts = read_hosts_file(self.elastic.hosts_file, hosts)
+        interface = elastic_interface(hosts, env.get("SLURMD_NODENAME") or socket.gethostname(), self.interface)
+        with tempfile.TemporaryDirectory(prefix="slurm-launch-") as tmp:
+            script = discovery_script(Path(tmp), hosts)
+            return self._run(elastic_command(hosts, self.command, script, self.elastic, interface), env, hosts)
+
+    def _run(self, argv: list[str], env: Mapping[str, str], hosts: Sequence[tuple[str, int]]) -> int:
         child_env = launch_env(self.launcher, env, self.interface,
                                lambda: node_network(env, ipv4_addresses, slurm_node_addr))
         mpi_net = {k: v for k, v in child_env.items() if k == "OMPI_MCA_btl_tcp_if_include"}
@@ -240,17 +344,31 @@ class Launch:
         done = threading.Event()
         forwarder = threading.Thread(target=self._forward, args=(proc, requested, received, done), daemon=True)
         forwarder.start()
-        failure, ranks = None, rank_hosts(hosts)
+        failures, ranks = [], rank_hosts(hosts)
         out, stream = (proc.stdout, sys.stdout) if horovodrun else (proc.stderr, sys.stderr)
         for line in out:
             stream.write(line)
             stream.flush()
-            failure = failure or first_failure(self.launcher, line, ranks)
+            failures += filter(None, [first_failure(self.launcher, line, ranks)])
         status = proc.wait()
         done.set()
         forwarder.join()
-        if status == 0 or failure is None:
+        return status if status == 0 else self._failed(status, failures)
+
+    def _failed(self, status: int, failures: list[Failure]) -> int:
+        """The job's exit status after the launcher's (non-zero); says why in the last line."""
+        if self.elastic is not None:
+            # Ranks that lost a peer went on, so a preemption's 75 may come after other failures.
+            if any(f.status == cli.PREEMPTED_EXIT for f in failures):
+                return cli.PREEMPTED_EXIT
+            # Horovod: ranks are renumbered at each reset, so horovodrun's rank numbers name no host here.
+            print(f"slurm.launch: error: elastic training failed (horovodrun exit status {status}): fewer than "
+                  f"--min-np {self.elastic.min_np} ranks were left, or every rank failed (see above); run the job "
+                  "again to resume from its last checkpoint", file=sys.stderr, flush=True)
             return status
+        if not failures:
+            return status
+        failure = failures[0]
         if cli.PREEMPTED_EXIT not in (failure.status, status):
             print(f"slurm.launch: error: rank {failure.rank} on {failure.host} failed first ({failure.why}); the "
                   "other ranks were stopped; run the job again to resume from its last checkpoint",
@@ -284,10 +402,18 @@ def _main(argv: Sequence[str] | None) -> int:
                         help="horovodrun for Horovod built with Gloo; srun-pmi2/srun-pmix for MPI builds")
     parser.add_argument("--network-interface", help="the interface the ranks talk over (e.g. eth0; default: "
                         "horovodrun probes, srun uses the network of the node's SLURM address)")
+    parser.add_argument("--elastic", action="store_true",
+                        help="Horovod elastic: go on without a lost host, let it rejoin (train with --elastic)")
+    parser.add_argument("--min-np", type=int, default=Elastic.min_np, help="--elastic: the fewest ranks to go on with")
+    parser.add_argument("--hosts-file", help="--elastic: the hosts to use, host[:slots] a line, all in the "
+                        "allocation (default: every node of the allocation)")
+    parser.add_argument("--rejoin-after", type=int, default=Elastic.rejoin_after,
+                        help="--elastic: seconds before a lost host is tried again, doubling each time (0: never)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the per-rank command, after --")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    return Launch(args.launcher, command, args.network_interface).run()
+    elastic = Elastic(args.min_np, args.hosts_file, args.rejoin_after) if args.elastic else None
+    return Launch(args.launcher, command, args.network_interface, elastic).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,9 @@ summary.json (schema "alexnet-toolkit/train-summary", version 1):
      "ranks": [{"rank", "hostname", "device", "images", "indices_sha256_63", "first_index",
                 "weights_sha256_63"}],
      "class_names": [...], "input": {"shape", "dtype", "preprocessing"},
-     "config": {every training option, resolved}, "environment": {host, CPU, GPUs, versions}}
+     "config": {every training option, resolved}, "environment": {host, CPU, GPUs, versions},
+     "resets": [{"epoch", "reason", "ranks_before", "ranks_after", "hosts", "failed_at", "resumed_at",
+                 "rolled_back_images", "lost_images", "repeated_images", "seconds"}]   (elastic runs)}
 
 The export's record, OUT.onnx.json beside every export (`ExportRecord`, with `ExportResult`,
 `ExportedFile` and `Comparison`; written by export/pipeline.py, read by `bench report`):
@@ -138,6 +140,24 @@ class RankRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class ElasticReset:
+    """One change of an elastic run's world: a rank lost (the others rolled back to their last
+    commit) or hosts added or removed (at a commit, nothing rolled back)."""
+
+    epoch: int                       # 1-based, the epoch it happened in
+    reason: str                      # "rank lost" or "hosts changed"
+    ranks_before: int
+    ranks_after: int
+    hosts: tuple[str, ...]           # of the ranks after, in rank order
+    failed_at: int                   # images of the epoch trained (all ranks) when it happened
+    resumed_at: int                  # ... where the new world went on: the last commit
+    rolled_back_images: int          # trained since that commit, undone and trained again
+    lost_images: int                 # of the epoch's order before resumed_at, trained by no kept step
+    repeated_images: int             # trained by more than one kept step
+    seconds: float                   # from the last step before it to the first step after
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainThroughput:
     """Training images/s over all ranks, measured after warm-up in intervals of `log_every` steps."""
 
@@ -179,6 +199,7 @@ class TrainSummary:
     config: dict[str, Any]
     environment: dict[str, Any]
     created: str = dataclasses.field(default_factory=now_utc)
+    resets: tuple[ElasticReset, ...] = ()    # elastic runs: every change of the world, in order
 
     @property
     def dataset(self) -> str | None:

@@ -19,6 +19,8 @@ def test_defaults_are_the_tutorials():
     ({"momentum": 1.0}, "--momentum"),
     ({"dataset": "synthetic"}, "needs --train-samples"),
     ({"train_samples": 0}, "--train-samples must be at least 1"),
+    ({"commit_every": 0}, "--commit-every must be at least 1"),
+    ({"elastic": True, "steps_per_epoch": 5}, "--steps-per-epoch cannot shorten an elastic epoch"),
 ])
 def test_bad_values_are_refused_with_the_fix(kwargs, message):
     with pytest.raises(UsageError, match=message):

@@ -182,6 +182,29 @@ def test_train_pipeline_resumes_mid_epoch_with_the_same_batches():
     assert resumed == full[4:]
 
 
+def test_elastic_shares_walk_one_global_order_whatever_the_world():
+    order = data.global_order(100, seed=2, epoch=1)
+    assert sorted(order) == list(range(100))
+    # Step k of a 3-rank world hands rank r the r-th batch of the k-th group of 3 batches.
+    shares = [data.elastic_share(100, 2, 1, 0, 4, rank, 3) for rank in range(3)]
+    assert all(len(s) == 8 * 4 for s in shares)   # 8 full steps of 3 x 4; the last 4 images make none
+    np.testing.assert_array_equal(shares[1][4:8], order[16:20])
+    # A world of 2 continues exactly where 3 ranks stood after 5 steps (60 images).
+    rest = [data.elastic_share(100, 2, 1, 60, 4, rank, 2) for rank in range(2)]
+    np.testing.assert_array_equal(rest[0][:4], order[60:64])
+    np.testing.assert_array_equal(rest[1][:4], order[64:68])
+
+
+def test_elastic_coverage_counts_what_the_kept_steps_trained():
+    n, seed, epoch, batch = 120, 4, 0, 5
+    # 3 ranks for 4 steps (60 images), then 2 ranks from there: nothing lost, nothing twice.
+    assert data.elastic_coverage(n, seed, epoch, batch, [(0, 60, 3), (60, 120, 2)]) == (0, 0)
+    # The 2 ranks going on from an earlier position (45) train 45..60 again: 15 repeated.
+    assert data.elastic_coverage(n, seed, epoch, batch, [(0, 60, 3), (45, 105, 2)]) == (0, 15)
+    # ... or from a later one (75): 15 images of the order no rank trained.
+    assert data.elastic_coverage(n, seed, epoch, batch, [(0, 60, 3), (75, 115, 2)]) == (15, 0)
+
+
 def test_host_preprocessing_is_the_tutorials(fashion):
     out = data.host_preprocess(fashion.x_train[:2], 227).numpy()
     assert out.shape == (2, 227, 227, 3) and out.dtype == np.float32

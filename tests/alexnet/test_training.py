@@ -78,10 +78,11 @@ def test_float16_uses_loss_scaling_and_bfloat16_does_not():
     import keras
 
     from alexnet.config import TrainConfig
-    from alexnet.training import make_optimizer
+    from alexnet.training import make_optimizer, make_schedule
 
-    assert isinstance(make_optimizer(TrainConfig(), 1, 10, "mixed_float16"), keras.optimizers.LossScaleOptimizer)
-    assert isinstance(make_optimizer(TrainConfig(), 1, 10, "mixed_bfloat16"), keras.optimizers.SGD)
+    schedule = make_schedule(TrainConfig(), 1, 10)
+    assert isinstance(make_optimizer(TrainConfig(), schedule, "mixed_float16"), keras.optimizers.LossScaleOptimizer)
+    assert isinstance(make_optimizer(TrainConfig(), schedule, "mixed_bfloat16"), keras.optimizers.SGD)
 
 
 @pytest.fixture(scope="module")

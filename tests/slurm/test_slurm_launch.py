@@ -10,16 +10,22 @@ import sys
 import pytest
 
 from slurm.launch import (
+    Elastic,
     Failure,
     allocation_hosts,
     catches,
+    discovery_script,
+    elastic_command,
+    elastic_interface,
     first_failure,
     launch_command,
     launch_env,
     node_network,
     parse_tasks_per_node,
     rank_hosts,
+    read_hosts_file,
 )
+from tests.conftest import cli_env
 from toolkit.cli import UsageError
 
 
@@ -129,3 +135,73 @@ def test_signal_goes_only_to_a_process_that_handles_it():
         finally:
             ready.kill()
             plain.kill()
+
+
+ALLOCATION = [("node1", 2), ("node2", 2), ("node3", 2)]
+
+
+def test_a_hosts_file_lists_nodes_of_the_allocation(tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# the nodes to use\nnode3:1\n\nnode1   # all its slots\n")
+    assert read_hosts_file(str(hosts), ALLOCATION) == [("node3", 1), ("node1", 2)]
+    hosts.write_text("node1\nnode9:2\nlogin\n")
+    with pytest.raises(UsageError, match=r"names hosts not in this allocation: node9, login; list only its nodes "
+                                         r"\(node1, node2, node3\)"):
+        read_hosts_file(str(hosts), ALLOCATION)
+    for bad in ("node1:0\n", "node1:two\n"):
+        hosts.write_text(bad)
+        with pytest.raises(UsageError, match="bad line .*: write host or host:slots"):
+            read_hosts_file(str(hosts), ALLOCATION)
+    hosts.write_text("# nobody\n")
+    with pytest.raises(UsageError, match="lists no host"):
+        read_hosts_file(str(hosts), ALLOCATION)
+    with pytest.raises(UsageError, match="cannot read --hosts-file"):
+        read_hosts_file(str(tmp_path / "missing"), ALLOCATION)
+
+
+def test_elastic_command_and_its_discovery_script(tmp_path):
+    script = discovery_script(tmp_path, ALLOCATION[:2])
+    assert subprocess.run([script], capture_output=True, text=True, check=True).stdout == "node1:2\nnode2:2\n"
+    cmd = ["python", "-m", "alexnet.train", "--elastic"]
+    assert elastic_command(ALLOCATION, cmd, script, Elastic(min_np=2, rejoin_after=30)) == [
+        "horovodrun", "-np", "6", "--min-np", "2", "--host-discovery-script", str(script),
+        "--blacklist-cooldown-range", "30", "3600", "--gloo", *cmd]
+    assert elastic_command(ALLOCATION, cmd, script, Elastic(rejoin_after=0), "eth0") == [
+        "horovodrun", "-np", "6", "--min-np", "1", "--host-discovery-script", str(script), "--gloo",
+        "--network-interface", "eth0", *cmd]
+    with pytest.raises(UsageError, match="--min-np 7 is more than the 6 slots"):
+        elastic_command(ALLOCATION, cmd, script, Elastic(min_np=7))
+    # Alone, horovodrun --elastic cannot probe for an interface: loopback on this node, else the user's.
+    assert elastic_interface([("node1", 2)], "node1", None) == "lo"
+    assert elastic_interface([("node1", 2)], "node1", "eth0") == "eth0"
+    assert elastic_interface(ALLOCATION, "node1", None) is None
+    with pytest.raises(UsageError, match=r"one host \(node2\) that is not this node \(node1\).*--network-interface"):
+        elastic_interface([("node2", 2)], "node1", None)
+    with pytest.raises(UsageError, match="--min-np must be at least 1"):
+        Elastic(min_np=0)
+    with pytest.raises(UsageError, match="--rejoin-after must be 0 to 3600 s"):
+        Elastic(rejoin_after=-1)
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--hosts-file", "HOSTS"], "slurm.launch: error: --hosts-file HOSTS names hosts not in this allocation: "
+                                "node7; list only its nodes (node1, node2, node3)"),
+    (["--launcher", "srun-pmix"], "slurm.launch: error: --elastic needs --launcher horovodrun (Horovod elastic "
+                                  "runs on Gloo), not srun-pmix"),
+])
+def test_bad_elastic_launches_start_nothing(tmp_path, options, message):
+    # Stand-ins for scontrol, and for launchers that leave a mark if they are ever started.
+    (tmp_path / "scontrol").write_text("#!/bin/sh\necho node1 node2 node3\n")
+    for launcher in ("horovodrun", "srun"):
+        (tmp_path / launcher).write_text(f"#!/bin/sh\ntouch {tmp_path}/started\n")
+    for f in ("scontrol", "horovodrun", "srun"):
+        (tmp_path / f).chmod(0o755)
+    (tmp_path / "HOSTS").write_text("node1\nnode7:1\n")
+    env = {**cli_env(), "PATH": f"{tmp_path}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node[1-3]",
+           "SLURM_TASKS_PER_NODE": "1(x3)"}
+    options = [str(tmp_path / o) if o == "HOSTS" else o for o in options]
+    proc = subprocess.run([sys.executable, "-m", "slurm.launch", "--elastic", *options, "--", "python", "-m",
+                           "alexnet.train", "--elastic"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [message.replace("HOSTS", str(tmp_path / "HOSTS"))]
+    assert proc.stdout == "" and not (tmp_path / "started").exists()

@@ -84,7 +84,7 @@ def test_a_model_without_its_run_has_no_summary(tmp_path):
 def test_summary_fields_are_the_documented_ones():
     documented = {"test_accuracy", "test_loss", "test_images", "world_size", "precision", "allreduce", "parameters",
                   "steps_per_epoch", "images_trained", "throughput", "epochs", "ranks", "class_names", "input",
-                  "config", "environment", "created"}
+                  "config", "environment", "created", "resets"}
     assert {f.name for f in dataclasses.fields(TrainSummary)} == documented
     import toolkit.runs
     for name in documented:
