@@ -62,7 +62,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="steps left out of throughput figures")
     p.add_argument("--log-every", type=int, default=d.log_every,
                    help="steps per throughput interval and between progress.json updates")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    # SUPPRESS: TrainConfig's default stands, and --help does not print "(default: True)" for a "no" flag.
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=argparse.SUPPRESS,
+                   help="no progress bar (progress.json is still written)")
     p.add_argument("--elastic", action="store_true",
                    help="Horovod elastic: go on when a rank is lost, let hosts join (run under an elastic horovodrun, "
                    "e.g. python -m slurm.launch --elastic)")

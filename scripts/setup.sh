@@ -16,7 +16,7 @@
 #    libraries onnxruntime-gpu loads, and a CUDA 13 compiler, all from pip and all
 #    pinned in constraints-gpu.txt: no system CUDA toolkit is needed.
 # 3. Horovod 0.28.1 built against that TensorFlow (scripts/build-horovod.sh):
-#    Gloo only on CPU; with a GPU also NCCL (HOROVOD_GPU_OPERATIONS=NCCL).
+#    Gloo and MPI (Debian's Open MPI); with a GPU also NCCL (HOROVOD_GPU_OPERATIONS=NCCL).
 # Each step is skipped when already done, so a second run takes seconds.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
