@@ -14,7 +14,10 @@ K x N constant, prepacked as a model's weights are), at each of --shapes MxKxN:
   int8 MatMulInteger uint8 x int8 and int8 x int8, QLinearMatMul uint8 x int8 (a QDQ MatMul is
   fused into QLinearMatMul by onnxruntime, so it is the same kernel).
 They take turns for --rounds rounds; a kernel's rate is its operations (2 x M x K x N per run)
-over all its runs' time, and the peak of a precision is its fastest kernel's rate. Two shapes by
+over all its runs' time, and the peak of a precision is its fastest kernel's rate. Each kernel's
+row also records the CPU time its runs took ("resources"): on a shared machine, where the wall-time
+peak moves with the load, operations per CPU-second can still be set against a model's (`bench
+compare` records each engine's CPU time the same way). Two shapes by
 default, because the rate depends on the shape: square 1024 reached 190 GFLOP/s here, and
 1024x2304x384 (AlexNet's conv3 as a matrix product: K = 3x3x256, N = 384) 217, more than the
 square one and as much as onnxruntime's NCHWc convolutions reach in the model itself.
@@ -36,8 +39,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from bench.inputs import InputConfig, InputSpec, resolve_shapes
-from bench.results import BenchResult, Peak, load
-from bench.runner import RunConfig, Stage, measure
+from bench.resources import measure_with_resources
+from bench.results import BenchResult, Peak, Resources, load
+from bench.runner import RunConfig, Stage
 from bench.session import SessionConfig
 from toolkit import environment
 from toolkit.cli import UsageError
@@ -114,6 +118,7 @@ def run_peak(*, shapes: tuple[tuple[int, int, int], ...] = DEFAULT_SHAPES, sessi
                                 min_iterations=-(-run_config.min_iterations // rounds))
     runs = [(kernel, shape, f"{kernel.label} {'x'.join(map(str, shape))}") for shape in shapes for kernel in KERNELS]
     times: dict[str, list[float]] = {label: [] for _, _, label in runs}
+    used: dict[str, Resources] = {}
     with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
         steps = {}
         for index, (kernel, (m, k, n), label) in enumerate(runs):
@@ -125,10 +130,14 @@ def run_peak(*, shapes: tuple[tuple[int, int, int], ...] = DEFAULT_SHAPES, sessi
             if progress is not None:
                 progress(f"peak: {len(runs)} kernels, round {index + 1}/{rounds}", index, rounds)
             for _, _, label in runs:
-                round_config = share if index == 0 else dataclasses.replace(share, warmup=0)
-                times[label].extend(measure(steps[label], round_config))
+                # The CPU time of each kernel's runs too: on a shared machine, operations per CPU-second
+                # are what can be set against a model's (bench compare records its engines' CPU time).
+                got, window = measure_with_resources(steps[label], share, load_seconds=None,
+                                                     providers=engine.providers, first_run=index == 0)
+                times[label].extend(got)
+                used[label] = used[label].then(window) if label in used else window
         record = engine.record()
-    rows = [dataclasses.replace(record.row(label, m, times[label]), ops_per_sample=2.0 * k * n,
+    rows = [dataclasses.replace(record.row(label, m, times[label], used[label]), ops_per_sample=2.0 * k * n,
                                 precision=kernel.precision) for kernel, (m, k, n), label in runs]
     config = {"shapes": [list(s) for s in shapes], "rounds": rounds, "session": dataclasses.asdict(session_config),
               "run": dataclasses.asdict(run_config), "kernels": [dataclasses.asdict(k) for k in KERNELS]}

@@ -246,7 +246,8 @@ def tables(result: BenchResult, top: int = DEFAULT_TOP) -> list[TableData]:
     if result.kind == "train":
         return [train_table(result)]
     if result.kind == "peak":
-        return [peak_table(result)]
+        used = resources_table(result)
+        return [peak_table(result)] + ([used] if used is not None else [])
     if result.kind == "load":
         return load_tables(result)
     if result.kind == "check":

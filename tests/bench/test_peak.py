@@ -44,6 +44,9 @@ def test_the_peak_of_a_precision_is_its_fastest_kernel():
         assert result.peak.rates[precision] == max(rates)
     assert [r.ops_per_sample for r in result.rows] == [2 * 64 * 64] * 5 + [2 * 128 * 96] * 5
     assert all(r.batch == 64 and len(r.times_ms) >= 4 for r in result.rows)
+    # Each kernel's CPU time is read over a window around its measured runs, of both rounds.
+    assert all(r.resources.cpu_seconds > 0 and r.resources.wall_seconds >= sum(r.times_ms) / 1000 - 1e-6
+               for r in result.rows)
     assert max(r.peak_fraction for r in result.rows) == 1.0
     loaded = BenchResult.from_json(json.loads(json.dumps(result.to_json())))
     assert (loaded.rows, loaded.peak) == (result.rows, result.peak)
