@@ -235,6 +235,8 @@ def sbatch_header(job: Job) -> str:
             ("requeue", None, "allow the job to be requeued after preemption"),
             ("open-mode", "append", "a requeued run appends to the same log files"),
         ]
+        if job.elastic:
+            lines.append(("no-kill", None, "a lost node does not end the job: elastic training goes on without it"))
     if array:
         cap = "" if job.max_parallel is None else f"%{job.max_parallel}"
         why = "" if job.max_parallel is None else f", at most {job.max_parallel} at a time"

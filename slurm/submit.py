@@ -3,10 +3,15 @@
     python -m slurm.submit train --nodes 2 --gpus-per-node 4 --time 12:00:00 --dry-run \\
         -- --dataset fashion_mnist --epochs 50 --batch-size 32
     python -m slurm.submit export --model runs/alexnet/model.keras --output runs/alexnet/alexnet.onnx
-    python -m slurm.submit bench --model runs/alexnet/alexnet.onnx --batch 1,8,32,128 --provider cuda
+    python -m slurm.submit bench --model runs/alexnet/alexnet.onnx --batch 1,8,32,128 --provider cpu,cuda \
+        --gpus 1 --max-parallel 2
     python -m slurm.submit train --nodes 3 --gpus-per-node 0 --ntasks-per-node 1 --nodelist 'node[1-3]' \\
         --launcher srun-pmix -- --dataset fashion_mnist --image-size 67
-    python -m slurm.submit status 1234 [--wait [--timeout 600]]
+    python -m slurm.submit train --elastic --nodes 3 --gpus-per-node 0 --max-requeues 1 -- --dataset fashion_mnist
+    python -m slurm.submit pipeline --nodes 2 --gpus-per-node 4 --batch 1,8,32 --bench-gpus 1 --provider cuda \
+        -- --dataset fashion_mnist --epochs 50 --output-dir runs/fm
+    python -m slurm.submit pipeline --from-model runs/fm/model.keras     # export -> bench of a trained model
+    python -m slurm.submit status 1234 [1235 1236] [--wait [--timeout 600]]
 
 (`slurm-submit` is the same command.) Arguments after `--` go to the job's program unchanged.
 `--dry-run` prints the job script; otherwise it is submitted with sbatch, a copy is kept as
@@ -16,13 +21,23 @@ host `--nodelist` names exists, and for `--launcher srun-pmi2/srun-pmix` that sr
 plugin and that the venv's Horovod was built with MPI (without it, each rank srun starts would
 train alone). `--dry-run` asks nothing.
 
-`status` prints each job's (or array task's) state, exit code, restarts and log files, and for a
-failed job the end of its error file; it exits 1 when a job failed, 0 otherwise, 2 when SLURM
-cannot tell. It reads only SLURM's machine-readable records, never text a job name, path or
-comment could imitate: `squeue --json` while the controller holds the job (queued, running, or
-ended less than MinJobAge ago; Slurm 22.05's format), then `sacct --parsable2` with fields that
-hold no user text (JobID, State, ExitCode: no restarts or log paths), which needs an accounting
-database.
+A train job stopped by its time limit's warning or by a preemption writes a checkpoint and requeues
+itself, at most `--max-requeues` times (default 3), and not when the checkpoint did not change
+during the run; its error log says which it was (slurm/templates/train.sbatch). The bench sweep is
+a job array, one task per (provider, batch size); `--max-parallel N` runs at most N at once (%N).
+`pipeline` queues train -> export -> bench as one chain: each link starts when the one before it
+completed (`--dependency=afterok`), a failed link cancels the rest (`--kill-on-invalid-dep=yes`),
+and nothing is queued unless every link is (the first is held until the last is in). It prints
+the job ids in order; `status` with those ids shows the chain and the first failure's error line.
+
+`status` prints each job's (or array task's) state, exit code, restarts and log files, for a
+failed job the end of its error file, and for a requeued one the job script's notes on why; it
+exits 1 when a job failed, 0 otherwise, 2 when SLURM cannot tell. States and exit codes come
+only from SLURM's machine-readable records, never from text a job name, path or comment could
+imitate (log lines are shown as quotes from the named file): `squeue --json` while the
+controller holds the job (queued, running, or ended less than MinJobAge ago; Slurm 22.05's
+format), then `sacct --parsable2` with fields that hold no user text (JobID, State, ExitCode: no
+restarts or log paths), which needs an accounting database.
 """
 from __future__ import annotations
 

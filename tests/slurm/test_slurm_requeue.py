@@ -210,3 +210,32 @@ def test_a_pipeline_whose_first_link_fails_cancels_the_rest_with_its_error_line(
     assert lines[-1] == (f"chain {train_id} FAILED -> {export_id} CANCELLED -> {bench_id} CANCELLED; "
                          f"failed first: job {train_id}: alexnet.train: error: unknown dataset 'nope'")
     assert not (workdir / "runs" / "alexnet").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (("pipeline", "--from-model", "runs/x/model.keras"), "--from-model runs/x/model.keras does not exist in --workdir"),
+    (("pipeline", "--max-requeues", "-1"), "--max-requeues must be an integer >= 0, got -1"),
+    (("train", "--max-requeues", "-1"), "--max-requeues must be an integer >= 0, got -1"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_submitted(slurm_cluster, workdir, args, message):
+    before = len(slurm_cluster.jobs())
+    proc = submit(slurm_cluster, workdir, *args)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith("slurm-submit: error: ") and message in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert len(slurm_cluster.jobs()) == before
+    assert not (workdir / "slurm-logs").exists()
+
+
+def test_a_link_sbatch_refuses_cancels_the_links_queued_before_it(slurm_cluster, workdir):
+    # No GPUs on this cluster: sbatch refuses the bench link, after train and export were queued (held).
+    proc = submit(slurm_cluster, workdir, "pipeline", "--gpus-per-node", "0", *TIME, "--bench-gpus", "1",
+                  "--", "--output-dir", "run", "--fake-progress", "finish")
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith("slurm-submit: error: sbatch rejected the bench job: ")
+    queued = proc.stderr.split("the pipeline's jobs queued so far were cancelled (")[1].rstrip(")\n").split(", ")
+    assert len(queued) == 2
+    assert [slurm_cluster.job(job_id)["job_state"] for job_id in queued] == ["CANCELLED", "CANCELLED"]
+    # They never ran: no output file, no model.
+    assert [p.name for p in (workdir / "slurm-logs").iterdir() if not p.name.endswith(".sbatch")] == []
+    assert not (workdir / "run").exists()
