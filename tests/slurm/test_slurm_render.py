@@ -181,15 +181,17 @@ _STOPPING_VENV = """python() {
 """
 
 
-def _stop_script(tmp_path: Path, left: str, restarts: int, checkpoint: str, **job) -> tuple[str, str]:
-    """Run a train script that is signalled once; squeue says `left`. Returns (its stderr, what scontrol got)."""
+def _stop_script(tmp_path: Path, left: str, restarts: int, checkpoint: str, reason: str = "None",
+                 **job) -> tuple[str, str]:
+    """Run a train script that is signalled once; squeue says `reason`|`left` (%r|%L).
+    Returns (its stderr, what scontrol got)."""
     (tmp_path / "venv" / "bin").mkdir(parents=True)
     (tmp_path / "venv" / "bin" / "activate").write_text(_STOPPING_VENV)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.npz").write_text("old\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "squeue").write_text(f"#!/bin/sh\necho '{left}'\n")
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\necho '{reason}|{left}'\n")
     (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.txt\n')
     for tool in ("squeue", "scontrol"):
         (bin_dir / tool).chmod(0o755)
@@ -203,15 +205,17 @@ def _stop_script(tmp_path: Path, left: str, restarts: int, checkpoint: str, **jo
     return proc.stderr, calls.read_text() if calls.exists() else ""
 
 
-@pytest.mark.parametrize("left,why", [
-    ("1-00:00:05", "preempted (SIGUSR1 with 86405 s left)"),
-    ("3:01", "preempted (SIGUSR1 with 181 s left)"),
-    ("3:00", "time limit (SIGUSR1 with 180 s left)"),     # --signal-seconds 120 + SLURM's 60 s
-    ("0:45", "time limit (SIGUSR1 with 45 s left)"),
-    ("UNLIMITED", "preempted (SIGUSR1 with unknown s left)"),
+@pytest.mark.parametrize("reason,left,why", [
+    ("None", "1-00:00:05", "preempted (SIGUSR1 with 86405 s left)"),
+    ("None", "3:01", "preempted (SIGUSR1 with 181 s left)"),
+    ("None", "3:00", "time limit (SIGUSR1 with 180 s left)"),     # --signal-seconds 120 + SLURM's 60 s
+    ("None", "0:45", "time limit (SIGUSR1 with 45 s left)"),
+    ("None", "UNLIMITED", "stopped by SIGUSR1 (squeue did not tell the time left)"),
+    # Ending the job at its limit: squeue's time left is stale then.
+    ("TimeLimit", "5:00", "time limit (SIGUSR1: SLURM is ending the job at its limit)"),
 ])
-def test_the_time_left_tells_a_time_limit_from_a_preemption(tmp_path, left, why):
-    err, requeued = _stop_script(tmp_path, left, 0, "new")
+def test_the_time_left_tells_a_time_limit_from_a_preemption(tmp_path, reason, left, why):
+    err, requeued = _stop_script(tmp_path, left, 0, "new", reason)
     assert f"job script: run 0: {why}; checkpoint written; requeued (1 of at most 3) to resume from it\n" in err
     assert requeued == "requeue 7\n"
 
@@ -223,7 +227,8 @@ def test_the_time_left_tells_a_time_limit_from_a_preemption(tmp_path, left, why)
 ])
 def test_no_requeue_past_the_cap_or_without_progress(tmp_path, restarts, checkpoint, max_requeues, note):
     err, requeued = _stop_script(tmp_path, "9:00", restarts, checkpoint, max_requeues=max_requeues)
-    assert err.endswith(f"job script: run {restarts}: preempted (SIGUSR1 with 540 s left); {note}\n")
+    assert err == (f"job script: run {restarts}: SIGUSR1: the ranks write a checkpoint and stop\n"
+                   f"job script: run {restarts}: preempted (SIGUSR1 with 540 s left); {note}\n")
     assert requeued == ""
 
 

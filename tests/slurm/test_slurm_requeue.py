@@ -112,7 +112,8 @@ def test_a_job_preempted_more_often_than_the_cap_is_not_requeued_again(slurm_clu
     assert result.stdout.startswith(f"job {job_id}: FAILED, exit code 75:0, restarts 1, ")
     lines = notes(workdir, job_id)
     assert len(lines) == 4, lines
-    assert lines[0].startswith("job script: run 0: preempted (SIGUSR1 with ")
+    assert lines[0] == "job script: run 0: SIGUSR1: the ranks write a checkpoint and stop"
+    assert lines[1].startswith("job script: run 0: preempted (SIGUSR1 with ")
     assert lines[1].endswith("; checkpoint written; requeued (1 of at most 1) to resume from it")
     assert lines[3].endswith("; not requeued: requeued 1 time(s) already, the cap (--max-requeues 1)")
     # status ends with the end of the error file, whose last line says why the job stopped for good.
@@ -146,18 +147,17 @@ def test_a_timeout_is_told_apart_from_a_preemption(slurm_cluster, workdir):
     result = slurm_cluster.status(timed_out, "--wait", "--timeout", str(TIMEOUT_S))
     assert result.returncode == 1
     assert result.stdout.startswith(f"job {timed_out}: TIMEOUT (its time limit ended it), exit code ")
-    lines = notes(workdir, timed_out)
+    last = notes(workdir, timed_out)[-1]
     # At the limit SLURM sends the warning (SIGUSR1) and SIGTERM together: either may come first.
-    assert lines[0].startswith(("job script: run 0: time limit (SIGUSR1 with ", "job script: run 0: time limit "
-                                "(SIGTERM with ")), lines
-    assert lines[1].endswith("; not requeued: requeued 0 time(s) already, the cap (--max-requeues 0)")
+    assert last.startswith("job script: run 0: time limit (SIG"), last
+    assert last.endswith("; not requeued: requeued 0 time(s) already, the cap (--max-requeues 0)")
 
     result = slurm_cluster.status(preempted, "--wait", "--timeout", str(TIMEOUT_S))
     assert result.stdout.startswith(f"job {preempted}: FAILED, exit code 75:0, restarts 0, ")
-    lines = notes(workdir, preempted)
+    last = notes(workdir, preempted)[-1]
     # Ten minutes left: not the warning before the limit.
-    assert lines[0].startswith("job script: run 0: preempted (SIGUSR1 with "), lines
-    assert int(lines[0].split(" with ")[1].split(" s left")[0]) > 500
+    assert last.startswith("job script: run 0: preempted (SIGUSR1 with "), last
+    assert int(last.split(" with ")[1].split(" s left")[0]) > 500
 
 
 def test_a_requeued_job_that_completes_shows_why_it_was_requeued(slurm_cluster, workdir):
