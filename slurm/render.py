@@ -15,6 +15,7 @@ from typing import Sequence
 
 from toolkit.cli import UsageError
 from toolkit.constants import PROVIDERS
+from toolkit.runs import RunDir
 
 LAUNCHERS = ("horovodrun", "srun-pmi2", "srun-pmix")
 SIGNALS = ("USR1", "USR2", "TERM")
@@ -22,6 +23,8 @@ MODES = ("throughput", "latency")
 MAX_ARRAY_TASKS = 1000
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 TEMPLATES = Path(__file__).parent / "templates"
+# `python -m alexnet.train`'s default --output-dir: where export and bench look by default.
+DEFAULT_RUN = RunDir("runs/alexnet")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
@@ -98,6 +101,8 @@ class TrainJob:
     signal: str = "USR1"
     signal_seconds: int = 120
     network_interface: str | None = None
+    max_requeues: int = 3
+    elastic: bool = False
     kind: str = field(default="train", init=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +112,7 @@ class TrainJob:
         if self.signal not in SIGNALS:
             raise UsageError(f"--signal {self.signal!r} is unknown: choose one of {', '.join(SIGNALS)}")
         _check_positive("--signal-seconds", self.signal_seconds)
+        _check_positive("--max-requeues", self.max_requeues, minimum=0)
         limit = time_limit_seconds(self.resources.time)
         # SLURM would send the signal at once: the ranks could not even start before checkpointing.
         if self.signal_seconds * 2 > limit:
@@ -116,12 +122,27 @@ class TrainJob:
     @property
     def launch_args(self) -> list[str]:
         """python -m slurm.launch's options besides --launcher."""
-        return [] if self.network_interface is None else ["--network-interface", self.network_interface]
+        interface = [] if self.network_interface is None else ["--network-interface", self.network_interface]
+        return (["--elastic"] if self.elastic else []) + interface
 
     @property
     def args(self) -> list[str]:
         # Always --resume: a requeued job must continue from its checkpoint, and a fresh one starts clean.
-        return [*self.train_args] + ([] if "--resume" in self.train_args else ["--resume"])
+        resume = [] if "--resume" in self.train_args else ["--resume"]
+        return (["--elastic"] if self.elastic and "--elastic" not in self.train_args else []) + [
+            *self.train_args, *resume]
+
+    @property
+    def run_dir(self) -> RunDir:
+        """The trainer's --output-dir (its last one, as argparse takes it), relative to the job's --chdir."""
+        output_dir = str(DEFAULT_RUN.root)
+        args = list(self.train_args)
+        for i, arg in enumerate(args):
+            if arg == "--output-dir" and i + 1 < len(args):
+                output_dir = args[i + 1]
+            elif arg.startswith("--output-dir="):
+                output_dir = arg.partition("=")[2]
+        return RunDir(output_dir)
 
 
 @dataclass(frozen=True)
@@ -148,6 +169,7 @@ class BenchJob:
     providers: Sequence[str] = ("cpu",)
     mode: str = "throughput"
     bench_args: Sequence[str] = ()
+    max_parallel: int | None = None     # the array's %N: at most this many tasks at once (None: no cap)
     kind: str = field(default="bench", init=False)
 
     def __post_init__(self) -> None:
@@ -162,6 +184,8 @@ class BenchJob:
                 raise UsageError(f"--provider {provider!r} is unknown: choose from {', '.join(PROVIDERS)}")
         if self.mode not in MODES:
             raise UsageError(f"--mode {self.mode!r} is unknown: choose one of {', '.join(MODES)}")
+        if self.max_parallel is not None:
+            _check_positive("--max-parallel", self.max_parallel)
         if self.tasks > MAX_ARRAY_TASKS:
             raise UsageError(f"{self.tasks} array tasks is too many: at most {MAX_ARRAY_TASKS}")
 
@@ -211,8 +235,12 @@ def sbatch_header(job: Job) -> str:
             ("requeue", None, "allow the job to be requeued after preemption"),
             ("open-mode", "append", "a requeued run appends to the same log files"),
         ]
+        if job.elastic:
+            lines.append(("no-kill", None, "a lost node does not end the job: elastic training goes on without it"))
     if array:
-        lines.append(("array", f"0-{job.tasks - 1}", "one task per (provider, batch size) pair"))
+        cap = "" if job.max_parallel is None else f"%{job.max_parallel}"
+        why = "" if job.max_parallel is None else f", at most {job.max_parallel} at a time"
+        lines.append(("array", f"0-{job.tasks - 1}{cap}", f"one task per (provider, batch size) pair{why}"))
     options = [f"#SBATCH --{opt}" if value is None else f"#SBATCH --{opt}={shlex.quote(str(value))}"
                for opt, value, _ in lines]
     width = max(len(o) for o in options) + 2
@@ -224,8 +252,11 @@ def _fields(job: Job) -> dict[str, str]:
     common = {"header": sbatch_header(job), "venv": shlex.quote(res.venv)}
     if isinstance(job, TrainJob):
         launch_args = "".join(f" {shlex.quote(a)}" for a in job.launch_args)
+        # The time-limit warning's signal, and SIGTERM, which the scheduler sends when it preempts the job.
+        traps = "\n".join(f"trap 'on_signal {s}' {s}" for s in dict.fromkeys((job.signal, "TERM")))
         return {**common, "launcher": job.launcher, "launch_args": launch_args, "signal": job.signal,
-                "signal_seconds": str(job.signal_seconds),
+                "signal_seconds": str(job.signal_seconds), "max_requeues": str(job.max_requeues), "traps": traps,
+                "checkpoint": shlex.quote(str(job.run_dir.checkpoint)),
                 "ranks": str(res.nodes * res.tasks_per_node), "nodes": str(res.nodes), "train_args": _q(job.args)}
     if isinstance(job, ExportJob):
         return {**common, "model": shlex.quote(job.model), "output": shlex.quote(job.output),

@@ -3,10 +3,15 @@
     python -m slurm.submit train --nodes 2 --gpus-per-node 4 --time 12:00:00 --dry-run \\
         -- --dataset fashion_mnist --epochs 50 --batch-size 32
     python -m slurm.submit export --model runs/alexnet/model.keras --output runs/alexnet/alexnet.onnx
-    python -m slurm.submit bench --model runs/alexnet/alexnet.onnx --batch 1,8,32,128 --provider cuda
+    python -m slurm.submit bench --model runs/alexnet/alexnet.onnx --batch 1,8,32,128 --provider cpu,cuda \
+        --gpus 1 --max-parallel 2
     python -m slurm.submit train --nodes 3 --gpus-per-node 0 --ntasks-per-node 1 --nodelist 'node[1-3]' \\
         --launcher srun-pmix -- --dataset fashion_mnist --image-size 67
-    python -m slurm.submit status 1234 [--wait [--timeout 600]]
+    python -m slurm.submit train --elastic --nodes 3 --gpus-per-node 0 --max-requeues 1 -- --dataset fashion_mnist
+    python -m slurm.submit pipeline --nodes 2 --gpus-per-node 4 --batch 1,8,32 --bench-gpus 1 --provider cuda \
+        -- --dataset fashion_mnist --epochs 50 --output-dir runs/fm
+    python -m slurm.submit pipeline --from-model runs/fm/model.keras     # export -> bench of a trained model
+    python -m slurm.submit status 1234 [1235 1236] [--wait [--timeout 600]]
 
 (`slurm-submit` is the same command.) Arguments after `--` go to the job's program unchanged.
 `--dry-run` prints the job script; otherwise it is submitted with sbatch, a copy is kept as
@@ -16,13 +21,23 @@ host `--nodelist` names exists, and for `--launcher srun-pmi2/srun-pmix` that sr
 plugin and that the venv's Horovod was built with MPI (without it, each rank srun starts would
 train alone). `--dry-run` asks nothing.
 
-`status` prints each job's (or array task's) state, exit code, restarts and log files, and for a
-failed job the end of its error file; it exits 1 when a job failed, 0 otherwise, 2 when SLURM
-cannot tell. It reads only SLURM's machine-readable records, never text a job name, path or
-comment could imitate: `squeue --json` while the controller holds the job (queued, running, or
-ended less than MinJobAge ago; Slurm 22.05's format), then `sacct --parsable2` with fields that
-hold no user text (JobID, State, ExitCode: no restarts or log paths), which needs an accounting
-database.
+A train job stopped by its time limit's warning or by a preemption writes a checkpoint and requeues
+itself, at most `--max-requeues` times (default 3), and not when the checkpoint did not change
+during the run; its error log says which it was (slurm/templates/train.sbatch). The bench sweep is
+a job array, one task per (provider, batch size); `--max-parallel N` runs at most N at once (%N).
+`pipeline` queues train -> export -> bench as one chain: each link starts when the one before it
+completed (`--dependency=afterok`), a failed link cancels the rest (`--kill-on-invalid-dep=yes`),
+and nothing is queued unless every link is (the first is held until the last is in). It prints
+the job ids in order; `status` with those ids shows the chain and the first failure's error line.
+
+`status` prints each job's (or array task's) state, exit code, restarts and log files, for a
+failed job the end of its error file, and for a requeued one the job script's notes on why; it
+exits 1 when a job failed, 0 otherwise, 2 when SLURM cannot tell. States and exit codes come
+only from SLURM's machine-readable records, never from text a job name, path or comment could
+imitate (log lines are shown as quotes from the named file): `squeue --json` while the
+controller holds the job (queued, running, or ended less than MinJobAge ago; Slurm 22.05's
+format), then `sacct --parsable2` with fields that hold no user text (JobID, State, ExitCode: no
+restarts or log paths), which needs an accounting database.
 """
 from __future__ import annotations
 
@@ -38,6 +53,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from slurm.render import (
+    DEFAULT_RUN,
     LAUNCHERS,
     MODES,
     SIGNALS,
@@ -67,8 +83,15 @@ SQUEUE_FORMAT = "openapi/v0.0.38"
 SACCT = ["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State,ExitCode", "--jobs"]
 # What slurmd expands in --output/--error file names that status can know: %% %A %a %j %u %x, with widths.
 _LOG_PATTERN = re.compile(r"%(\d*)([%Aajux])")
-# `python -m alexnet.train`'s default --output-dir: where the export and bench jobs look by default.
-DEFAULT_RUN = RunDir("runs/alexnet")
+# Why a job ended in a state whose name alone does not say (squeue --json's job_state, state_reason).
+STATE_NOTES = {"TIMEOUT": "its time limit ended it", "PREEMPTED": "the scheduler preempted it",
+               "REQUEUED": "requeued: it runs again", "NODE_FAIL": "a node it ran on failed"}
+NEVER_RAN = "DependencyNeverSatisfied"
+# What the train job script writes on stderr about stops and requeues (slurm/templates/train.sbatch).
+NOTE_PREFIX = "job script: "
+# A pipeline's links are chained with these: a link starts only after the one before it completed
+# (exit 0), and a failed link cancels every link after it instead of leaving them pending forever.
+CHAIN = ("--dependency=afterok:{}", "--kill-on-invalid-dep=yes")
 
 
 def _int_list(text: str) -> list[int]:
@@ -94,13 +117,7 @@ def _common(parser: argparse.ArgumentParser, job_name: str, time_limit: str) -> 
     parser.add_argument("--dry-run", action="store_true", help="print the job script instead of submitting it")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="python -m slurm.submit", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="Horovod training over NODES x GPUS-PER-NODE ranks (args after -- go "
-                           "to python -m alexnet.train)")
-    _common(train, "alexnet-train", "12:00:00")
+def _train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--nodes", type=int, default=1, help="machines (default 1)")
     train.add_argument("--gpus-per-node", type=int, default=1,
                        help="GPUs per machine, one rank each (default 1; 0 for CPU-only ranks)")
@@ -116,6 +133,32 @@ def _parser() -> argparse.ArgumentParser:
                        help="signal SLURM sends before the time limit (default USR1)")
     train.add_argument("--signal-seconds", type=int, default=120,
                        help="how long before the time limit (default 120 s: enough to write a checkpoint)")
+    train.add_argument("--max-requeues", type=int, default=3,
+                       help="requeue after a time limit or preemption at most this often (default 3; 0: never)")
+    train.add_argument("--elastic", action="store_true",
+                       help="Horovod elastic training: the job goes on when a node is lost (slurm.launch --elastic)")
+
+
+def _bench_options(bench: argparse.ArgumentParser) -> None:
+    bench.add_argument("--batch", type=_int_list, default=[1, 8, 32], help="batch sizes (default 1,8,32)")
+    bench.add_argument("--provider", type=lambda s: s.split(","), default=["cpu"],
+                       help="providers, e.g. cpu,cuda (default cpu)")
+    bench.add_argument("--mode", default="throughput", choices=MODES, help="default: throughput")
+    bench.add_argument("--results-dir", default="runs/bench",
+                       help="one JSON per array task, relative to --workdir (default runs/bench; created at submit)")
+    bench.add_argument("--max-parallel", type=int,
+                       help="run at most N array tasks at once (the array's %%N; default: as many as fit), e.g. "
+                       "to keep timings apart or leave GPUs to others")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="python -m slurm.submit", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="Horovod training over NODES x GPUS-PER-NODE ranks (args after -- go "
+                           "to python -m alexnet.train)")
+    _common(train, "alexnet-train", "12:00:00")
+    _train_options(train)
     export = sub.add_parser("export", help="Keras -> ONNX export (args after -- go to python -m export)")
     _common(export, "alexnet-export", "01:00:00")
     export.add_argument("--gpus", type=int, default=0, help="GPUs for the export (default 0)")
@@ -126,15 +169,20 @@ def _parser() -> argparse.ArgumentParser:
     _common(bench, "alexnet-bench", "01:00:00")
     bench.add_argument("--gpus", type=int, default=0, help="GPUs per array task (default 0; 1 for cuda/tensorrt)")
     bench.add_argument("--model", default=str(DEFAULT_RUN.onnx), help=f"default: {DEFAULT_RUN.onnx}")
-    bench.add_argument("--batch", type=_int_list, default=[1, 8, 32], help="batch sizes (default 1,8,32)")
-    bench.add_argument("--provider", type=lambda s: s.split(","), default=["cpu"],
-                       help="providers, e.g. cpu,cuda (default cpu)")
-    bench.add_argument("--mode", default="throughput", choices=MODES, help="default: throughput")
-    bench.add_argument("--results-dir", default="runs/bench",
-                       help="one JSON per array task, relative to --workdir (default runs/bench; created at submit)")
-    status = sub.add_parser("status", help="state and exit code of a job; the end of its error file if it failed")
-    status.add_argument("job_id", help="the number sbatch printed (for an array: every task)")
-    status.add_argument("--wait", action="store_true", help="poll until every task of the job has ended")
+    _bench_options(bench)
+    pipeline = sub.add_parser("pipeline", help="train -> export -> bench as one chain of jobs, each starting when "
+                              "the one before it completed (args after -- go to python -m alexnet.train)")
+    _common(pipeline, "alexnet", "12:00:00")
+    _train_options(pipeline)
+    _bench_options(pipeline)
+    pipeline.add_argument("--from-model", help="a trained model.keras: export and bench it, no training link")
+    pipeline.add_argument("--stage-time", default="01:00:00", help="time limit of the export job and of each "
+                          "bench task (default 01:00:00; --time is the training job's)")
+    pipeline.add_argument("--bench-gpus", type=int, default=0, help="GPUs per bench task (default 0)")
+    status = sub.add_parser("status", help="state and exit code of jobs; the end of the error file of a failed one")
+    status.add_argument("job_id", nargs="+", help="the number sbatch printed (for an array: every task); several "
+                        "for a pipeline, in its order")
+    status.add_argument("--wait", action="store_true", help="poll until every task of the jobs has ended")
     status.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
     return parser
 
@@ -155,31 +203,62 @@ def _nodelist(value: str | None) -> str | None:
 
 
 def _resources(args: argparse.Namespace, tasks_per_node: int = 1, gpus_per_task: int = 0,
-               nodes: int = 1) -> Resources:
-    return Resources(job_name=args.job_name, workdir=args.workdir, time=args.time, nodes=nodes,
-                     tasks_per_node=tasks_per_node, gpus_per_task=gpus_per_task, cpus_per_task=args.cpus_per_task,
-                     partition=args.partition, account=args.account, log_dir=args.log_dir, venv=args.venv,
-                     nodelist=_nodelist(args.nodelist))
+               nodes: int = 1, job_name: str | None = None, time_limit: str | None = None) -> Resources:
+    return Resources(job_name=job_name or args.job_name, workdir=args.workdir, time=time_limit or args.time,
+                     nodes=nodes, tasks_per_node=tasks_per_node, gpus_per_task=gpus_per_task,
+                     cpus_per_task=args.cpus_per_task, partition=args.partition, account=args.account,
+                     log_dir=args.log_dir, venv=args.venv, nodelist=_nodelist(args.nodelist))
+
+
+def _train_job(args: argparse.Namespace, passthrough: list[str], job_name: str | None = None) -> TrainJob:
+    gpus, tasks = args.gpus_per_node, args.ntasks_per_node
+    if gpus < 0:
+        raise UsageError(f"--gpus-per-node must be >= 0, got {gpus}")
+    # Horovod: one rank per GPU; a different count would leave GPUs idle or share one between ranks.
+    if gpus and tasks is not None and tasks != gpus:
+        raise UsageError(f"--ntasks-per-node {tasks} does not match --gpus-per-node {gpus}: Horovod runs one "
+                         f"rank per GPU; set --ntasks-per-node {gpus} or leave it out")
+    ranks = gpus or (tasks if tasks is not None else 1)
+    resources = _resources(args, tasks_per_node=ranks, gpus_per_task=1 if gpus else 0, nodes=args.nodes,
+                           job_name=job_name)
+    return TrainJob(resources, passthrough, launcher=args.launcher, signal=args.signal,
+                    signal_seconds=args.signal_seconds, network_interface=args.network_interface,
+                    max_requeues=args.max_requeues, elastic=args.elastic)
 
 
 def build_job(args: argparse.Namespace, passthrough: list[str]) -> Job:
     """The validated job the parsed command line describes."""
     if args.command == "train":
-        gpus, tasks = args.gpus_per_node, args.ntasks_per_node
-        if gpus < 0:
-            raise UsageError(f"--gpus-per-node must be >= 0, got {gpus}")
-        # Horovod: one rank per GPU; a different count would leave GPUs idle or share one between ranks.
-        if gpus and tasks is not None and tasks != gpus:
-            raise UsageError(f"--ntasks-per-node {tasks} does not match --gpus-per-node {gpus}: Horovod runs one "
-                             f"rank per GPU; set --ntasks-per-node {gpus} or leave it out")
-        ranks = gpus or (tasks if tasks is not None else 1)
-        resources = _resources(args, tasks_per_node=ranks, gpus_per_task=1 if gpus else 0, nodes=args.nodes)
-        return TrainJob(resources, passthrough, launcher=args.launcher, signal=args.signal,
-                        signal_seconds=args.signal_seconds, network_interface=args.network_interface)
+        return _train_job(args, passthrough)
     resources = _resources(args, gpus_per_task=args.gpus)
     if args.command == "export":
         return ExportJob(resources, args.model, args.output, passthrough)
-    return BenchJob(resources, args.model, args.results_dir, args.batch, args.provider, args.mode, passthrough)
+    return BenchJob(resources, args.model, args.results_dir, args.batch, args.provider, args.mode, passthrough,
+                    args.max_parallel)
+
+
+def build_pipeline(args: argparse.Namespace, passthrough: list[str]) -> list[Job]:
+    """The pipeline's links in order: train (unless --from-model), export of its model, bench of the ONNX file."""
+    links: list[Job] = []
+    if args.from_model is None:
+        train = _train_job(args, passthrough, job_name=f"{args.job_name}-train")
+        links.append(train)
+        model = train.run_dir.model
+    else:
+        model = Path(args.from_model)
+        # The only link that could make it is not in this pipeline: refused now, not after a queue wait.
+        if not Path(args.workdir, model).is_file():
+            raise UsageError(f"--from-model {model} does not exist in --workdir {args.workdir}: give the path of a "
+                             "trained model.keras, or leave --from-model out to train one in the pipeline")
+        if passthrough:
+            raise UsageError("arguments after -- go to the training link, and --from-model has none: leave them out")
+    onnx = RunDir.of(model).onnx
+    stage = {"time_limit": args.stage_time}
+    links.append(ExportJob(_resources(args, job_name=f"{args.job_name}-export", **stage), str(model), str(onnx)))
+    links.append(BenchJob(_resources(args, gpus_per_task=args.bench_gpus, job_name=f"{args.job_name}-bench", **stage),
+                          str(onnx), args.results_dir, args.batch, args.provider, args.mode,
+                          max_parallel=args.max_parallel))
+    return links
 
 
 def _in_workdir(job: Job, path: str) -> Path:
@@ -193,8 +272,8 @@ def _slurm(argv: list[str], stdin: str | None = None) -> subprocess.CompletedPro
         raise UsageError(f"{argv[0]} not found: run this on a SLURM login node") from None
 
 
-def submit(job: Job, script: str) -> str:
-    """sbatch the script (on stdin); keep a copy beside its logs; return the job id."""
+def _prepare(job: Job) -> Path:
+    """Refuse the job if the cluster or the job's directory would; return its log directory."""
     workdir = Path(job.resources.workdir)
     if not workdir.is_dir():
         raise UsageError(f"--workdir {workdir} does not exist: create it or pass another")
@@ -202,19 +281,50 @@ def submit(job: Job, script: str) -> str:
         raise UsageError(f"no virtual environment at {_in_workdir(job, job.resources.venv)}: run scripts/setup.sh "
                          "or pass --venv")
     check_with_cluster(job)
+    return _in_workdir(job, job.resources.log_dir)
+
+
+def _sbatch(job: Job, script: str, log_dir: Path, options: Sequence[str] = ()) -> str:
+    """sbatch the script (on stdin) with `options`; keep a copy beside its logs; return the job id."""
     # SLURM does not create the directories of --output/--error: a job with a missing log directory
     # fails without a word.
-    log_dir = _in_workdir(job, job.resources.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(job, BenchJob):
         _in_workdir(job, job.results_dir).mkdir(parents=True, exist_ok=True)
-    proc = _slurm(["sbatch", "--parsable"], script)
+    proc = _slurm(["sbatch", "--parsable", *options], script)
     if proc.returncode != 0:
         why = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-        raise UsageError(f"sbatch rejected the job: {'; '.join(why)}")
+        raise UsageError(f"sbatch rejected the {job.kind} job: {'; '.join(why)}")
     job_id = proc.stdout.strip().split(";")[0]
     write_text_atomic(log_dir / f"{job.kind}-{job_id}.sbatch", script)
     return job_id
+
+
+def submit(job: Job, script: str) -> str:
+    """Check, sbatch and keep a copy of one job; return its id."""
+    return _sbatch(job, script, _prepare(job))
+
+
+def submit_pipeline(links: Sequence[Job], scripts: Sequence[str]) -> list[str]:
+    """Queue the links as one chain (each after the one before it completed); return their ids in order.
+
+    Every check runs before the first sbatch, and the first link is held until the last is queued:
+    a link sbatch refuses cancels those already queued, so nothing runs half a pipeline."""
+    log_dirs = [_prepare(job) for job in links]
+    ids: list[str] = []
+    try:
+        for job, script, log_dir in zip(links, scripts, log_dirs):
+            options = [option.format(ids[-1]) for option in CHAIN] if ids else ["--hold"]
+            ids.append(_sbatch(job, script, log_dir, options))
+        release = _slurm(["scontrol", "release", ids[0]])
+        if release.returncode != 0:
+            raise UsageError(f"scontrol release {ids[0]} failed ({release.stderr.strip() or release.returncode})")
+    except UsageError as exc:
+        if ids:
+            _slurm(["scancel", *ids])
+            raise UsageError(f"{exc}; the pipeline's jobs queued so far were cancelled ({', '.join(ids)})") from None
+        raise
+    return ids
 
 
 def _hostnames(hostlist: str) -> list[str]:
@@ -271,6 +381,7 @@ class Task:
     restarts: int | None       # None: not recorded (sacct)
     stdout: str | None         # None: no file (tasks not started, not a batch job) or not recorded (sacct)
     stderr: str | None
+    reason: str | None = None  # the controller's state_reason, e.g. DependencyNeverSatisfied; None from sacct
 
     @property
     def ended(self) -> bool:
@@ -279,6 +390,17 @@ class Task:
     @property
     def failed(self) -> bool:
         return self.ended and self.state != "COMPLETED"
+
+    @property
+    def never_ran(self) -> bool:
+        """Cancelled because a job it depends on (a pipeline's earlier link) did not complete."""
+        return self.state == "CANCELLED" and self.reason == NEVER_RAN
+
+    @property
+    def described_state(self) -> str:
+        if self.never_ran:
+            return "CANCELLED (never ran: a job it depends on did not complete)"
+        return f"{self.state} ({STATE_NOTES[self.state]})" if self.state in STATE_NOTES else self.state
 
 
 def _job_number(job_id: str) -> int:
@@ -322,7 +444,7 @@ def _controller_task(record: dict[str, Any]) -> Task:
         stdout = _log_path(record["standard_output"] or default, record)
         stderr = _log_path(record["standard_error"], record) if record["standard_error"] else stdout
     return Task(job_id, record["job_state"], f"{os.WEXITSTATUS(code)}:{os.WTERMSIG(code)}", record["restart_cnt"],
-                stdout, stderr)
+                stdout, stderr, record["state_reason"])
 
 
 def _controller_tasks(job: int) -> tuple[list[Task], str]:
@@ -371,12 +493,13 @@ def job_tasks(job_id: str) -> list[Task]:
     return tasks
 
 
-def _tail(path: str, lines: int) -> str:
+def _lines(path: str) -> list[str]:
+    """The file's lines; one line saying why when it cannot be read."""
     try:
         with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
+            return f.read().splitlines()
     except OSError as exc:
-        return f"(cannot read {_shown(path)}: {exc.strerror})\n"
+        return [f"(cannot read {_shown(path)}: {exc.strerror})"]
 
 
 def _shown(path: str | None) -> str:
@@ -386,25 +509,57 @@ def _shown(path: str | None) -> str:
     return path if path.isprintable() else repr(path)
 
 
-def status(job_id: str, wait: bool = False, timeout: float | None = None) -> int:
+def _error_line(task: Task) -> str:
+    """The last line of a failed task's error file: what a failed link of a pipeline died of."""
+    if task.stderr is None:
+        return "no error file"
+    return next((line for line in reversed(_lines(task.stderr)) if line.strip()), "(its error file is empty)")
+
+
+def _print_task(t: Task) -> None:
+    restarts = "unknown" if t.restarts is None else t.restarts
+    print(f"job {t.job_id}: {t.described_state}, exit code {t.exit_code}, restarts {restarts}, "
+          f"stdout {_shown(t.stdout)}, stderr {_shown(t.stderr)}")
+    if t.failed and not t.never_ran:
+        if t.stderr is None:
+            print("--- no error file to show: SLURM does not record one for this job")
+        else:
+            print(f"--- last {ERROR_TAIL_LINES} lines of {_shown(t.stderr)}:")
+            print("".join(f"{line}\n" for line in _lines(t.stderr)[-ERROR_TAIL_LINES:]), end="")
+    elif t.stderr is not None and t.restarts:
+        # Why each earlier run stopped (time limit or preemption) and was requeued: the train script's notes.
+        notes = [line for line in _lines(t.stderr) if line.startswith(NOTE_PREFIX)]
+        if notes:
+            print(f"--- the job script's notes in {_shown(t.stderr)}:")
+            print("".join(f"{line}\n" for line in notes), end="")
+
+
+def _chain_line(chain: Sequence[tuple[str, list[Task]]]) -> str:
+    """One line for jobs given in a pipeline's order: each job's state, and the first failure's error line."""
+    def state(tasks: list[Task]) -> str:
+        failed = [t for t in tasks if t.failed]
+        running = [t for t in tasks if not t.ended]
+        return (failed or running or tasks)[0].state
+    line = "chain " + " -> ".join(f"{job_id} {state(tasks)}" for job_id, tasks in chain)
+    first = next((t for _, tasks in chain for t in tasks if t.failed and not t.never_ran), None)
+    return line if first is None else f"{line}; failed first: job {first.job_id}: {_error_line(first)}"
+
+
+def status(job_ids: Sequence[str], wait: bool = False, timeout: float | None = None) -> int:
+    """Print every task of the jobs (a pipeline's in its order); 1 when one failed, else 0."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    tasks, pause = job_tasks(job_id), POLL_S
-    while wait and not all(t.ended for t in tasks):
+    chain, pause = [(j, job_tasks(j)) for j in job_ids], POLL_S
+    while wait and not all(t.ended for _, tasks in chain for t in tasks):
         if deadline is not None and time.monotonic() > deadline:
-            raise CheckFailed(f"job {job_id} has not ended after {timeout:g} s")
+            raise CheckFailed(f"job {' '.join(job_ids)} has not ended after {timeout:g} s")
         time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
-        tasks, pause = job_tasks(job_id), min(pause * 1.5, MAX_POLL_S)
-    for t in tasks:
-        restarts = "unknown" if t.restarts is None else t.restarts
-        print(f"job {t.job_id}: {t.state}, exit code {t.exit_code}, restarts {restarts}, "
-              f"stdout {_shown(t.stdout)}, stderr {_shown(t.stderr)}")
-        if t.failed:
-            if t.stderr is None:
-                print("--- no error file to show: SLURM does not record one for this job")
-            else:
-                print(f"--- last {ERROR_TAIL_LINES} lines of {_shown(t.stderr)}:")
-                print(_tail(t.stderr, ERROR_TAIL_LINES), end="")
-    return 1 if any(t.failed for t in tasks) else 0
+        chain, pause = [(j, job_tasks(j)) for j in job_ids], min(pause * 1.5, MAX_POLL_S)
+    for _, tasks in chain:
+        for t in tasks:
+            _print_task(t)
+    if len(chain) > 1:
+        print(_chain_line(chain))
+    return 1 if any(t.failed for _, tasks in chain for t in tasks) else 0
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -415,6 +570,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(own)
     if args.command == "status":
         return status(args.job_id, args.wait, args.timeout)
+    if args.command == "pipeline":
+        return _pipeline(args, passthrough)
     job = build_job(args, passthrough)
     script = render(job)
     if args.dry_run:
@@ -425,6 +582,24 @@ def _main(argv: Sequence[str] | None) -> int:
     log = f"{job.resources.log_dir}/{job.kind}-{job_id}{'_TASK' if isinstance(job, BenchJob) else ''}"
     print(f"slurm-submit: submitted {job.kind} job {job_id}; logs in {log}.out and .err; "
           f"check it with: python -m slurm.submit status {job_id}", file=sys.stderr)
+    return 0
+
+
+def _pipeline(args: argparse.Namespace, passthrough: list[str]) -> int:
+    links = build_pipeline(args, passthrough)
+    scripts = [render(job) for job in links]
+    if args.dry_run:
+        for i, (job, script) in enumerate(zip(links, scripts)):
+            how = "sbatch --hold (released once every link is queued)" if i == 0 else \
+                f"sbatch {' '.join(CHAIN).format(f'<{links[i - 1].kind} job id>')}"
+            sys.stdout.write(f"# ===== pipeline link {i + 1} of {len(links)}: {job.kind}, submitted with {how}\n")
+            sys.stdout.write(script)
+        return 0
+    ids = submit_pipeline(links, scripts)
+    print(" ".join(ids))
+    chain = " -> ".join(f"{job.kind} {job_id}" for job, job_id in zip(links, ids))
+    print(f"slurm-submit: submitted pipeline {chain}; logs in {args.log_dir}; check it with: "
+          f"python -m slurm.submit status {' '.join(ids)}", file=sys.stderr)
     return 0
 
 

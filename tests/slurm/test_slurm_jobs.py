@@ -78,7 +78,8 @@ def test_preempted_training_requeues_and_resumes_without_losing_or_repeating_epo
     err = (tmp_path / "slurm-logs" / f"train-{job_id}.err").read_text()
     assert result.returncode == 0, result.stdout + err
     assert f"job {job_id}: COMPLETED, exit code 0:0, restarts 1" in result.stdout
-    assert f"preempted: checkpoint written; requeueing job {job_id}" in out
+    assert "job script: run 0: preempted (SIGUSR1 with " in err
+    assert "; checkpoint written; requeued (1 of at most 3) to resume from it" in err
     assert f"job {job_id} (restart 1)" in out
     assert "stopped by SIGUSR1 at epoch 2" in err
     epochs = RunDir(tmp_path / "run").read_summary().epochs

@@ -60,6 +60,29 @@ def test_training_always_resumes_once():
     assert TrainJob(resources(), ["--resume", "--epochs", "2"]).args == ["--resume", "--epochs", "2"]
 
 
+def test_max_requeues_and_the_checkpoint_the_script_watches():
+    job = TrainJob(resources(), ["--output-dir", "a", "--output-dir=b c"], max_requeues=0)
+    assert job.run_dir.checkpoint == Path("b c/checkpoint.npz")
+    script = render(job)
+    assert "max_requeues=0\n" in script and "checkpoint='b c/checkpoint.npz'\n" in script
+    assert TrainJob(resources()).run_dir.checkpoint == Path("runs/alexnet/checkpoint.npz")
+    with pytest.raises(UsageError, match="--max-requeues must be an integer >= 0, got -1"):
+        TrainJob(resources(), max_requeues=-1)
+
+
+def test_the_time_limit_signal_and_sigterm_are_trapped_once_each():
+    assert "trap 'on_signal USR2' USR2\ntrap 'on_signal TERM' TERM\n" in render(TrainJob(resources(), signal="USR2"))
+    script = render(TrainJob(resources(), signal="TERM"))
+    assert script.count("trap 'on_signal") == 1 and "trap 'on_signal TERM' TERM\n" in script
+
+
+def test_array_concurrency_cap():
+    job = BenchJob(resources(), "m.onnx", "out", batches=[1, 8, 32], max_parallel=2)
+    assert "#SBATCH --array=0-2%2 " in render(job)
+    with pytest.raises(UsageError, match="--max-parallel must be an integer >= 1"):
+        BenchJob(resources(), "m.onnx", "out", max_parallel=0)
+
+
 def test_bench_array_covers_every_pair():
     job = BenchJob(resources(), "m.onnx", "out", batches=[1, 8, 32], providers=["cpu", "cuda"])
     assert "#SBATCH --array=0-5 " in render(job)
@@ -123,6 +146,15 @@ def test_train_script_passes_hostile_arguments_literally(tmp_path):
                     *args, "--resume"]
 
 
+def test_elastic_training_is_launched_elastic(tmp_path):
+    script = render(TrainJob(resources(venv="venv"), ["--epochs", "2"], elastic=True))
+    argv = _run_script(script, tmp_path, {"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1"})
+    assert argv == ["-m", "slurm.launch", "--launcher", "horovodrun", "--elastic", "--", "python", "-m",
+                    "alexnet.train", "--elastic", "--epochs", "2", "--resume"]
+    # Given by hand too: passed once.
+    assert TrainJob(resources(), ["--elastic"], elastic=True).args == ["--elastic", "--resume"]
+
+
 @pytest.mark.parametrize("task,batch,provider", [(0, "1", "cpu"), (2, "32", "cpu"), (3, "1", "cuda")])
 def test_bench_array_task_picks_its_pair_and_keeps_text_literal(tmp_path, task, batch, provider):
     model, results = HOSTILE[1], HOSTILE[0]
@@ -137,3 +169,71 @@ def test_export_script_passes_paths_literally(tmp_path):
     job = ExportJob(resources(venv="venv"), HOSTILE[1], HOSTILE[3], ["--opset", HOSTILE[2]])
     argv = _run_script(render(job), tmp_path, {})
     assert argv == ["-m", "export", HOSTILE[1], "-o", HOSTILE[3], "--opset", HOSTILE[2]]
+
+
+# A stand-in venv whose `python` asks the job script to stop (as SLURM would signal it), then stops
+# like the trainer: checkpoint (when CKPT is set), exit 75.
+_STOPPING_VENV = """python() {
+    trap '[[ -n ${CKPT:-} ]] && echo "$CKPT" > run/checkpoint.npz; exit 75' USR1
+    kill -USR1 $$
+    while :; do sleep 0.1 & wait $!; done
+}
+"""
+
+
+def _stop_script(tmp_path: Path, left: str, restarts: int, checkpoint: str, reason: str = "None",
+                 **job) -> tuple[str, str]:
+    """Run a train script that is signalled once; squeue says `reason`|`left` (%r|%L).
+    Returns (its stderr, what scontrol got)."""
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "activate").write_text(_STOPPING_VENV)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.npz").write_text("old\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\necho '{reason}|{left}'\n")
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.txt\n')
+    for tool in ("squeue", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+    script = tmp_path / "job.sbatch"
+    script.write_text(render(TrainJob(resources(venv="venv"), ["--output-dir", "run"], signal_seconds=120, **job)))
+    proc = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1",
+                               "SLURM_RESTART_COUNT": str(restarts), "CKPT": checkpoint})
+    assert proc.returncode == 75, proc.stderr
+    calls = tmp_path / "scontrol.txt"
+    return proc.stderr, calls.read_text() if calls.exists() else ""
+
+
+@pytest.mark.parametrize("reason,left,why", [
+    ("None", "1-00:00:05", "preempted (SIGUSR1 with 86405 s left)"),
+    ("None", "3:01", "preempted (SIGUSR1 with 181 s left)"),
+    ("None", "3:00", "time limit (SIGUSR1 with 180 s left)"),     # --signal-seconds 120 + SLURM's 60 s
+    ("None", "0:45", "time limit (SIGUSR1 with 45 s left)"),
+    ("None", "UNLIMITED", "stopped by SIGUSR1 (squeue did not tell the time left)"),
+    # Ending the job at its limit: squeue's time left is stale then.
+    ("TimeLimit", "5:00", "time limit (SIGUSR1: SLURM is ending the job at its limit)"),
+])
+def test_the_time_left_tells_a_time_limit_from_a_preemption(tmp_path, reason, left, why):
+    err, requeued = _stop_script(tmp_path, left, 0, "new", reason)
+    assert f"job script: run 0: {why}; checkpoint written; requeued (1 of at most 3) to resume from it\n" in err
+    assert requeued == "requeue 7\n"
+
+
+@pytest.mark.parametrize("restarts,checkpoint,max_requeues,note", [
+    (2, "old", 3, "not requeued: run/checkpoint.npz did not change in this run, a requeue would only repeat it"),
+    (3, "new", 3, "not requeued: requeued 3 time(s) already, the cap (--max-requeues 3)"),
+    (0, "new", 0, "not requeued: requeued 0 time(s) already, the cap (--max-requeues 0)"),
+])
+def test_no_requeue_past_the_cap_or_without_progress(tmp_path, restarts, checkpoint, max_requeues, note):
+    err, requeued = _stop_script(tmp_path, "9:00", restarts, checkpoint, max_requeues=max_requeues)
+    assert err == (f"job script: run {restarts}: SIGUSR1: the ranks write a checkpoint and stop\n"
+                   f"job script: run {restarts}: preempted (SIGUSR1 with 540 s left); {note}\n")
+    assert requeued == ""
+
+
+def test_a_run_past_the_cap_stops_before_training(tmp_path):
+    # SLURM requeued it itself (e.g. PreemptMode=REQUEUE) once more than allowed.
+    err, requeued = _stop_script(tmp_path, "9:00", 2, "new", max_requeues=1)
+    assert err == "job script: run 2: not started: requeued 2 times, more than --max-requeues 1\n"
+    assert (tmp_path / "run" / "checkpoint.npz").read_text() == "old\n"

@@ -10,10 +10,15 @@ from pathlib import Path
 import pytest
 
 GOLDEN = Path(__file__).parent / "golden" / "train-2x4.sbatch"
+ELASTIC_GOLDEN = Path(__file__).parent / "golden" / "train-elastic-3x1.sbatch"
 # The README's example: regenerate the golden file with this command when the template changes on purpose.
 GOLDEN_COMMAND = ["train", "--nodes", "2", "--gpus-per-node", "4", "--time", "12:00:00", "--partition", "gpu",
                   "--account", "proj123", "--workdir", "/home/user/alexnet", "--dry-run", "--",
                   "--dataset", "fashion_mnist", "--epochs", "50", "--batch-size", "32", "--precision", "mixed_float16"]
+# Elastic training on 3 CPU nodes (the multi-node fixture's shape), requeued at most once.
+ELASTIC_COMMAND = ["train", "--elastic", "--nodes", "3", "--gpus-per-node", "0", "--time", "02:00:00",
+                   "--max-requeues", "1", "--workdir", "/home/user/alexnet", "--dry-run", "--",
+                   "--dataset", "fashion_mnist", "--image-size", "67", "--output-dir", "runs/elastic"]
 
 
 def submit(*args: str) -> subprocess.CompletedProcess:
@@ -24,6 +29,14 @@ def test_dry_run_of_a_2_node_4_gpu_training_job_matches_the_golden_file():
     proc = submit(*GOLDEN_COMMAND)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == GOLDEN.read_text()
+
+
+def test_dry_run_of_an_elastic_training_job_matches_the_golden_file():
+    proc = submit(*ELASTIC_COMMAND)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ELASTIC_GOLDEN.read_text()
+    assert ("python -m slurm.launch --launcher horovodrun --elastic -- python -m alexnet.train --elastic "
+            "--dataset fashion_mnist") in proc.stdout
 
 
 @pytest.mark.parametrize("args,message", [
@@ -37,6 +50,12 @@ def test_dry_run_of_a_2_node_4_gpu_training_job_matches_the_golden_file():
     (["bench", "--provider", "cpu,rocm"], "--provider 'rocm' is unknown"),
     (["train", "--job-name", "a\nb"], "--job-name must be one non-empty line"),
     (["train", "--log-dir", "logs/%j"], "contains '%'"),
+    (["train", "--max-requeues", "-1"], "--max-requeues must be an integer >= 0, got -1"),
+    (["pipeline", "--max-requeues", "-1"], "--max-requeues must be an integer >= 0, got -1"),
+    (["bench", "--max-parallel", "0"], "--max-parallel must be an integer >= 1, got 0"),
+    (["pipeline", "--from-model", "/no/such/model.keras"], "--from-model /no/such/model.keras does not exist in "
+     "--workdir"),
+    (["pipeline", "--stage-time", "soon"], "--time 'soon' is not a SLURM time"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     proc = submit(*args, "--dry-run")
