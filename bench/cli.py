@@ -209,6 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True,
                                 parser_class=cli.ArgumentParser)
     fmt = argparse.ArgumentDefaultsHelpFormatter
+    _add_timing_commands(sub, fmt)
+    _add_compare_command(sub, fmt)
+    _add_search_commands(sub, fmt)
+    _add_overhead_and_peak(sub, fmt)
+    _add_train_and_load(sub, fmt)
+    _add_result_commands(sub, fmt)
+    return parser
+
+
+def _add_timing_commands(sub, fmt) -> None:
+    """throughput, latency, sweep: measuring at one or several batch sizes."""
     p = sub.add_parser("throughput", help="samples/s at one batch size", formatter_class=fmt, parents=[
         _measuring_options(None, "samples per run (default: the model's fixed batch, else 256)")])
     _stability_options(p)
@@ -223,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "here")
     _stability_options(p)
     _peak_option(p)
+
+
+def _add_compare_command(sub, fmt) -> None:
+    """compare: onnxruntime vs TensorFlow and the variants."""
     p = sub.add_parser("compare", help="onnxruntime vs TensorFlow, and float32 vs float16 vs int8 variants",
                        formatter_class=fmt, parents=[_measuring_options("1,32,256", "comma-separated batch sizes")])
     p.add_argument("--keras", help="Keras model the ONNX came from (default: model.keras beside --model)")
@@ -236,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-runs", type=int, default=10, help="runs per engine and batch size profiled")
     _top_option(p)
     _peak_option(p)
+
+
+def _add_search_commands(sub, fmt) -> None:
+    """profile and tune: where the time goes, and which settings."""
     p = sub.add_parser("profile", help="where the time goes: top operators, their share, provider per node",
                        description="onnxruntime's profiler on, in a session of its own: the kernel time per "
                                    "operator type and per node over --min-iterations runs after --warmup, their "
@@ -270,12 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm-time", type=float, default=tune_defaults.confirm_time,
                    help="seconds of confirmation per setting, over all rounds")
     p.set_defaults(warmup=search.warmup, min_time=search.min_time, min_iterations=search.min_iterations)
+
+
+def _add_overhead_and_peak(sub, fmt) -> None:
+    """overhead and peak: the harness's own cost, and the machine's."""
     p = sub.add_parser("overhead", help="the harness vs a bare session.run loop (should be within 2%%)",
                        formatter_class=fmt, parents=[_measuring_options("1", "samples per run")])
     p.add_argument("--rounds", type=int, default=5, help="interleaved harness/bare rounds; the median ratio counts")
     _peak_option(p)
     sub.add_parser("peak", help="this machine's float32 and int8 matrix-multiply peak (GOP/s), with onnxruntime",
                    formatter_class=fmt, parents=[_peak_options()])
+
+
+def _add_train_and_load(sub, fmt) -> None:
+    """train and load: Horovod training throughput, and LoadGen's scenarios."""
     p = sub.add_parser("train", help="Horovod training throughput on synthetic data, and scaling efficiency",
                        formatter_class=fmt)
     d = _train_defaults()
@@ -294,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
                        parents=[_measuring_options(None, "samples per query (default: the model's fixed batch, else "
                                                          "1; multi-stream 8; offline 32, per run)", measurement=False)])
     _load_options(p)
+
+
+def _add_result_commands(sub, fmt) -> None:
+    """check and report: commands on saved results."""
     p = sub.add_parser("check", help="exit 1 if a result is significantly slower than a baseline", formatter_class=fmt)
     p.add_argument("result", metavar="RESULT.json")
     p.add_argument("--baseline", required=True, metavar="BASE.json", help="the result to hold RESULT against")
@@ -318,7 +349,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-dir", help="write the plots here as PNG files (training curves, throughput vs batch, "
                                       "latency per batch size, training scaling); the .md export embeds them")
     p.add_argument("--width", type=int, default=140, help="console width for the .txt and .svg exports")
-    return parser
 
 
 def _train_defaults():
