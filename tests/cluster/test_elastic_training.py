@@ -1,14 +1,17 @@
-"""Elastic training across the 3 nodes of the local cluster: a node's ranks are killed mid-epoch and
-the other two go on from their last commit (`python -m slurm.launch --elastic`, `alexnet.train --elastic`).
+"""Elastic training across the 3 nodes of the local cluster: a node is lost mid-epoch (all its
+processes killed and its network gone) and the other two go on from their last commit
+(`python -m slurm.launch --elastic`, `alexnet.train --elastic`); a rank killed on a node that stays
+up is tried again and rejoins.
 
     .venv/bin/pytest tests/cluster/test_elastic_training.py -m multinode
 
 The job is the batch script `slurm-submit train --elastic` renders, cut to what this test needs
 (no requeue): `python -m slurm.launch --elastic ... -- python -m alexnet.train --elastic ...`.
 Real Fashion-MNIST at 67 px, 1,536 training images: 32 steps of 3 x 16 per epoch before the loss,
-a commit every 4 steps. node3 stays up (its rank is killed, not the node): with --rejoin-after 0
-Horovod keeps it out and the run ends on node1 and node2; with --rejoin-after 1 it is tried again
-and its new rank joins the others at a commit.
+a commit every 4 steps. The lost node (--rejoin-after 0): Horovod keeps node3 out and the run ends
+on node1 and node2, SLURM keeping the job alive (`--no-kill`, as `slurm-submit train --elastic`
+renders it). The killed rank (--rejoin-after 1): node3 stays up, is tried again and its new rank
+joins the others at a commit.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ def batch_script(workdir: Path, epochs: int, rejoin_after: int) -> Path:
     script = workdir / "elastic.sbatch"
     script.write_text("\n".join([
         "#!/bin/bash",
-        "#SBATCH --job-name=elastic --nodes=3 --ntasks-per-node=1 --cpus-per-task=1 --time=20:00",
+        "#SBATCH --job-name=elastic --nodes=3 --ntasks-per-node=1 --cpus-per-task=1 --time=20:00 --no-kill",
         f"#SBATCH --output={workdir}/elastic-%j.out --error={workdir}/elastic-%j.err",
         f"source {sys.prefix}/bin/activate",
         "export TF_CPP_MIN_LOG_LEVEL=2",
@@ -61,8 +64,10 @@ def wait_for_end(cluster, job_id: str) -> dict:
     return job
 
 
-def kill_node3_rank(cluster, workdir: Path, *, epochs: int, rejoin_after: int, at_step: int) -> TrainSummary:
-    """Submit; at epoch 1's `at_step` kill node3's rank (the node stays up); the finished run's summary."""
+def lose_node3(cluster, workdir: Path, *, epochs: int, rejoin_after: int, at_step: int,
+               whole_node: bool) -> TrainSummary:
+    """Submit; at epoch 1's `at_step` kill node3 (`whole_node`, restarted once the job is over) or only
+    its rank; the finished run's summary."""
     workdir.mkdir()
     proc = cluster.login("sbatch", "--parsable", batch_script(workdir, epochs, rejoin_after), cwd=workdir,
                          check=False)
@@ -70,9 +75,16 @@ def kill_node3_rank(cluster, workdir: Path, *, epochs: int, rejoin_after: int, a
     job_id = proc.stdout.strip()
     run = RunDir(workdir / "run")
     wait_for_step(cluster, job_id, run, at_step)
-    [victim] = rank_processes(cluster, "node3")
-    victim.kill()
-    job = wait_for_end(cluster, job_id)
+    if whole_node:
+        cluster.kill_node("node3")
+        try:
+            job = wait_for_end(cluster, job_id)
+        finally:
+            cluster.restart_node("node3")
+    else:
+        [victim] = rank_processes(cluster, "node3")
+        victim.kill()
+        job = wait_for_end(cluster, job_id)
     out, err = ((workdir / f"elastic-{job_id}.{kind}").read_text() for kind in ("out", "err"))
     assert job["job_state"] == "COMPLETED", f"{job['job_state']}\n{out[-3000:]}\n{err[-3000:]}"
     assert "horovodrun -np 3 --min-np 1 --host-discovery-script" in out
@@ -91,9 +103,9 @@ def assert_rolled_back_to_a_commit(reset: ElasticReset, at_step: int) -> None:
     assert reset.seconds > 0
 
 
-def test_killed_ranks_leave_the_others_training_from_their_last_commit(cluster, tmp_path):
+def test_a_lost_node_leaves_the_others_training_from_their_last_commit(cluster, tmp_path):
     at_step = 10     # of 32: past two commits, well before the epoch's end
-    summary = kill_node3_rank(cluster, tmp_path / "job", epochs=1, rejoin_after=0, at_step=at_step)
+    summary = lose_node3(cluster, tmp_path / "job", epochs=1, rejoin_after=0, at_step=at_step, whole_node=True)
     # It finished on the survivors, each with the same weights, bit for bit. (Horovod numbers the new
     # world's ranks as it likes: node2 may become rank 0, and then writes the outputs.)
     assert sorted(r.hostname for r in summary.ranks) == ["node1", "node2"]
@@ -110,7 +122,7 @@ def test_a_lost_host_that_comes_back_rejoins_at_a_commit(cluster, tmp_path):
     # Horovod tries node3 again 2-3 s after its rank failed (--rejoin-after 1); its new rank joins the
     # two others at their next commit, long before the second epoch ends.
     at_step = 6
-    summary = kill_node3_rank(cluster, tmp_path / "job", epochs=2, rejoin_after=1, at_step=at_step)
+    summary = lose_node3(cluster, tmp_path / "job", epochs=2, rejoin_after=1, at_step=at_step, whole_node=False)
     assert sorted(r.hostname for r in summary.ranks) == ["node1", "node2", "node3"]
     assert len({r.weights_sha256_63 for r in summary.ranks}) == 1
     lost, *changes = summary.resets
