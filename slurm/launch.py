@@ -99,7 +99,15 @@ def allocation_hosts(env: Mapping[str, str], hostnames: Callable[[str], list[str
 
 
 def scontrol_hostnames(nodelist: str) -> list[str]:
-    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                             check=True)
+    except FileNotFoundError:
+        raise UsageError("scontrol is not on PATH: run this inside a SLURM job (sbatch/salloc)") from None
+    except subprocess.CalledProcessError as exc:
+        last = (exc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UsageError(f"scontrol show hostnames {nodelist!r} failed ({last}): run this inside a SLURM job "
+                         "of a working cluster (sbatch/salloc)") from None
     return out.stdout.split()
 
 

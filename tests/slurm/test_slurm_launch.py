@@ -205,3 +205,21 @@ def test_bad_elastic_launches_start_nothing(tmp_path, options, message):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [message.replace("HOSTS", str(tmp_path / "HOSTS"))]
     assert proc.stdout == "" and not (tmp_path / "started").exists()
+
+
+def test_outside_a_working_slurm_it_says_so_in_one_line_and_starts_nothing(tmp_path):
+    # A stand-in scontrol that fails as a real one does without a cluster's configuration.
+    (tmp_path / "scontrol").write_text("#!/bin/sh\necho 'scontrol: fatal: Could not establish a configuration "
+                                       "source' >&2\nexit 1\n")
+    (tmp_path / "horovodrun").write_text(f"#!/bin/sh\ntouch {tmp_path}/started\n")
+    for f in ("scontrol", "horovodrun"):
+        (tmp_path / f).chmod(0o755)
+    env = {**cli_env(), "PATH": f"{tmp_path}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node1",
+           "SLURM_TASKS_PER_NODE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "slurm.launch", "--", "python", "-m", "alexnet.train"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "slurm.launch: error: scontrol show hostnames 'node1' failed (scontrol: fatal: Could not establish a "
+        "configuration source): run this inside a SLURM job of a working cluster (sbatch/salloc)"]
+    assert not (tmp_path / "started").exists()
