@@ -34,7 +34,9 @@ TIMEOUT_S = 900
 def launch(tmp_path: Path, hosts: str, tasks: str, *train: str) -> subprocess.Popen:
     (tmp_path / "scontrol").write_text(f"#!/bin/sh\necho {hosts}\n")
     (tmp_path / "scontrol").chmod(0o755)
-    env = cli_env(PATH=f"{tmp_path}:{os.environ['PATH']}", SLURM_JOB_NODELIST="x", SLURM_TASKS_PER_NODE=tasks,
+    # The venv's bin on PATH, as a job script's `source .venv/bin/activate` puts it: slurm.launch runs horovodrun.
+    path = f"{tmp_path}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    env = cli_env(PATH=path, SLURM_JOB_NODELIST="x", SLURM_TASKS_PER_NODE=tasks,
                   SLURMD_NODENAME="localhost")
     return subprocess.Popen([sys.executable, "-m", "slurm.launch", "--elastic", "--", sys.executable, "-m",
                              "alexnet.train", *TRAIN, "--output-dir", str(tmp_path / "run"), *train],
