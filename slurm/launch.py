@@ -98,17 +98,18 @@ def allocation_hosts(env: Mapping[str, str], hostnames: Callable[[str], list[str
     return list(zip(hosts, counts))
 
 
-def scontrol_hostnames(nodelist: str) -> list[str]:
+def scontrol_hostnames(hostlist: str, what: str, fix: str) -> list[str]:
+    """The host names a SLURM host list (`what`: where it came from) stands for, from `scontrol show
+    hostnames`; one line naming `fix` where scontrol is missing or refuses the list (it exits 0 on a
+    malformed one, with its complaint on stderr and no names)."""
     try:
-        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
-                             check=True)
+        proc = subprocess.run(["scontrol", "show", "hostnames", hostlist], capture_output=True, text=True)
     except FileNotFoundError:
-        raise UsageError("scontrol is not on PATH: run this inside a SLURM job (sbatch/salloc)") from None
-    except subprocess.CalledProcessError as exc:
-        last = (exc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise UsageError(f"scontrol show hostnames {nodelist!r} failed ({last}): run this inside a SLURM job "
-                         "of a working cluster (sbatch/salloc)") from None
-    return out.stdout.split()
+        raise UsageError("scontrol not found: run this where SLURM's commands are installed") from None
+    if proc.returncode != 0 or not proc.stdout.split():
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise UsageError(f"scontrol cannot expand {what} {hostlist!r} ({why}): {fix}")
+    return proc.stdout.split()
 
 
 def launch_command(launcher: str, hosts: Sequence[tuple[str, int]], command: Sequence[str],
@@ -320,7 +321,8 @@ class Launch:
                              f"not {self.launcher}")
 
     def run(self, env: Mapping[str, str] = os.environ) -> int:
-        hosts = allocation_hosts(env, scontrol_hostnames)
+        hosts = allocation_hosts(env, lambda nodelist: scontrol_hostnames(
+            nodelist, "SLURM_JOB_NODELIST", "run this inside a SLURM job of a working cluster (sbatch/salloc)"))
         if self.elastic is None:
             return self._run(launch_command(self.launcher, hosts, self.command, self.interface), env, hosts)
         if self.elastic.hosts_file:

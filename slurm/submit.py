@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from slurm.launch import scontrol_hostnames
 from slurm.render import (
     DEFAULT_RUN,
     LAUNCHERS,
@@ -327,16 +328,6 @@ def submit_pipeline(links: Sequence[Job], scripts: Sequence[str]) -> list[str]:
     return ids
 
 
-def _hostnames(hostlist: str) -> list[str]:
-    proc = _slurm(["scontrol", "show", "hostnames", hostlist])
-    # scontrol exits 0 on a malformed list, with its complaint on stderr and no names.
-    if proc.returncode != 0 or not proc.stdout.split():
-        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        raise UsageError(f"--nodelist {hostlist!r} is not a host list SLURM understands ({why}): "
-                         "write it like gpu[01-02],gpu07")
-    return proc.stdout.split()
-
-
 def horovod_has_mpi(python: Path) -> bool:
     """Whether the Horovod that `python` imports was built with MPI (it imports TensorFlow: seconds)."""
     probe = "import horovod.tensorflow as hvd; print(int(hvd.mpi_built()))"
@@ -349,7 +340,7 @@ def check_with_cluster(job: Job) -> None:
     """What only the cluster (or the job's venv) can tell: refused here, before anything is queued."""
     res = job.resources
     if res.nodelist is not None:
-        names = _hostnames(res.nodelist)
+        names = scontrol_hostnames(res.nodelist, "--nodelist", "write it like gpu[01-02],gpu07")
         known = set(_slurm(["sinfo", "--noheader", "--all", "--Node", "--format=%N"]).stdout.split())
         unknown = [n for n in names if n not in known]
         if unknown:

@@ -57,7 +57,7 @@ def venv_without_horovod(tmp_path: Path) -> str:
     (lambda d: ["--nodes", "2", "--nodelist", "node[1-3]"],
      "--nodelist names 3 nodes but --nodes is 2: set --nodes 3 or list fewer"),
     (lambda d: ["--nodelist", "node[3-1]"],
-     "--nodelist 'node[3-1]' is not a host list SLURM understands (Invalid hostlist: node[3-1]): write it like"),
+     "scontrol cannot expand --nodelist 'node[3-1]' (Invalid hostlist: node[3-1]): write it like"),
     (lambda d: ["--gpus-per-node", "2", "--ntasks-per-node", "3"],
      "--ntasks-per-node 3 does not match --gpus-per-node 2: Horovod runs one rank per GPU"),
     (lambda d: ["--launcher", "srun-pmix", "--venv", venv_without_horovod(d)],

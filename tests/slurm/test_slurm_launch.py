@@ -220,6 +220,6 @@ def test_outside_a_working_slurm_it_says_so_in_one_line_and_starts_nothing(tmp_p
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "slurm.launch: error: scontrol show hostnames 'node1' failed (scontrol: fatal: Could not establish a "
-        "configuration source): run this inside a SLURM job of a working cluster (sbatch/salloc)"]
+        "slurm.launch: error: scontrol cannot expand SLURM_JOB_NODELIST 'node1' (scontrol: fatal: Could not "
+        "establish a configuration source): run this inside a SLURM job of a working cluster (sbatch/salloc)"]
     assert not (tmp_path / "started").exists()
