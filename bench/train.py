@@ -88,8 +88,12 @@ def allocation_nodes(env=os.environ) -> list[str]:
     """The nodes of the SLURM allocation this runs in, when it has several (else none: run here)."""
     if int(env.get("SLURM_JOB_NUM_NODES", "1")) < 2:
         return []
+    fix = "run bench train inside a SLURM job of a working cluster (sbatch/salloc), or outside SLURM"
+    if not env.get("SLURM_JOB_NODELIST"):
+        raise UsageError(f"SLURM_JOB_NUM_NODES is {env['SLURM_JOB_NUM_NODES']} but SLURM_JOB_NODELIST is not set: "
+                         f"{fix}")
     from slurm.launch import scontrol_hostnames
-    return scontrol_hostnames(env["SLURM_JOB_NODELIST"])
+    return scontrol_hostnames(env["SLURM_JOB_NODELIST"], "SLURM_JOB_NODELIST", fix)
 
 
 def horovodrun() -> str:

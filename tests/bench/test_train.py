@@ -1,5 +1,6 @@
 """`bench train`: the config's pure logic, and -np 1,2 for real under Horovod."""
 import json
+import os
 
 import pytest
 
@@ -24,6 +25,34 @@ def test_ranks_go_here_or_over_the_allocations_nodes_one_each_first():
         "node1:1", "node1:1,node2:1", "node1:1,node2:1,node3:1", "node1:2,node2:1,node3:1"]
     # Outside SLURM, or in a one-node allocation, everything runs here.
     assert allocation_nodes({}) == [] and allocation_nodes({"SLURM_JOB_NUM_NODES": "1"}) == []
+
+
+def stand_in_scontrol(tmp_path, monkeypatch, script: str) -> None:
+    """An `scontrol` on PATH that runs `script` (sh), in place of SLURM's."""
+    (tmp_path / "scontrol").write_text(f"#!/bin/sh\n{script}\n")
+    (tmp_path / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+
+def test_a_multi_node_allocation_spreads_the_ranks_over_its_nodes(tmp_path, monkeypatch):
+    # Answers only the call SLURM's own scontrol would expand: `show hostnames LIST`.
+    stand_in_scontrol(tmp_path, monkeypatch, '[ "$1 $2 $3" = "show hostnames node[1-2]" ] && printf "node1\\nnode2\\n"')
+    nodes = allocation_nodes({"SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "node[1-2]"})
+    assert nodes == ["node1", "node2"]
+    assert placement(2, nodes) == "node1:1,node2:1"
+
+
+def test_a_multi_node_allocation_slurm_cannot_expand_is_one_line(tmp_path, monkeypatch):
+    stand_in_scontrol(tmp_path, monkeypatch, "echo 'scontrol: fatal: Could not establish a configuration source' >&2; "
+                      "exit 1")
+    with pytest.raises(UsageError) as raised:
+        allocation_nodes({"SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "node[1-2]"})
+    assert str(raised.value) == (
+        "scontrol cannot expand SLURM_JOB_NODELIST 'node[1-2]' (scontrol: fatal: Could not establish a "
+        "configuration source): run bench train inside a SLURM job of a working cluster (sbatch/salloc), "
+        "or outside SLURM")
+    with pytest.raises(UsageError, match="SLURM_JOB_NODELIST is not set: run bench train inside"):
+        allocation_nodes({"SLURM_JOB_NUM_NODES": "2"})
 
 
 @pytest.mark.parametrize("kwargs, message", [
