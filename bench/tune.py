@@ -316,6 +316,15 @@ def confirm(settings: dict[str, Setting], evaluate: Evaluator, inputs: InputConf
     return Confirmed(rows=rows, records=records, chosen=best.label)
 
 
+def over_defaults(rows: Sequence[Row], settings: dict[str, Setting],
+                  start: Setting) -> tuple[list[Row], dict[int, Row]]:
+    """Each confirmed row with its ratio: its throughput over the starting point's at the same batch size
+    (settings: the rows' settings by label); and the starting point's rows by batch size."""
+    defaults = {r.batch: r for r in rows if settings[r.label] == dataclasses.replace(start, batch=r.batch)}
+    return [dataclasses.replace(r, ratio=r.throughput.samples_per_second
+                                / defaults[r.batch].throughput.samples_per_second) for r in rows], defaults
+
+
 def run_tune(model: Path, *, batches: Sequence[int] | None, base: SessionConfig, inputs: InputConfig, run: RunConfig,
              options: TuneOptions, output: Path, progress: Stage | None) -> BenchResult:
     """Search, confirm, write the settings file to `output`; the result (rows: the confirmation, each
@@ -344,11 +353,8 @@ def run_tune(model: Path, *, batches: Sequence[int] | None, base: SessionConfig,
     confirmed = confirm(settings, evaluate, inputs, run, options, progress)
     chosen = settings[confirmed.chosen]
     baseline = dataclasses.replace(start, batch=chosen.batch)
-    defaults_rows = {r.batch: r for r in confirmed.rows
-                     if settings[r.label] == dataclasses.replace(start, batch=r.batch)}
+    rows, defaults_rows = over_defaults(confirmed.rows, settings, start)
     base_rate = {batch: r.throughput.samples_per_second for batch, r in defaults_rows.items()}
-    rows = [dataclasses.replace(r, ratio=r.throughput.samples_per_second / base_rate[r.batch])
-            for r in confirmed.rows]
     # The same interleaved rounds as `bench compare`: each candidate's paired verdict against the defaults.
     comparisons = [paired_comparison(defaults_rows[r.batch], r) for r in confirmed.rows
                    if r is not defaults_rows[r.batch]]

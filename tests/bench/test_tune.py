@@ -2,11 +2,17 @@
 import dataclasses
 import json
 import shutil
+from typing import Callable
 
 import pytest
 
 from bench import cli, results, tune, tuned
-from bench.results import Setting, Tune, TunePoint
+from bench.compare import Measured
+from bench.engines import EngineRecord
+from bench.inputs import InputConfig, InputSpec
+from bench.results import Resources, Row, Setting, Tune, TunePoint
+from bench.runner import RunConfig
+from bench.session import SessionConfig
 from bench.tune import Space, coordinate_descent, improves, thread_counts
 from toolkit.cli import UsageError
 from toolkit.environment import usable_cpus
@@ -89,6 +95,104 @@ def test_the_candidates_are_confirmed_against_the_defaults_at_their_batch_sizes(
     assert labels == {"defaults @ 8": dataclasses.replace(START, batch=8), "defaults @ 32": dataclasses.replace(
         START, batch=32), "candidate 1": winner, "candidate 2": dataclasses.replace(winner, batch=8)}
     assert tune.labelled([winner], start) == {"defaults": dataclasses.replace(START, batch=32), "candidate 1": winner}
+
+
+class StandInProcesses:
+    """bench.compare.EngineProcesses for the confirmation, with known speeds: `speed(label, batch)` gives a
+    setting's samples/s and, where not None, the time in ms of its slowest 5 runs in 100 (its p99); each round
+    runs 1% faster than the one before, so the paired test has a spread."""
+
+    speed: Callable[[str, int], tuple[float, float | None]]
+
+    def __init__(self, contenders, session_config, inputs):
+        self.contenders = contenders
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
+    def take_turns(self, batch, run, rounds, progress, *, name, done=0, steps=None):
+        spec = InputSpec("x", "tensor(float)", ("batch", 5))
+        record = EngineRecord("onnxruntime", "m.onnx", (spec,), ("y",), ("cpu",), ("CPUExecutionProvider",), None, {})
+        used = Resources(peak_rss_bytes=1, cpu_seconds=1.0, wall_seconds=1.0, usable_cpus=2, first_run_ms=1.0)
+        turns = {}
+        for contender in self.contenders:
+            rate, slow_ms = self.speed(contender.label, batch)
+            turns[contender.label] = [
+                Measured(times=(batch / (rate * (1 + index / 100)),) * 95 + (
+                    (slow_ms / 1000,) * 5 if slow_ms else (batch / (rate * (1 + index / 100)),) * 5),
+                         samples=batch, record=record, resources=used)
+                for index in range(rounds)]
+        return turns
+
+
+def confirmed_speeds(monkeypatch, speed: Callable[[str, int], tuple[float, float | None]]) -> None:
+    monkeypatch.setattr(tune, "EngineProcesses", StandInProcesses)
+    monkeypatch.setattr(StandInProcesses, "speed", staticmethod(speed), raising=False)
+
+
+def test_the_confirmation_decides_within_the_budget_and_never_hands_back_a_slower_setting(monkeypatch):
+    """The search's winner is candidate 1; the confirmation's speeds (stand-ins) decide which setting is chosen."""
+    winner = dataclasses.replace(START, batch=8, variant="int8", model="m.int8.onnx", intra_op_threads=0, spinning=True)
+    settings = {"defaults": dataclasses.replace(START, batch=8), "candidate 1": winner,
+                "candidate 2": dataclasses.replace(START, batch=8, graph_optimization="basic")}
+    evaluate = tune.Evaluator(SessionConfig(intra_op_threads=1), InputConfig(), RunConfig())
+    evaluate.points[winner] = landscape(winner)  # what the search measured
+    run = RunConfig(warmup=0, min_time=0.01, min_iterations=3)
+
+    def chosen(rates, slow_ms=None, budget_ms=None):
+        confirmed_speeds(monkeypatch, lambda label, batch: (rates[label], (slow_ms or {}).get(label)))
+        return tune.confirm(settings, evaluate, InputConfig(), run, tune.TuneOptions(budget_ms=budget_ms, rounds=3),
+                            None).chosen
+    # Samples/s at batch 8: runs of 0.4 to 1 ms.
+    assert chosen({"defaults": 8e3, "candidate 1": 12e3, "candidate 2": 16e3}) == "candidate 2"
+    # The search's winner confirmed slower than the defaults: the defaults stay.
+    assert chosen({"defaults": 16e3, "candidate 1": 12e3, "candidate 2": 8e3}) == "defaults"
+    # The fastest is over the budget by its p99 over the confirmation's runs: the fastest within it wins.
+    fast = {"defaults": 8e3, "candidate 1": 12e3, "candidate 2": 16e3}
+    assert chosen(fast, {"candidate 2": 20.0}, budget_ms=10.0) == "candidate 1"
+    with pytest.raises(UsageError, match=r"no setting met --latency-budget-ms 0.1: the best p99 found was 0.5"):
+        chosen(fast, budget_ms=0.1)
+
+
+def test_a_ratio_is_over_the_defaults_at_its_own_batch_size():
+    start = dataclasses.replace(START, batch=0)
+    settings = {"defaults @ 1": dataclasses.replace(START, batch=1),
+                "defaults @ 8": dataclasses.replace(START, batch=8),
+                "candidate 1": dataclasses.replace(START, batch=8, spinning=True),
+                "candidate 2": dataclasses.replace(START, batch=1, spinning=True)}
+    seconds = {"defaults @ 1": 0.01, "defaults @ 8": 0.02, "candidate 1": 0.01, "candidate 2": 0.04}
+    rows = [Row.from_times(label=label, engine="onnxruntime", model="m.onnx", batch=settings[label].batch,
+                           providers=["CPU"], times_s=[seconds[label]] * 3) for label in settings]
+    ratios, defaults = tune.over_defaults(rows, settings, start)
+    assert {r.label: r.ratio for r in ratios} == pytest.approx(
+        {"defaults @ 1": 1.0, "defaults @ 8": 1.0, "candidate 1": 2.0, "candidate 2": 0.25})
+    assert {batch: r.label for batch, r in defaults.items()} == {1: "defaults @ 1", 8: "defaults @ 8"}
+
+
+def test_each_ratio_is_over_the_defaults_confirmed_at_the_same_batch(helper_models, tmp_path, monkeypatch):
+    """A real search on a real model, then a confirmation with known speeds (stand-ins): the defaults at batch B
+    run at 100 x B samples/s, candidate 1 at 500, any other at 80. The ratios, the choice and the settings file
+    follow from those speeds."""
+    model = tmp_path / "heavy.onnx"
+    shutil.copy(helper_models["heavy"], model)
+
+    def rate(label: str, batch: int) -> float:
+        return 100.0 * batch if label.startswith("defaults") else {"candidate 1": 500.0}.get(label, 80.0)
+    confirmed_speeds(monkeypatch, lambda label, batch: (rate(label, batch), None))
+    result = tune.run_tune(model, batches=(1, 4), base=SessionConfig(intra_op_threads=1), inputs=InputConfig(),
+                           run=RunConfig(warmup=1, min_time=0.01, min_iterations=3),
+                           options=tune.TuneOptions(passes=1, candidates=2, rounds=2),
+                           output=tmp_path / "heavy.tuned.json", progress=None)
+    confirmed = dict(result.tune.confirmed)
+    for row in result.rows:  # the geometric mean of the rounds' rates, 1% apart, over the defaults' alike
+        assert row.ratio == pytest.approx(rate(row.label, row.batch) / (100.0 * row.batch), rel=1e-9), row.label
+    fastest = max(result.rows, key=lambda r: rate(r.label, r.batch))
+    assert result.tune.chosen == confirmed[fastest.label] and result.tune.defaults.batch == fastest.batch
+    written = tuned.read(tmp_path / "heavy.tuned.json")
+    assert (written.batch, written.measured["ratio"]) == (fastest.batch, fastest.ratio)
 
 
 def test_the_pareto_front_holds_the_points_nothing_beats_in_both():
@@ -231,9 +335,11 @@ def test_tune_writes_a_config_that_the_measuring_commands_reproduce(bench, helpe
     assert found.pareto and all(0 <= i < len(found.points) for i in found.pareto)
     confirmed = dict(found.confirmed)
     assert [r.label for r in result.rows] == list(confirmed) and "defaults" in [label[:8] for label in confirmed]
-    chosen_row = next(r for r in result.rows if confirmed[r.label] == found.chosen)
-    assert chosen_row.ratio >= 1.0 and chosen_row.batch == found.chosen.batch  # confirmed, never slower
-    assert max(r.throughput.samples_per_second for r in result.rows) == chosen_row.throughput.samples_per_second
+    # Each ratio is over the defaults' row at the same batch size (which rows those are: from `confirmed`).
+    base = {confirmed[r.label].batch: r.throughput.samples_per_second for r in result.rows
+            if dataclasses.replace(confirmed[r.label], batch=0) == dataclasses.replace(found.defaults, batch=0)}
+    for row in result.rows:
+        assert row.ratio == pytest.approx(row.throughput.samples_per_second / base[row.batch])
     assert found.defaults.batch == found.chosen.batch and found.defaults.intra_op_threads == usable_cpus()
 
     reproduced = tmp_path / "reproduced.json"
@@ -262,10 +368,6 @@ def test_tune_writes_a_config_that_the_measuring_commands_reproduce(bench, helpe
 def test_progress_counts_the_points_of_each_phase_then_the_confirmations_turns(helper_models, tmp_path):
     """Each new point is a step of its phase (the starting point, the search: at most so many points), then each
     turn of the confirmation, as `bench compare` counts them: what bench.report.MeasureProgress shows."""
-    from bench.inputs import InputConfig
-    from bench.runner import RunConfig
-    from bench.session import SessionConfig
-
     calls = []
     result = tune.run_tune(helper_models["fixed"], batches=None, base=SessionConfig(intra_op_threads=1),
                            inputs=InputConfig(), run=RunConfig(warmup=1, min_time=0.02, min_iterations=3),
