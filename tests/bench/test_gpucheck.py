@@ -137,15 +137,16 @@ def test_cuda_outputs_equal_cpu_outputs_and_io_binding_equals_a_plain_run(varian
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="onnxruntime's CUDA provider is not usable here")
-def test_float16_on_cuda_is_faster_than_float32_at_batch_256(tmp_path):
-    run = RunConfig(warmup=3, min_time=1.0, min_iterations=10)
-    speed = {}
+def test_cuda_rows_of_both_precisions_carry_where_the_time_went(tmp_path):
+    """Whether float16 is faster on CUDA is the GPU check's verdict (`python -m bench.gpucheck`, a benchmark; its
+    rule: test_the_float16_check_is_the_throughput_ratio), not a test's: timings are never asserted."""
+    run = RunConfig(warmup=1, min_time=0.1, min_iterations=3)
     for variant in ("float32", "float16"):
         _, cuda = _engines(variant, tmp_path / variant)
         row = measure_engine(cuda, batch=256, inputs=InputConfig(), run=run)
+        assert row.providers[0] == "CUDAExecutionProvider" and row.batch == 256
         assert row.device_times is not None and row.device_times.means_ms[1] > 0
-        speed[variant] = row.throughput.samples_per_second
-    assert speed["float16"] > speed["float32"], speed
+        assert row.device_times.input_bytes == 256 * 28 * 28
 
 
 def test_a_failed_check_fails_the_run_after_the_json_is_written(tmp_path, monkeypatch):

@@ -1,12 +1,12 @@
 """Measuring engines: rows from the timing loop, results from engine records, the harness-overhead check."""
-import json
+import math
 import statistics
-import time
+from pathlib import Path
 
 import pytest
 
-from bench import cli, measure, results
-from bench.engines import EngineRecord, OnnxEngine
+from bench import measure
+from bench.engines import Engine, EngineRecord, OnnxEngine, Prepared
 from bench.inputs import InputConfig, InputSpec
 from bench.measure import engine_result, measure_engine, measure_overhead
 from bench.results import Row
@@ -14,7 +14,6 @@ from bench.runner import RunConfig
 from bench.session import SessionConfig
 from toolkit.cli import UsageError
 
-ROUNDS, MIN_TIME = "5", "0.2"
 QUICK_RUN = RunConfig(warmup=1, min_time=0.05, min_iterations=5)
 
 
@@ -67,49 +66,59 @@ def test_overhead_rows_pair_the_runs_of_each_round(helper_models):
         measure_overhead(engine, batch=2, inputs=InputConfig(), run=QUICK_RUN, rounds=0)
 
 
-def _overhead(model, out) -> results.BenchResult:
-    """`bench overhead` as a user runs it, in this process (so a test can slow its harness down)."""
-    code = cli.main(["overhead", "--model", str(model), "--batch", "2", "--intra-op-threads", "1", "--rounds", ROUNDS,
-                     "--warmup", "2", "--min-time", MIN_TIME, "--min-iterations", "20", "--quiet", "--json", str(out)])
-    assert code == 0
-    assert json.loads(out.read_text())["kind"] == "overhead"
-    return results.load(out)
+class ClockedEngine(Engine):
+    """A stand-in engine on a clock that only its runs advance: a run takes `run_s`, and its harness step
+    (`step()`, what `runner.measure` times) `harness_s` more; `runner()`, the bare loop's call, only the run."""
+
+    name = "stand-in"
+    model_path = Path("m.onnx")
+    specs = (InputSpec("x", "tensor(float)", ("batch", 5)),)
+    providers = ("CPUExecutionProvider",)
+
+    def __init__(self, now: list[float], run_s: float, harness_s: float):
+        self.now, self.run_s, self.harness_s = now, run_s, harness_s
+
+    def prepare(self, batch, inputs):
+        return Prepared(samples=batch, feeds=("a", "b"))
+
+    def convert(self, feed):
+        return feed
+
+    def runner(self):
+        def run(feed):
+            self.now[0] += self.run_s
+        return run
+
+    def step(self, prepared):
+        run = self.runner()
+
+        def step():
+            run(prepared.feeds[0])
+            self.now[0] += self.harness_s
+        return step
+
+    def record(self):
+        return EngineRecord(self.name, str(self.model_path), self.specs, ("y",), ("cpu",), self.providers, None, {})
+
+    def device_times(self, prepared, runs=0):
+        return None
 
 
-def _busy_wait(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
-def test_a_harness_slowed_by_a_known_amount_is_detected(helper_models, tmp_path, monkeypatch):
-    """Slow the measured step by busy-waiting SLOWDOWN x the model's run time after each run (the
-    model's run time: the median of the bare loop's per-run times in an unslowed `bench overhead`).
-
-    The reported ratio (bare median run / harness median run, the median over rounds) must move
-    by about SLOWDOWN: 1/ratio by SLOWDOWN x (bare run / slowed bare run), within 15% (seen:
-    within 4%). Medians are blind to a neighbour's preemptions (milliseconds, against
-    microseconds of a run), which land on few runs; a throughput ratio on 2 cores shared with
-    other jobs (load 5-8) moved 0.5x to 2.2x SLOWDOWN, so it is only a note.
-    """
-    slowdown = 2.0
-    base = _overhead(helper_models["fixed"], tmp_path / "base.json")
-    wait_s = slowdown * base.rows[1].latency.p50 / 1000
-    unwrapped = OnnxEngine.step
-
-    def slowed_step(self, prepared):
-        step = unwrapped(self, prepared)
-
-        def slow():
-            step()
-            _busy_wait(wait_s)
-        return slow
-    monkeypatch.setattr(OnnxEngine, "step", slowed_step)
-    slowed = _overhead(helper_models["fixed"], tmp_path / "slowed.json")
-    expected = wait_s * 1000 / slowed.rows[1].latency.p50
-
-    moved = 1 / slowed.rows[0].ratio - 1 / base.rows[0].ratio
-    assert moved == pytest.approx(expected, rel=0.15), (base.notes, slowed.notes)
+@pytest.mark.parametrize("harness_us", [0.0, 250.0, 1000.0])
+def test_a_harness_slowed_by_a_known_amount_is_detected(monkeypatch, harness_us):
+    """On a clock only the runs advance (1 ms a run), a harness that adds H us per run has the ratio
+    1000 / (1000 + H): the bare loop's median run over the harness's, the median of the rounds.
+    Real timings of the two loops are the benchmark's job: `bench overhead`."""
+    now = [0.0]
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: now[0])
+    engine = ClockedEngine(now, run_s=0.001, harness_s=harness_us / 1e6)
+    rows, ratios = measure_overhead(engine, batch=2, inputs=InputConfig(), run=QUICK_RUN, rounds=3)
+    harness, bare = rows
+    assert ratios == pytest.approx([1000 / (1000 + harness_us)] * 3)
+    assert harness.ratio == pytest.approx(1000 / (1000 + harness_us)) and bare.ratio == 1.0
+    assert harness.latency.p50 == pytest.approx(1 + harness_us / 1000) and bare.latency.p50 == pytest.approx(1.0)
+    # Each round's bare loop makes as many runs as the harness's: QUICK_RUN's 50 ms at 1 ms (+H) a run.
+    assert harness.latency.count == bare.latency.count >= 3 * math.floor(0.05 / (0.001 + harness_us / 1e6))
 
 
 def test_a_row_until_stable_gave_up_on_is_warned_about():

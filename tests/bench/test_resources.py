@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -56,32 +57,61 @@ def test_an_engine_process_does_not_inherit_the_peak_of_the_process_that_started
     assert resources.peak_rss_bytes() > 400 * 2**20
 
 
-def test_cpu_time_is_the_process_own():
-    """A busy step uses CPU; a sleeping one, nearly none; neither more than the usable CPUs can give."""
-    def busy():
-        end = time.perf_counter() + 0.002
-        while time.perf_counter() < end:
+def test_cpu_time_counts_every_thread_of_the_process():
+    """Each step has another thread burn 2 ms of its own CPU time (its thread_time, whatever the load): the
+    process's CPU time over the measured runs is at least that, and no more than the usable CPUs can give."""
+    def burn():
+        end = time.thread_time() + 0.002
+        while time.thread_time() < end:
             pass
-    _, sleeping = resources.measure_with_resources(lambda: time.sleep(0.002), QUICK, load_seconds=None,
-                                                   providers=())
-    _, spinning = resources.measure_with_resources(busy, QUICK, load_seconds=None, providers=())
-    assert sleeping.cpu_utilisation < 0.1
-    assert spinning.cpu_seconds > 5 * sleeping.cpu_seconds
-    for used in (sleeping, spinning):
-        assert 0 < used.cpu_seconds <= used.wall_seconds * used.usable_cpus * 1.01
+
+    def step():
+        worker = threading.Thread(target=burn)
+        worker.start()
+        worker.join()
+    times, used = resources.measure_with_resources(step, QUICK, load_seconds=None, providers=())
+    assert used.cpu_seconds >= 0.002 * len(times)
+    assert used.cpu_seconds <= used.wall_seconds * used.usable_cpus * 1.01
+
+
+class Clocks:
+    """Stand-ins for the wall clock and the process's CPU clock that only the steps advance."""
+
+    def __init__(self, monkeypatch):
+        self.wall = self.cpu = 0.0
+        monkeypatch.setattr(time, "perf_counter", lambda: self.wall)
+        monkeypatch.setattr(time, "process_time", lambda: self.cpu)
+
+    def advance(self, wall_s: float, cpu_s: float = 0.0) -> None:
+        self.wall += wall_s
+        self.cpu += cpu_s
+
+
+def test_cpu_utilisation_is_cpu_time_over_wall_time_and_usable_cpus(monkeypatch):
+    """Runs of 10 ms using 4 ms of CPU on 2 usable CPUs: 20% utilisation; the warm-up is not counted."""
+    clocks = Clocks(monkeypatch)
+    monkeypatch.setattr(resources, "usable_cpus", lambda: 2)
+    times, used = resources.measure_with_resources(lambda: clocks.advance(0.010, 0.004),
+                                                   RunConfig(warmup=3, min_time=0.1, min_iterations=5),
+                                                   load_seconds=None, providers=())
+    assert times == pytest.approx([0.010] * len(times)) and len(times) >= 10
+    assert used.cpu_seconds == pytest.approx(0.004 * len(times))
+    assert used.wall_seconds == pytest.approx(0.010 * len(times)) and used.cpu_utilisation == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize("warmup", [0, 3])
-def test_the_first_run_is_timed_alone_and_never_measured(warmup):
+def test_the_first_run_is_timed_alone_and_never_measured(monkeypatch, warmup):
+    """The first call takes 50 ms on the stand-in clock, every later one 1 ms."""
+    clocks = Clocks(monkeypatch)
     calls = []
 
     def step():
         calls.append(1)
-        time.sleep(0.05 if len(calls) == 1 else 0.001)
+        clocks.advance(0.050 if len(calls) == 1 else 0.001)
     times, used = resources.measure_with_resources(step, RunConfig(warmup=warmup, min_time=0, min_iterations=4),
                                                    load_seconds=1.5, providers=())
-    assert used.first_run_ms >= 50 and max(times) < 0.05
-    assert len(calls) == max(warmup, 1) + len(times) and len(times) == 4
+    assert used.first_run_ms == pytest.approx(50.0) and times == pytest.approx([0.001] * 4)
+    assert len(calls) == max(warmup, 1) + len(times)
     assert used.load_seconds == 1.5 and used.device_memory_bytes is None
 
 

@@ -1,10 +1,18 @@
-"""onnxruntime sessions: honest provider reporting, clean errors for bad models, thread and graph options."""
+"""onnxruntime sessions: honest provider reporting, clean errors for bad models, thread and graph options.
+
+The fallback logic is tested on every machine with a stand-in for onnxruntime's provider outcome; the tests
+of a real fallback run where CUDA is not usable, a real CUDA session's where it is (tests/bench/test_engines.py).
+"""
+import os
+
 import numpy as np
 import onnx
 import pytest
 
 from bench import session as session_lib
+from bench.engines import OnnxEngine
 from bench.session import SessionConfig, open_session
+from toolkit import environment
 from toolkit.cli import CheckFailed, UsageError
 
 CUDA = session_lib.cuda_usable()
@@ -24,6 +32,111 @@ def test_strict_refuses_to_fall_back(helper_models, capfd):
     with pytest.raises(CheckFailed, match="TensorRT/CUDA unavailable, ran on CPU .*--strict"):
         open_session(helper_models["fixed"], SessionConfig(providers=("tensorrt", "cuda"), strict=True))
     assert capfd.readouterr() == ("", "")
+
+
+# What onnxruntime-gpu logs where CUDA's libraries are missing (then it runs on the CPU without a word).
+MISSING_CUBLAS = (b"[E:onnxruntime:Default, provider_bridge_ort.cc:2195 TryGetProviderInfo_CUDA] Failed to load "
+                  b"library libonnxruntime_providers_cuda.so with error: libcublasLt.so.12: cannot open shared object "
+                  b"file: No such file or directory\n")
+
+
+@pytest.fixture
+def stand_in_runtime(monkeypatch):
+    """onnxruntime's provider outcome, chosen by the test on any machine, GPU or not: `runs_on(providers, log)`
+    makes every session claim to run on `providers` (a real CPU session underneath) after writing `log` to
+    fd 2, as onnxruntime's C++ logger does; `available(providers)` is what onnxruntime says it was built with.
+    Returns the calls of preload_cuda."""
+    import onnxruntime as ort
+
+    real = ort.InferenceSession
+    outcome = {"providers": ["CPUExecutionProvider"], "log": b""}
+
+    class StandInSession:
+        def __init__(self, path, sess_options=None, providers=None, provider_options=None):
+            os.write(2, outcome["log"])
+            self.requested = providers
+            self._session = real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+        def get_providers(self):
+            return list(outcome["providers"])
+
+        def __getattr__(self, name):
+            return getattr(self._session, name)
+
+    preloads = []
+    monkeypatch.setattr(ort, "InferenceSession", StandInSession)
+    monkeypatch.setattr(session_lib, "preload_cuda", lambda: preloads.append(1))
+
+    def runs_on(providers, log=b""):
+        outcome.update(providers=providers, log=log)
+
+    def available(providers):
+        monkeypatch.setattr(ort, "get_available_providers", lambda: list(providers))
+    return runs_on, available, preloads
+
+
+def test_a_provider_that_did_not_come_up_is_reported_with_its_reason_on_any_machine(helper_models, stand_in_runtime,
+                                                                                  capfd):
+    """The fallback logic without the machine deciding which branch runs: CUDA missing a library, TensorRT
+    missing while CUDA came up, and everything there."""
+    runs_on, _, preloads = stand_in_runtime
+    runs_on(["CPUExecutionProvider"], MISSING_CUBLAS)
+    cpu = open_session(helper_models["fixed"], SessionConfig(providers=("cuda",)))
+    assert cpu.providers == ("CPUExecutionProvider",) and not cpu.on_gpu and not cpu.io_binding
+    assert cpu.fallback == "CUDA unavailable, ran on CPU (CUDA: libcublasLt.so.12 not found)"
+    assert cpu.session.requested == ["CUDAExecutionProvider", "CPUExecutionProvider"] and preloads == [1]
+    with pytest.raises(CheckFailed, match=r"^CUDA unavailable, ran on CPU .*; --strict refuses to run on another"):
+        open_session(helper_models["fixed"], SessionConfig(providers=("cuda",), strict=True))
+    runs_on(["CUDAExecutionProvider", "CPUExecutionProvider"], b"TensorRT EP could not be created: install TensorRT\n")
+    cuda = open_session(helper_models["fixed"], SessionConfig(providers=("tensorrt",)))
+    assert cuda.fallback == ("TensorRT unavailable, ran on CUDA+CPU (TensorRT: TensorRT libraries not found)")
+    assert cuda.on_gpu and cuda.io_binding and cuda.session.requested[:2] == ["TensorrtExecutionProvider",
+                                                                              "CUDAExecutionProvider"]
+    runs_on(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert open_session(helper_models["fixed"], SessionConfig(providers=("cuda",), strict=True)).fallback is None
+    # A CPU-only request never loads CUDA's libraries.
+    before = len(preloads)
+    runs_on(["CPUExecutionProvider"])
+    assert open_session(helper_models["fixed"], SessionConfig()).fallback is None and len(preloads) == before
+    assert capfd.readouterr() == ("", "")  # onnxruntime's log was captured, never shown
+
+
+def test_an_engine_reports_what_its_session_really_runs_on(helper_models, stand_in_runtime):
+    runs_on, _, _ = stand_in_runtime
+    runs_on(["CPUExecutionProvider"], MISSING_CUBLAS)
+    record = OnnxEngine.open(helper_models["fixed"], SessionConfig(providers=("cuda",))).record()
+    assert (record.requested_providers, record.providers) == (("cuda",), ("CPUExecutionProvider",))
+    assert record.fallback.startswith("CUDA unavailable, ran on CPU") and record.runtime["io_binding"] is False
+
+
+def test_cuda_is_usable_only_where_a_session_really_runs_on_it(stand_in_runtime):
+    """What decides whether `gpu` tests run: CUDA listed and a session that stays on it."""
+    runs_on, available, _ = stand_in_runtime
+    available(["CPUExecutionProvider"])
+    assert not session_lib.cuda_usable()
+    available(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    runs_on(["CPUExecutionProvider"], MISSING_CUBLAS)
+    assert not session_lib.cuda_usable()  # listed, as onnxruntime-gpu always lists it, but fell back
+    runs_on(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert session_lib.cuda_usable()
+
+
+def test_cuda_libraries_are_preloaded_once_per_process_and_silently(monkeypatch, capfd):
+    import onnxruntime as ort
+
+    calls = []
+
+    def preload_dlls():
+        calls.append(1)
+        print("Failed to load libcudart.so.13")  # what onnxruntime-gpu prints for every library it cannot find
+    monkeypatch.setattr(ort, "preload_dlls", preload_dlls, raising=False)
+    environment.preload_cuda.cache_clear()
+    try:
+        environment.preload_cuda()
+        environment.preload_cuda()
+    finally:
+        environment.preload_cuda.cache_clear()
+    assert calls == [1] and capfd.readouterr() == ("", "")
 
 
 def test_cpu_session_has_no_fallback_and_records_options(helper_models):
