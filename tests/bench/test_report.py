@@ -53,6 +53,19 @@ def check_golden(name: str, text: str) -> None:
     assert text == path.read_text()
 
 
+def test_a_changed_table_fails_the_golden_check_unless_asked_to_rewrite_it(tmp_path, monkeypatch):
+    """Whatever the environment the suite runs in: without BENCH_UPDATE_GOLDEN a changed table fails."""
+    monkeypatch.setitem(globals(), "GOLDEN", tmp_path)
+    (tmp_path / "t.txt").write_text("old table\n")
+    monkeypatch.delenv("BENCH_UPDATE_GOLDEN", raising=False)
+    with pytest.raises(AssertionError):
+        check_golden("t.txt", "new table\n")
+    assert (tmp_path / "t.txt").read_text() == "old table\n"
+    monkeypatch.setenv("BENCH_UPDATE_GOLDEN", "1")
+    check_golden("t.txt", "new table\n")
+    assert (tmp_path / "t.txt").read_text() == "new table\n"
+
+
 def test_table_renders_to_golden_text():
     check_golden("sweep.txt", report.render_text([fixed_result()], width=100))
 
