@@ -2,10 +2,11 @@
 
 Both launchers: horovodrun (ranks on other nodes over ssh, Gloo) and srun-pmix (srun starts every
 rank, Open MPI over PMIx; skipped unless this venv's Horovod has MPI). In epoch 2 a node is lost
-(horovodrun) or a rank is killed (srun): the job must fail fast, say which rank on which host
-failed, leave no rank behind, and resume from epoch 1's checkpoint when submitted again. The
-finished 3-node run must then match the same training on one node (3 ranks on node1: the same
-global batch): resuming is exact, so the interruption changes nothing.
+(horovodrun) or a rank is killed (srun): the launcher must end the job (FAILED, before SLURM would
+end it as NODE_FAIL once the node is DOWN), say which rank on which host failed, leave no rank
+behind, and resume from epoch 1's checkpoint when submitted again. The finished 3-node run must
+then match the same training on one node (3 ranks on node1: the same global batch): resuming is
+exact, so the interruption changes nothing.
 
     .venv/bin/pytest tests/cluster -m multinode
     /work/mpi-venv/bin/pytest tests/cluster -m multinode      # the srun tests too
@@ -38,10 +39,6 @@ JOB_TIMEOUT_S = 900
 # srun+MPI's test loss 3e-7 apart: its all-reduce sums in another order). 2 points (19 images)
 # leaves room for other CPUs' kernels and thread counts, and still fails a wrongly sharded run.
 ACCURACY_TOLERANCE = 0.02
-# From losing a rank or a node to the job's end. Measured here: 6 s (srun, killed rank); 38 s (lost
-# node: horovodrun's ssh notices in about 8 s, then SLURM holds the job until the node is DOWN,
-# SlurmdTimeout=30 s). A hang would never end.
-FAIL_FAST_S = 180
 
 needs_mpi = pytest.mark.skipif(not horovod_has_mpi(Path(sys.executable)),
                                reason=f"the Horovod in {sys.prefix} has no MPI: srun launchers need one built with "
@@ -111,8 +108,11 @@ def rank_processes(cluster, node: str) -> list[psutil.Process]:
     return found
 
 
-def fail_mid_epoch_2(cluster, workdir: Path, *options: str, kill) -> tuple[str, float]:
-    """Submit; once epoch 1's checkpoint is written, `kill()`; the job id and how long it took to end."""
+def fail_mid_epoch_2(cluster, workdir: Path, *options: str, kill) -> str:
+    """Submit; once epoch 1's checkpoint is written, `kill()`; the job id, once the job has failed.
+
+    FAILED is the launcher's doing: had it not noticed the lost node, SLURM would have ended the job
+    itself once the node was DOWN (SlurmdTimeout), as NODE_FAIL."""
     workdir.mkdir()
     job_id = submit(cluster, workdir, *options)
     deadline = time.monotonic() + JOB_TIMEOUT_S
@@ -121,11 +121,9 @@ def fail_mid_epoch_2(cluster, workdir: Path, *options: str, kill) -> tuple[str, 
         assert cluster.job(job_id)["job_state"] in {"PENDING", "RUNNING"}, "\n".join(logs(workdir, job_id))
         time.sleep(0.5)
     kill()
-    killed = time.monotonic()
-    result = status(cluster, job_id, timeout_s=FAIL_FAST_S)
-    took = time.monotonic() - killed
+    result = status(cluster, job_id)
     assert f"job {job_id}: FAILED" in result.stdout, result.stdout
-    return job_id, took
+    return job_id
 
 
 def resume(cluster, workdir: Path, *options: str) -> tuple[str, TrainSummary]:
@@ -141,9 +139,8 @@ def resume(cluster, workdir: Path, *options: str) -> tuple[str, TrainSummary]:
 
 def test_horovodrun_over_ssh_survives_a_lost_node_and_matches_one_node(cluster, one_node, tmp_path):
     workdir = tmp_path / "job"
-    job_id, took = fail_mid_epoch_2(cluster, workdir, *THREE_NODES, kill=lambda: cluster.kill_node("node3"))
+    job_id = fail_mid_epoch_2(cluster, workdir, *THREE_NODES, kill=lambda: cluster.kill_node("node3"))
     try:
-        assert took < FAIL_FAST_S
         out, err = logs(workdir, job_id)
         assert "horovodrun -np 3 -H node1:1,node2:1,node3:1 --gloo" in out
         assert err.splitlines()[-1] == (
@@ -167,8 +164,7 @@ def test_srun_pmix_survives_a_killed_rank_and_matches_one_node(cluster, one_node
         [rank] = rank_processes(cluster, "node2")
         rank.kill()
 
-    job_id, took = fail_mid_epoch_2(cluster, workdir, *options, kill=kill_rank_1)
-    assert took < FAIL_FAST_S
+    job_id = fail_mid_epoch_2(cluster, workdir, *options, kill=kill_rank_1)
     out, err = logs(workdir, job_id)
     # Open MPI kept off the nodes' docker0 (the same address everywhere), on the cluster's own network.
     assert ("srun --mpi=pmix --kill-on-bad-exit=1 python -m alexnet.train" in out
