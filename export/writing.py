@@ -13,14 +13,30 @@ temporary name, onnx.checker (full check), an onnxruntime load, then the caller'
 (in the export, `export.verify.FileCheck`: outputs against Keras within tolerance), and the
 rename last. A file under the final name has passed every one of them, and nothing writes
 it a second time.
+
+Why a staged set: an export is several files (OUT.onnx, its variants, the record OUT.onnx.json),
+and renaming them into place one by one as each is made let a re-export killed half-way leave
+the new OUT.onnx beside the old OUT.float16.onnx and the old record. `staged(OUT)` gives a
+directory beside OUT to write the whole set in; `StagedSet.commit` then writes the record first
+(naming every file's sha256), renames the files over the old ones and removes the old export's
+variants that this one does not make. Killed before the record's rename, the old set is whole;
+after the last file's, the new one; in between, the record's hashes disagree with the files and
+readers (`toolkit.runs.ExportRecord.read`, `check_exported_file`) refuse the set in one line.
+
+    with staged("runs/alexnet/alexnet.onnx") as stage:
+        write(converted, stage.path("alexnet.onnx"), source, nchw=False)
+        stage.commit(record)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import onnx
@@ -31,7 +47,9 @@ from onnx import helper
 from export.conversion import Converted
 from export.source import Source
 from toolkit.environment import package_versions
+from toolkit.files import fsync_path, sha256_file
 from toolkit.onnxfile import write_checked
+from toolkit.runs import VARIANTS, ExportRecord, export_record_path, variant_path
 
 
 @dataclass(frozen=True)
@@ -87,3 +105,41 @@ def write(converted: Converted, path: str | os.PathLike, source: Source, *, nchw
                         f"input: {model_input.description}")
     write_checked(proto, path, check)
     return Written(model_input, props)
+
+
+class StagedSet:
+    """The files of one export, written in a directory beside the output, put in place by `commit`."""
+
+    def __init__(self, output: Path, directory: Path):
+        self.output = output
+        self.directory = directory
+
+    def path(self, final: str | os.PathLike) -> Path:
+        """Where to write the file that will be called `final` (beside the output)."""
+        return self.directory / Path(final).name
+
+    def sha256(self, final: str | os.PathLike) -> str:
+        return sha256_file(self.path(final))
+
+    def commit(self, record: ExportRecord) -> None:
+        """Record first, then the files, then the old variants this export does not make (see the module docstring)."""
+        record.write(export_record_path(self.output))
+        for entry in record.files:
+            os.replace(self.path(entry.name), self.output.with_name(entry.name))
+        made = {entry.name for entry in record.files}
+        for variant in VARIANTS:
+            old = variant_path(self.output, variant)
+            if old.name not in made:
+                old.unlink(missing_ok=True)
+        fsync_path(self.output.parent)
+
+
+@contextlib.contextmanager
+def staged(output: str | os.PathLike) -> Iterator[StagedSet]:
+    """A `StagedSet` for `output`; its directory is removed when the block ends, committed or not."""
+    output = Path(output)
+    directory = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".export", dir=output.parent))
+    try:
+        yield StagedSet(output, directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

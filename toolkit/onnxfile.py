@@ -3,7 +3,9 @@
 Opening. An ONNX file may keep tensors in "external data" files named by a relative or
 absolute path inside the model. A model that points outside its own directory
 (`../../etc/shadow`, `/dev/zero`, a symlink out of the directory) would make a loader
-read arbitrary files, so it is refused here, before onnx or onnxruntime opens it.
+read arbitrary files, so it is refused here, before onnx or onnxruntime opens it. A file
+of an export whose record is beside it (alexnet.onnx, alexnet.int8.onnx with
+alexnet.onnx.json) must have the sha256 the record names (`check_model_file`).
 
 Writing. `write_checked` writes under a temporary name, runs `onnx.checker` (full check)
 and loads the file in onnxruntime's CPU provider, then runs the caller's own `check` on it
@@ -35,6 +37,7 @@ from toolkit.cli import CheckFailed, UsageError, short_error
 from toolkit.constants import PROVIDERS
 from toolkit.environment import preload_cuda
 from toolkit.files import atomic_path
+from toolkit.runs import check_exported_file
 
 # onnxruntime's log severity while probing providers that are expected to fail: 4 = FATAL only.
 _SILENT = 4
@@ -81,9 +84,11 @@ def check_external_data(path: str | os.PathLike) -> list[Path]:
 
 
 def check_model_file(path: str | os.PathLike) -> Path:
-    """A readable ONNX model whose external data stays beside it and that holds a graph."""
+    """A readable ONNX model whose external data stays beside it and that holds a graph; a file of an export
+    must also be the one its record names (`toolkit.runs.check_exported_file`: no set mixed by a killed export)."""
     path = Path(path)
     check_external_data(path)
+    check_exported_file(path)
     graph = read_graph(path).graph
     if not graph.node and not graph.output:
         raise UsageError(f"model {path} holds no graph: pass an .onnx model (re-export it if it was truncated)")

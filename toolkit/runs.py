@@ -31,17 +31,21 @@ The export's record, OUT.onnx.json beside every export (`ExportRecord`, with `Ex
     record = ExportRecord.read(run.export_record)     # or record.write(export_record_path(out))
     record.export.opset, [(f.variant, f.size_bytes, f.vs_keras.max_abs_diff) for f in record.files]
 
-OUT.onnx.json (schema "alexnet-toolkit/export-record", version 1):
+OUT.onnx.json (schema "alexnet-toolkit/export-record", version 2):
     {"schema", "version", "config": {every export option, resolved}, "verification_inputs": "64 ... images",
      "export": {"path", "opset", "method", "input_name", "output_name", "input_dtype", "input_shape",
                 "layout", "preprocessing", "size_bytes", "seconds", "metadata", "fallback_reason",
                 "source_sha256", "timings", "rewrites" (export.rewrite passes run: times each applied)},
      "files": [{"path", "variant", "vs_keras": COMPARISON, "vs_float32": COMPARISON | null,
-                "size_bytes", "providers"}],
+                "size_bytes", "providers", "sha256"}],
      "seconds", "environment": {host, CPU, GPUs, versions}}
     COMPARISON = {"candidate", "reference", "samples", "max_abs_diff", "top1_agreement"}
 Records written before the schema was added carry neither "schema" nor "version" (and leave
 out a null "vs_float32"); their fields are version 1's, and they are read as such.
+Versions: 2 added files[].sha256: `ExportRecord.read` (and `check_exported_file`, which bench runs on
+every model it opens) refuses a file whose bytes differ from the record's, or a missing one, so a
+re-export killed half-way is refused rather than read as a mix of two exports (version 1 records
+name no hashes: nothing to check).
 """
 from __future__ import annotations
 
@@ -54,12 +58,12 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.cli import CheckFailed, UsageError
-from toolkit.files import read_json, schema_version, write_json_atomic
+from toolkit.files import read_json, schema_version, sha256_file, write_json_atomic
 
 SUMMARY_SCHEMA = "alexnet-toolkit/train-summary"
 SUMMARY_VERSION = 1
 EXPORT_SCHEMA = "alexnet-toolkit/export-record"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 VARIANTS = ("float16", "int8")
 
 
@@ -282,6 +286,7 @@ class ExportedFile:
     size_bytes: int
     providers: tuple[str, ...]        # the onnxruntime providers it loads in
     vs_float32: Comparison | None = None   # variants only: top-1 agreement with the float32 file
+    sha256: str | None = None         # the file's bytes (version 2 on): what readers check it against
 
     @property
     def name(self) -> str:
@@ -311,8 +316,25 @@ class ExportRecord:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "ExportRecord":
+        """The record beside its files, after `check_files`."""
         fix = "export first (python -m export MODEL.keras -o OUT.onnx), which writes OUT.onnx.json"
-        return cls.from_json(read_json(path, "export record", fix), str(path))
+        record = cls.from_json(read_json(path, "export record", fix), str(path))
+        record.check_files(Path(path))
+        return record
+
+    def check_files(self, path: Path) -> None:
+        """UsageError unless every file the record (at `path`) names lies beside it with the sha256 it names:
+        what a re-export killed half-way leaves (some files new, some old) must not pass for one export."""
+        fix = f"re-export (python -m export MODEL.keras -o {Path(self.export.path).name}) to write a whole set"
+        for entry in self.files:
+            if entry.sha256 is None:
+                continue  # version 1: no hash to check
+            file = path.parent / entry.name
+            if not file.is_file():
+                raise UsageError(f"{file}, a file of the export recorded in {path}, is missing: {fix}")
+            if _sha256(file) != entry.sha256:
+                raise UsageError(f"{file} is not the file recorded in {path} (its sha256 differs: an export was "
+                                 f"interrupted or the file replaced): {fix}")
 
     def write(self, path: str | os.PathLike) -> None:
         write_json_atomic(path, self.to_json())
@@ -346,6 +368,33 @@ def export_record_path(onnx_path: str | os.PathLike) -> Path:
     """alexnet.onnx -> alexnet.onnx.json: the export's record (settings, machine, every comparison)."""
     path = Path(onnx_path)
     return path.with_name(path.name + ".json")
+
+
+# sha256 per file version (path, inode, size, mtime): bench opens one model many times in a process.
+_SHA256: dict[tuple, str] = {}
+
+
+def _sha256(path: Path) -> str:
+    status = path.stat()
+    key = (str(path.resolve()), status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+    if key not in _SHA256:
+        _SHA256[key] = sha256_file(path)
+    return _SHA256[key]
+
+
+def check_exported_file(path: str | os.PathLike) -> None:
+    """Where `path` belongs to an export (OUT.onnx or OUT.VARIANT.onnx with OUT.onnx.json beside it),
+    UsageError unless that record names it and every file of the set matches (`ExportRecord.check_files`)."""
+    path = Path(path)
+    stem = path.name.removesuffix(".onnx")
+    owners = [path, *(path.with_name(stem.removesuffix(f".{v}") + ".onnx") for v in VARIANTS if stem.endswith(f".{v}"))]
+    record_path = next((export_record_path(p) for p in owners if export_record_path(p).is_file()), None)
+    if record_path is None:
+        return
+    record = ExportRecord.read(record_path)
+    if path.name not in {entry.name for entry in record.files}:
+        raise UsageError(f"{path} is not a file of the export recorded in {record_path} (left from an older "
+                         f"export?): remove it, or re-export to {record_path.name.removesuffix('.json')}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,9 +21,11 @@ from toolkit.runs import (
     ExportResult,
     RunDir,
     TrainSummary,
+    check_exported_file,
     export_record_path,
     variant_path,
 )
+from toolkit.files import sha256_file
 
 
 def test_every_artifact_is_named_by_the_run_directory():
@@ -129,7 +131,8 @@ def test_export_records_from_before_the_schema_are_read_as_version_1(tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     (lambda d: d.update(schema="alexnet-toolkit/bench"), "is not an export record"),
-    (lambda d: d.update(version=EXPORT_VERSION + 1), "export record version 2, newer than this toolkit reads"),
+    (lambda d: d.update(version=EXPORT_VERSION + 1),
+     f"export record version {EXPORT_VERSION + 1}, newer than this toolkit reads"),
     (lambda d: d["files"][0].pop("vs_keras"), "malformed export record \\(KeyError: 'vs_keras'\\): re-export"),
     (lambda d: d.update(export="fast"), "malformed export record \\(TypeError"),
 ])
@@ -147,3 +150,53 @@ def test_export_record_fields_are_the_documented_ones():
     for cls in (ExportRecord, ExportResult, ExportedFile, Comparison):
         for field in dataclasses.fields(cls):
             assert f'"{field.name}"' in toolkit.runs.__doc__, f"{cls.__name__}.{field.name} is not documented"
+
+
+def _export_set(directory: Path) -> Path:
+    """alexnet.onnx and alexnet.int8.onnx with a version 2 record naming their sha256; the record's path."""
+    record = _export_record()
+    for name in ("alexnet.onnx", "alexnet.int8.onnx"):
+        (directory / name).write_bytes(name.encode() * 100)
+    files = tuple(dataclasses.replace(f, sha256=sha256_file(directory / f.name)) for f in record.files)
+    path = export_record_path(directory / "alexnet.onnx")
+    dataclasses.replace(record, files=files).write(path)
+    return path
+
+
+def test_an_export_set_whose_files_match_their_record_is_read(tmp_path):
+    path = _export_set(tmp_path)
+    assert [f.sha256 for f in ExportRecord.read(path).files] == [sha256_file(tmp_path / "alexnet.onnx"),
+                                                                  sha256_file(tmp_path / "alexnet.int8.onnx")]
+    check_exported_file(tmp_path / "alexnet.int8.onnx")
+    check_exported_file(tmp_path / "elsewhere.onnx")   # no record: nothing to check it against
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d: (d / "alexnet.int8.onnx").write_bytes(b"another export's int8 file"),
+     r"alexnet.int8.onnx is not the file recorded in .*alexnet.onnx.json \(its sha256 differs: an export was "
+     r"interrupted or the file replaced\): re-export \(python -m export MODEL.keras -o alexnet.onnx\)"),
+    (lambda d: (d / "alexnet.int8.onnx").unlink(), "alexnet.int8.onnx, a file of the export recorded in .* is missing"),
+])
+def test_a_set_mixed_by_an_interrupted_export_is_refused_in_one_line(tmp_path, change, message):
+    """What a re-export killed half-way left before the record named hashes: new files beside old ones."""
+    path = _export_set(tmp_path)
+    change(tmp_path)
+    for read in (lambda: ExportRecord.read(path), lambda: check_exported_file(tmp_path / "alexnet.onnx")):
+        with pytest.raises(UsageError, match=message) as refused:
+            read()
+        assert "\n" not in str(refused.value)
+
+
+def test_a_variant_its_record_does_not_name_is_refused(tmp_path):
+    _export_set(tmp_path)
+    (tmp_path / "alexnet.float16.onnx").write_bytes(b"left by an older export")
+    with pytest.raises(UsageError, match=r"alexnet.float16.onnx is not a file of the export recorded in "
+                                         r".*alexnet.onnx.json \(left from an older export\?\): remove it"):
+        check_exported_file(tmp_path / "alexnet.float16.onnx")
+
+
+def test_records_that_name_no_hashes_are_read_without_their_files(tmp_path):
+    """Version 1 records (tests/bench/data/run holds one, without its files) name no sha256: nothing to check."""
+    path = export_record_path(tmp_path / "alexnet.onnx")
+    _export_record().write(path)
+    assert ExportRecord.read(path) == _export_record()
