@@ -10,6 +10,10 @@ the caller adds): a model file cannot make the loader import arbitrary code.
     from toolkit.kerasfile import load_keras
     model = load_keras("runs/alexnet/model.keras")
 
+Keras reads a file's config.json whole into memory: a config over MAX_CONFIG_BYTES (as the
+archive declares it, checked before anything is unpacked) is refused, so a small zip whose
+config unpacks to a gigabyte is never unpacked.
+
 TensorFlow/Keras are imported inside the function: importing this module is cheap.
 """
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import Any, Iterator, Sequence
 from toolkit.cli import UsageError
 
 TRUSTED_PACKAGES = ("alexnet",)
+# AlexNet's config.json is about 10 kB; 16 MiB leaves room for far larger models.
+MAX_CONFIG_BYTES = 16 << 20
 
 
 def _modules(config: Any) -> Iterator[str]:
@@ -38,14 +44,27 @@ def _modules(config: Any) -> Iterator[str]:
             yield from _modules(value)
 
 
-def custom_modules(path: str | os.PathLike) -> list[str]:
-    """The modules a .keras file says its custom layers come from (empty for other formats)."""
+def _config(path: str | os.PathLike) -> bytes | None:
+    """config.json of a .keras archive, read only after its size is checked; None for other formats."""
     try:
         with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return []  # not a .keras archive: Keras reports what it is below
-    return sorted(set(_modules(config)))
+            size = archive.getinfo("config.json").file_size
+            if size > MAX_CONFIG_BYTES:
+                raise UsageError(f"{path} holds a config.json of {size} bytes unpacked, more than the "
+                                 f"{MAX_CONFIG_BYTES} a Keras model file may have here: pass a model Keras saved")
+            with archive.open("config.json") as config:
+                return config.read(MAX_CONFIG_BYTES)  # zipfile stops at the declared size
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return None  # not a .keras archive: Keras reports what it is
+
+
+def custom_modules(path: str | os.PathLike) -> list[str]:
+    """The modules a .keras file says its custom layers come from (empty for other formats)."""
+    text = _config(path)
+    try:
+        return sorted(set(_modules(json.loads(text)))) if text is not None else []
+    except (ValueError, RecursionError):
+        return []  # not JSON (or nested past Python's limits): Keras reports it
 
 
 def load_keras(path: str | os.PathLike, trusted: Sequence[str] = TRUSTED_PACKAGES):
@@ -55,7 +74,11 @@ def load_keras(path: str | os.PathLike, trusted: Sequence[str] = TRUSTED_PACKAGE
         raise UsageError(f"model file {path} does not exist: pass the .keras file a training run wrote")
     for module in custom_modules(path):
         if module.split(".")[0] in trusted:
-            importlib.import_module(module)
+            try:
+                importlib.import_module(module)
+            except (ImportError, ValueError) as exc:
+                raise UsageError(f"{path} takes custom layers from module {module!r}, which cannot be imported "
+                                 f"({exc}): pass a model saved by this version of the toolkit") from None
     import keras
 
     try:

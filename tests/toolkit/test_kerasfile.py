@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tracemalloc
 import zipfile
 
 import pytest
@@ -55,3 +56,26 @@ def test_our_model_loads_in_a_process_that_never_imported_alexnet(tmp_path):
 def test_missing_file_is_one_line():
     with pytest.raises(UsageError, match="model file nowhere.keras does not exist"):
         load_keras("nowhere.keras")
+
+
+def test_a_missing_module_under_an_allowed_package_is_one_line(tmp_path):
+    _keras_file(tmp_path / "m.keras", "alexnet.no_such_module")
+    with pytest.raises(UsageError, match="takes custom layers from module 'alexnet.no_such_module', which cannot be "
+                                         "imported \\(No module named 'alexnet.no_such_module'\\): pass a model"):
+        load_keras(tmp_path / "m.keras")
+
+
+def test_a_config_that_unpacks_past_the_bound_is_refused_unread(tmp_path):
+    """A config of 64 MiB of spaces is 64 kB zipped: it used to be unpacked whole (and again by Keras)."""
+    path = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", "{" + " " * (64 << 20) + "}")
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match=r"holds a config.json of 67108866 bytes unpacked, more than the 16777216"):
+            load_keras(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes allocated"
