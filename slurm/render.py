@@ -1,9 +1,14 @@
 """Render the SLURM job scripts in slurm/templates/ from validated options, with every user value quoted.
 
 Pure: no SLURM, no files written. `python -m slurm.submit ... --dry-run` prints what this renders.
-Every value that came from the user goes through `shlex.quote` (sbatch parses `#SBATCH` lines with
-the same quoting rules as the shell), so a job name like `x; rm -rf ~` or `$(id)` stays literal text.
-Values are checked here, on construction, so a wrong script fails at submit time, not after a queue wait.
+Every value that came from the user goes through `shlex.quote`, so a job name like `x; rm -rf ~` or
+`$(id)` stays literal text for bash. sbatch reads the `#SBATCH` lines with a tokenizer of its own,
+though: quotes and whitespace as in the shell, an unquoted `#` starts a comment, and a backslash
+escapes the next character even inside single quotes, so a value holding one could close its quotes
+and add options of its own. Values on `#SBATCH` lines are therefore printable ASCII without a
+backslash (then sbatch reads `shlex.quote`'s output as bash does), and partitions, accounts and
+node lists must follow SLURM's grammar for them. Values are checked here, on construction, so a
+wrong script fails at submit time, not after a queue wait.
 """
 from __future__ import annotations
 
@@ -26,6 +31,13 @@ TEMPLATES = Path(__file__).parent / "templates"
 # `python -m alexnet.train`'s default --output-dir: where export and bench look by default.
 DEFAULT_RUN = RunDir("runs/alexnet")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+# SLURM's names of partitions and accounts; --partition takes a comma-separated list of them.
+_NAME = r"[A-Za-z0-9_.-]+"
+_PARTITIONS = re.compile(rf"{_NAME}(?:,{_NAME})*")
+_ACCOUNT = re.compile(_NAME)
+# A SLURM host list: host names, each with optional [ranges], comma-separated, e.g. gpu[01-02,07],cpu3.
+_HOST = r"(?:[A-Za-z0-9_.-]|\[\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*\])+"
+_HOSTLIST = re.compile(rf"{_HOST}(?:,{_HOST})*")
 
 
 def time_limit_seconds(value: str) -> int:
@@ -44,14 +56,33 @@ def time_limit_seconds(value: str) -> int:
 
 
 def _check_text(name: str, value: str | None) -> None:
-    # Quoting makes any text inert; a line break would still end an #SBATCH line early, and
+    # Quoting makes any text inert for bash; a line break would still end an #SBATCH line early, and
     # an empty name or path is always a mistake.
     if value is not None and (not value or any(ch in value for ch in "\n\r\0")):
         raise UsageError(f"{name} must be one non-empty line of text, got {value!r}")
 
 
-def _check_path(name: str, value: str) -> None:
+def _check_sbatch_text(name: str, value: str | None) -> None:
+    """A value for an #SBATCH line: sbatch's own tokenizer reads it as bash reads shlex.quote's output."""
     _check_text(name, value)
+    if value is not None and ("\\" in value or not (value.isascii() and value.isprintable())):
+        raise UsageError(f"{name} {value!r} holds a backslash or a character outside printable ASCII, which sbatch "
+                         f"would not read as written on its #SBATCH line: give {name} without them")
+
+
+def _check_grammar(name: str, value: str | None, grammar: re.Pattern, what: str) -> None:
+    if value is not None and not grammar.fullmatch(value):
+        raise UsageError(f"{name} {value!r} is not {what}")
+
+
+def check_hostlist(name: str, value: str | None) -> None:
+    """A SLURM host list (`name`: where it came from), e.g. gpu[01-02],gpu07."""
+    _check_grammar(name, value, _HOSTLIST, "a SLURM host list: write host names of letters, digits, '_', '.' and "
+                   "'-', each with optional [ranges], comma-separated, like gpu[01-02],gpu07")
+
+
+def _check_path(name: str, value: str, sbatch: bool = True) -> None:
+    (_check_sbatch_text if sbatch else _check_text)(name, value)
     # SLURM expands %j, %x, ... in --output/--error/--chdir paths.
     if "%" in value:
         raise UsageError(f"{name} {value!r} contains '%', which SLURM expands in file names: choose another path")
@@ -79,12 +110,19 @@ class Resources:
     nodelist: str | None = None      # SLURM hostlist expressions, comma-separated, e.g. "gpu[01-02],gpu07"
 
     def __post_init__(self) -> None:
-        _check_text("--job-name", self.job_name)
-        _check_text("--partition", self.partition)
-        _check_text("--account", self.account)
-        _check_text("--nodelist", self.nodelist)
-        for name, path in (("--workdir", self.workdir), ("--log-dir", self.log_dir), ("--venv", self.venv)):
-            _check_path(name, path)
+        _check_sbatch_text("--job-name", self.job_name)
+        for name, value in (("--partition", self.partition), ("--account", self.account),
+                            ("--nodelist", self.nodelist)):
+            _check_text(name, value)
+        _check_grammar("--partition", self.partition, _PARTITIONS, "a SLURM partition name (or a comma-separated "
+                       "list of them): use letters, digits, '_', '.' and '-', like gpu or gpu,cpu")
+        _check_grammar("--account", self.account, _ACCOUNT, "a SLURM account name: use letters, digits, '_', '.' "
+                       "and '-', like proj123")
+        check_hostlist("--nodelist", self.nodelist)
+        _check_path("--workdir", self.workdir)
+        _check_path("--log-dir", self.log_dir)
+        # The venv is only on the script's bash lines, which sbatch does not read.
+        _check_path("--venv", self.venv, sbatch=False)
         time_limit_seconds(self.time)
         _check_positive("--nodes", self.nodes)
         _check_positive("tasks per node", self.tasks_per_node)

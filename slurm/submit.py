@@ -63,6 +63,7 @@ from slurm.render import (
     Job,
     Resources,
     TrainJob,
+    check_hostlist,
     render,
 )
 from toolkit import cli
@@ -200,6 +201,9 @@ def _nodelist(value: str | None) -> str | None:
     hosts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not hosts:
         raise UsageError(f"--nodelist file {value} names no hosts: one host list per line, e.g. gpu[01-02]")
+    # Each line on its own, so that the error names the line (the joined list goes onto an #SBATCH line).
+    for host in hosts:
+        check_hostlist(f"--nodelist file {value}: line", host)
     return ",".join(hosts)
 
 
