@@ -77,7 +77,7 @@ def stand_in_runtime(monkeypatch):
 
 def test_a_provider_that_did_not_come_up_is_reported_with_its_reason_on_any_machine(helper_models, stand_in_runtime,
                                                                                   capfd):
-    """The fallback logic without the machine deciding which branch runs: CUDA missing a library, TensorRT
+    """The fallback logic without the machine deciding which path it takes: CUDA missing a library, TensorRT
     missing while CUDA came up, and everything there."""
     runs_on, _, preloads = stand_in_runtime
     runs_on(["CPUExecutionProvider"], MISSING_CUBLAS)

@@ -1,7 +1,7 @@
 """The 3-node SLURM cluster of the `multinode` tests (tests/cluster/localcluster.py: how it is built).
 
     .venv/bin/pytest -m multinode             # these tests; the srun+MPI ones skip without an MPI Horovod
-    /work/mpi-venv/bin/pytest -m multinode    # from a venv whose Horovod has MPI: those too
+    VENV/bin/pytest -m multinode              # VENV's Horovod built with MPI: those too
 
 One cluster for the whole session. Its teardown checks that nothing of it is left (processes,
 namespaces, links, files) and fails the run otherwise: the check runs at the end of every run that

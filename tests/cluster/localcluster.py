@@ -137,7 +137,7 @@ def real_memory_mb() -> int:
 
 def slurm_conf(root: Path, controller: tuple[str, str], nodes: Sequence[tuple[str, str]], cpus: int,
                min_job_age_s: int, ports: tuple[int, int] | None = None) -> str:
-    """slurm.conf for a cluster whose files all live under `root` (see /work/shared/SLURM-LOCAL.md).
+    """slurm.conf for a cluster whose files all live under `root` (DEVELOPERS.md: "The local SLURM clusters").
 
     controller and nodes are (name, address) pairs; `ports` (slurmctld, slurmd) for clusters that
     share a network with others, e.g. a one-node cluster on 127.0.0.1."""

@@ -9,7 +9,7 @@ then match the same training on one node (3 ranks on node1: the same global batc
 exact, so the interruption changes nothing.
 
     .venv/bin/pytest tests/cluster -m multinode
-    /work/mpi-venv/bin/pytest tests/cluster -m multinode      # the srun tests too
+    VENV/bin/pytest tests/cluster -m multinode                # VENV's Horovod built with MPI: the srun tests too
 
 Real Fashion-MNIST at 67 px, 1,536 training images (32 steps of 3 x 16 per epoch), 2 epochs.
 """

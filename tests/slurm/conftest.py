@@ -1,4 +1,4 @@
-"""A real one-node SLURM cluster for the `slurm`-marked tests (see /work/shared/SLURM-LOCAL.md).
+"""A real one-node SLURM cluster for the `slurm`-marked tests (DEVELOPERS.md: "The local SLURM clusters").
 
 munged, slurmctld and slurmd run in the foreground under a temporary directory, on free
 ports, so a second test session on the same machine does not collide with this one.

@@ -22,7 +22,7 @@ import pytest
 from slurm.render import Resources, TrainJob, render
 from toolkit.cli import UsageError
 
-# The issue's value: in bash's quoting it stays one word, but sbatch's backslash ends the quotes and finds an option.
+# The reported value: in bash's quoting it stays one word, but sbatch's backslash ends the quotes and finds an option.
 INJECTION = r"""x\'" --export=ALL,LD_PRELOAD=/tmp/x.so #"""
 VARIANTS = [
     "node_1.a-b",
