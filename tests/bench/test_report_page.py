@@ -3,7 +3,7 @@
 The run directory is what `make demo` leaves, made of real files: the training summary and
 export record of a small real run, committed under data/run/ as alexnet.train and
 `python -m export` wrote them (2 ranks, 67 px, 4,000 Fashion-MNIST images, 3 epochs; exported
-with float16 and int8 variants), and bench results measured in this session, for real, on a
+with float16 and int8 variants), and bench results measured for real when these files were made, on a
 helper model (a sweep, a compare against a variant, a single-stream load test, a check of the
 sweep against itself, a profile and a short tune).
 
