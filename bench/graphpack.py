@@ -1,7 +1,7 @@
 """An ONNX model as its graph alone, its large weights regenerated from a seed where it runs.
 
-The exported AlexNet is 86 MB (float32), more than a GPU machine that receives at most 64 MiB per
-transfer can take; its graph is kilobytes. `pack` writes the graph with every large weight moved to
+The exported AlexNet is 86 MB (float32), too large to keep in the repository for a GPU check that
+must run offline; its graph is kilobytes. `pack` writes the graph with every large weight moved to
 ONNX external data that does not exist yet, and a manifest (NAME.weights.json) that says, for each
 such weight, its dtype, shape, place in the data file and the statistics of the real one (mean,
 standard deviation, min, max). `unpack`, which needs numpy only (no onnx), draws each weight from a
