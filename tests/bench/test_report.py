@@ -279,7 +279,7 @@ def test_markdown_keeps_each_caption_line_a_paragraph(tmp_path):
 
 def test_csv_writes_each_table_beside_the_first(tmp_path):
     written = report.write_csv(report.tables(load_result()), tmp_path / "load.csv")
-    assert [p.name for p in written] == ["load.csv", "load-time.csv", "load-invalid.csv"]
+    assert [p.name for p in written] == ["load.csv", "load-time.csv", "load-generator.csv", "load-invalid.csv"]
     lines = (tmp_path / "load.csv").read_text().splitlines()
     assert lines[0] == "test,queries,samples/s,samples/s 95% CI,metric,value,value 95% CI,early stopping,result,peak"
     assert lines[1].startswith('single-stream batch 1,100,') and lines[1].endswith(",VALID,")
@@ -312,7 +312,8 @@ def test_the_run_report_has_sections_for_load_and_check_results():
     load = sections["bench-2-load"]
     assert load.facts[0] == ("peak: server batch 1 @ 50 qps", "INVALID, p99 latency ms 9.000")  # a search: its peak
     assert load.warnings == ("a warning with a cause and a fix",)
-    assert [t.name for t in load.tables] == ["load", "time", "invalid"] and load.notes == load_result().notes
+    assert [t.name for t in load.tables] == ["load", "time", "generator", "invalid"]
+    assert load.notes == load_result().notes
     regression = sections["bench-3-check"]
     assert regression.facts[:2] == (("check", "REGRESSION in 1 of 1 row"), ("result", "d.json"))
     assert regression.warnings == (f"regression: {check.failure(regression_result())}",)

@@ -14,6 +14,7 @@ from bench.scenarios import (
     OFFLINE,
     SERVER,
     SINGLE_STREAM,
+    ArrivalCheck,
     LoadRow,
     LoadSettings,
     Timeline,
@@ -96,12 +97,7 @@ def test_rank_percentile_is_loadgens():
 def test_poisson_schedule_is_loadgens_loop():
     """GenerateQueries: the first query at 0, exponential gaps, while the last time < duration or count < min."""
     for qps, duration, minimum in [(200.0, 0.5, 10), (5.0, 0.1, 30), (50.0, 0.0, 1)]:
-        rng = np.random.default_rng(3)
-        expected, timestamp, last = [], 0.0, 0.0
-        while last < duration or len(expected) < minimum:
-            expected.append(timestamp)
-            last = timestamp
-            timestamp += rng.exponential(1 / qps)
+        expected = loadgen_schedule(qps, duration, minimum, seed=3)
         assert scenarios.poisson_schedule(qps, duration, minimum, seed=3) == pytest.approx(expected)
     gaps = np.diff(scenarios.poisson_schedule(1000.0, 20.0, 1, seed=0))
     assert gaps.mean() == pytest.approx(1 / 1000, rel=0.03) and gaps.std() == pytest.approx(1 / 1000, rel=0.03)
@@ -166,7 +162,8 @@ def test_single_stream_row_by_hand():
 
 
 def server_timeline() -> Timeline:
-    """Four queries scheduled 10 ms apart, each issued 1 ms late; the third waits 4 ms for the one worker."""
+    """Four queries scheduled 10 ms apart, each issued 1 ms late; the third is taken 4 ms after its issue although
+    the one worker was free (the generator's hand-off)."""
     return Timeline.of(1, [0.0, 0.010, 0.020, 0.030], [0.001, 0.011, 0.021, 0.031], [0.001, 0.011, 0.025, 0.031],
                        [0.005, 0.015, 0.029, 0.035])
 
@@ -175,13 +172,107 @@ def test_server_row_splits_queueing_from_compute_by_hand():
     row = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, latency_bound_ms=8.0, **LOOSE), server_timeline())
     assert row.latencies_ms() == pytest.approx([5.0, 5.0, 9.0, 5.0])  # from the scheduled times
     assert row.metric_value == pytest.approx(9.0)  # sorted[int(4 x 0.99)] = sorted[3]
-    assert row.queueing.max == pytest.approx(5.0) and row.queueing.mean == pytest.approx(2.0)
+    # The worker was free each time: no queueing in the system; the generator's 1 ms late and 4 ms hand-off.
+    assert row.queueing.max == 0.0 and row.handoff.max == pytest.approx(4.0) and row.handoff.mean == pytest.approx(1.0)
     assert row.compute.mean == pytest.approx(4.0) and row.schedule_error.mean == pytest.approx(1.0)
+    assert row.arrivals.passed is None and row.arrivals.queries == 4  # too few to test
     assert row.duration_s == 0.030  # the last *scheduled* time
     assert not row.passes_bound and row.reasons[0].startswith("latency bound: p99 9.000 ms is over the 8 ms bound")
     assert row.early_stopping.overlatency == 1 and "early stopping" in row.reasons[1]
     relaxed = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, latency_bound_ms=10.0, **LOOSE), server_timeline())
     assert relaxed.passes_bound and not relaxed.valid and len(relaxed.reasons) == 1  # early stopping needs 459
+
+
+def busy_timeline() -> Timeline:
+    """Two workers: queries 2 and 3 arrive while both are busy (until 10 and 11 ms); query 2 is taken 0.5 ms
+    after its worker came free, query 4 1 ms after its issue to an idle worker."""
+    issued = [0.000, 0.001, 0.002, 0.003, 0.030]
+    return Timeline.of(1, [0.0, 0.001, 0.002, 0.003, 0.029], issued, [0.000, 0.001, 0.0105, 0.011, 0.031],
+                       [0.010, 0.011, 0.020, 0.021, 0.035])
+
+
+def test_the_systems_queueing_is_told_apart_from_the_generators_hand_off_by_hand():
+    timeline = busy_timeline()
+    assert scenarios.worker_ready(timeline, 2) == pytest.approx([0.0, 0.001, 0.010, 0.011, 0.030])
+    row = LoadRow.from_timeline(LoadSettings(SERVER, qps=100.0, concurrency=2, **LOOSE), timeline)
+    assert row.queueing.max == pytest.approx(8.0) and row.queueing.mean == pytest.approx(16.0 / 5)
+    assert row.handoff.max == pytest.approx(1.0) and row.handoff.mean == pytest.approx(1.5 / 5)
+    assert row.schedule_error.mean == pytest.approx(0.2)
+    # In order they make up each server latency: late, queueing, hand-off, compute.
+    assert row.latency.mean == pytest.approx(row.schedule_error.mean + row.queueing.mean + row.handoff.mean
+                                             + row.compute.mean)
+    # A third worker takes query 2 at its issue; query 3 still finds all three busy.
+    assert scenarios.worker_ready(timeline, 3) == pytest.approx([0.0, 0.001, 0.002, 0.010, 0.030])
+    # Offline's batches wait in the system for the workers; single-stream queries never do.
+    offline = LoadRow.from_timeline(LoadSettings(OFFLINE, **LOOSE), Timeline.of(
+        1, [0.0] * 3, [0.0] * 3, [0.0, 0.1002, 0.2], [0.1, 0.2, 0.4]))
+    assert offline.queueing.max == pytest.approx(200.0) and offline.handoff.max == pytest.approx(0.2)
+    single = LoadRow.from_timeline(LoadSettings(SINGLE_STREAM, **LOOSE), single_stream_timeline())
+    assert single.queueing.max == single.handoff.max == 0.0
+
+
+def loadgen_schedule(qps: float, duration: float, minimum: int, seed: int) -> list[float]:
+    """loadgen.cc GenerateQueries, transcribed: the first query at 0, exponential gaps, while the last time is
+    before the duration or fewer than the minimum exist."""
+    rng = np.random.default_rng(seed)
+    times, timestamp, last = [], 0.0, 0.0
+    while last < duration or len(times) < minimum:
+        times.append(timestamp)
+        last = timestamp
+        timestamp += rng.exponential(1 / qps)
+    return times
+
+
+def test_a_correct_generator_passes_the_arrival_check_as_often_as_it_states():
+    """LoadGen's schedule itself, issued on time, 2,000 times: the check fails at most its stated 0.1% (+ noise),
+    and each test's p-value is uniform (5% of them below 0.05)."""
+    checks = [ArrivalCheck.of(loadgen_schedule(200.0, 1.0, 100, seed), 200.0) for seed in range(2000)]
+    assert sum(not c.passed for c in checks) <= 6  # P(more | Binomial(2000, 0.001)) < 0.5%
+    for name in ("rate_p", "gaps_p", "dispersion_p"):
+        below = np.mean([getattr(c, name) < 0.05 for c in checks])
+        assert 0.035 <= below <= 0.065, (name, below)
+
+
+def test_the_gaps_test_is_scipys_kolmogorov_smirnov():
+    from scipy import stats as scipy_stats
+
+    times = loadgen_schedule(50.0, 2.0, 100, seed=4)
+    check = ArrivalCheck.of(times, 50.0)
+    expected = scipy_stats.kstest(np.diff(times), "expon", args=(0, 1 / 50.0), method="approx")
+    assert check.gaps_ks == pytest.approx(expected.statistic) and check.gaps_p == pytest.approx(expected.pvalue)
+    assert check.rate == pytest.approx((len(times) - 1) / times[-1]) and check.rate_ci.contains(check.rate)
+    assert check.windows == len(times) // 10
+
+
+def wrong_generators(times: np.ndarray, qps: float) -> dict[str, np.ndarray]:
+    """Issue times of generators that do not issue the Poisson process `times` was drawn from."""
+    rng = np.random.default_rng(1)
+    stalled = times.copy()
+    for second in range(int(times[-1])):  # 100 ms stalls each second, the backlog issued at once after each
+        stalled[(times >= second + 0.5) & (times < second + 0.6)] = second + 0.6
+    return {"uniform gaps": np.concatenate([[0.0], np.cumsum(rng.uniform(0, 2 / qps, len(times) - 1))]),
+            "all at the end": np.full(len(times), times[-1]), "25% slow": times * 1.25, "stalls": stalled,
+            "evenly spaced": np.arange(len(times)) / qps}
+
+
+@pytest.mark.parametrize("wrong", ["uniform gaps", "all at the end", "25% slow", "stalls", "evenly spaced"])
+def test_a_wrong_generator_fails_the_arrival_check(wrong):
+    times = np.asarray(loadgen_schedule(200.0, 5.0, 100, seed=2))
+    assert ArrivalCheck.of(times, 200.0).passed
+    check = ArrivalCheck.of(wrong_generators(times, 200.0)[wrong], 200.0)
+    assert check.passed is False and "NOT Poisson at 0.001" in check.describe()
+
+
+def test_the_arrival_check_is_with_each_server_row_and_in_its_json():
+    times = loadgen_schedule(200.0, 1.0, 100, seed=0)
+    late = [t + 0.0002 for t in times]
+    timeline = Timeline.of(1, times, late, late, [t + 0.001 for t in late])
+    row = LoadRow.from_timeline(LoadSettings(SERVER, qps=200.0, **LOOSE), timeline)
+    assert row.arrivals == ArrivalCheck.of(timeline.issued, 200.0) and row.arrivals.passed
+    doc = row.to_json()
+    assert doc["arrivals"]["passed"] is True and doc["arrivals"]["rate_ci"] == row.arrivals.rate_ci.to_json()
+    assert LoadRow.from_json(doc) == row
+    assert LoadRow.from_timeline(LoadSettings(SINGLE_STREAM, **LOOSE), single_stream_timeline()).arrivals is None
 
 
 def test_overloaded_server_row_says_so_instead_of_duration_and_count():
