@@ -8,8 +8,10 @@
 #   scripts/local-cluster.sh exec --node node2 ps -ef      # ... or on a compute node (no command: a shell)
 #   scripts/local-cluster.sh down                          # stop it; nothing is left behind
 #
-# --dir DIR (before the action) keeps it elsewhere than /tmp/local-cluster. How it works, and what
-# it needs (unshare, nsenter, ip, slurm-wlm, munge, openssh-server): tests/cluster/localcluster.py.
+# --dir DIR (before the action) keeps it elsewhere than /tmp/local-cluster; every directory above DIR
+# must be searchable by all (munged's rule for its socket), or `up` says which is not and exits 2.
+# How it works, and what it needs (unshare, nsenter, ip, slurm-wlm, munge, openssh-server):
+# tests/cluster/localcluster.py.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$root/.venv/bin/python}

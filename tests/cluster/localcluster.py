@@ -41,6 +41,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -548,13 +549,26 @@ def _serve(directory: Path, size: int) -> int:
     return 0
 
 
+def private_parent(directory: Path) -> Path | None:
+    """The first directory above `directory` that not everyone may search: munged refuses a socket below it."""
+    return next((parent for parent in reversed(directory.resolve().parents)
+                 if parent.is_dir() and not parent.stat().st_mode & stat.S_IXOTH), None)
+
+
 def _up(directory: Path, size: int) -> int:
     if directory.exists() and not remove_if_orphaned(directory):
         print(f"local-cluster: already up in {directory} (`scripts/local-cluster.sh down` stops it)", file=sys.stderr)
         return 2
+    private = private_parent(directory)
+    if private is not None:
+        print(f"local-cluster: {private} is private (mode {stat.S_IMODE(private.stat().st_mode):04o}), and munged "
+              f"needs every directory above its socket searchable by all: chmod o+x {private}, or choose a --dir "
+              "outside it", file=sys.stderr)
+        return 2
     directory.mkdir(parents=True)
     own(directory)
-    log = open(directory / "serve.log", "w")
+    # Read back through this handle: a server that fails to start removes the directory, its log with it.
+    log = open(directory / "serve.log", "w+")
     server = subprocess.Popen([sys.executable, "-m", "tests.cluster.localcluster", "serve", "--dir", str(directory),
                                "--nodes", str(size)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -562,7 +576,8 @@ def _up(directory: Path, size: int) -> int:
     (directory / OWNER_FILE).write_text(str(server.pid))
     while not (directory / STATE_FILE).exists():
         if server.poll() is not None:
-            print((directory / "serve.log").read_text(), file=sys.stderr)
+            log.seek(0)
+            print(log.read(), file=sys.stderr)
             shutil.rmtree(directory, ignore_errors=True)
             print("local-cluster: the cluster did not start (its log is above)", file=sys.stderr)
             return 1

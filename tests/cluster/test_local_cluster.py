@@ -110,6 +110,17 @@ def test_script_up_exec_down_leaves_nothing(script_dir):
     assert not [pid for kind, inode in made for pid in in_namespace(kind, inode)]
 
 
+def test_up_below_a_private_directory_is_one_line_and_exit_2(script_dir):
+    # munged refuses a socket below a directory others cannot search: the cluster would die at start.
+    private = script_dir.parent / "private"
+    private.mkdir(mode=0o700)
+    up = script(private / "cluster", "up", "--nodes", "1")
+    assert (up.returncode, up.stdout) == (2, "")
+    assert up.stderr == (f"local-cluster: {private} is private (mode 0700), and munged needs every directory above "
+                         f"its socket searchable by all: chmod o+x {private}, or choose a --dir outside it\n")
+    assert list(private.iterdir()) == []
+
+
 def test_a_killed_owner_takes_every_node_with_it(script_dir):
     assert script(script_dir, "up", "--nodes", "2").returncode == 0
     made = namespaces(script_dir)
