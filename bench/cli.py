@@ -9,6 +9,7 @@
     bench peak                                        # float32/int8 matrix-multiply peak -> runs/bench-peak.json
     bench load --scenario server --qps 100 --latency-bound-ms 50   # MLPerf LoadGen scenarios, VALID/INVALID
     bench load --scenario server --find-peak --latency-bound-ms 50 # the highest QPS that meets the bound
+    bench load --engine loadgen --scenario offline --json off.json # the same through MLPerf's own LoadGen
     bench check new.json --baseline base.json --max-slowdown 5%    # exit 1 if significantly slower
     bench profile --model m.onnx --batch 32           # the top operators by time, provider per node
     bench tune --model m.onnx --latency-budget-ms 20  # the best settings here; writes m.tuned.json
@@ -200,6 +201,9 @@ def _load_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--until-stable", type=float, metavar="PCT",
                    help="single-/multi-stream: run on until the percentile's 95%% interval is within +-PCT%% of it")
     g.add_argument("--max-time", type=float, default=60.0, help="... but no longer than this (s)")
+    g.add_argument("--engine", default="bench", choices=("bench", "loadgen"),
+                   help="the load generator: bench's own, or MLPerf's LoadGen (mlcommons-loadgen; its official "
+                        "logs go beside --json, in STEM.mlperf/; bench/loadgen.py)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -599,19 +603,29 @@ def _cmd_load(args) -> results.BenchResult:
         for name in ("qps", "latency_bound_ms"):
             if getattr(args, name) is not None:
                 raise cli.UsageError(f"--{name.replace('_', '-')} applies to --scenario server, not {args.scenario}")
+    logs = None
+    if args.engine == "loadgen":
+        from bench import loadgen
+        logs = loadgen.logs_dir(args.json)
+        loadgen.check_settings(settings)
     engine = OnnxEngine.open(args.model or default_model(), session_config)
     if batch is None:
         batch = inputs_lib.default_batch(engine.specs, scenarios.DEFAULT_BATCH[args.scenario], dict(inputs.shapes))
         settings = dataclasses.replace(settings, batch=batch)
     with args.output.progress() as progress:
-        outcome = run_load(engine, settings, inputs, warmup=args.warmup, find_peak=args.find_peak,
-                           progress=progress.step)
+        if logs is None:
+            outcome = run_load(engine, settings, inputs, warmup=args.warmup, find_peak=args.find_peak,
+                               progress=progress.step)
+        else:
+            outcome = loadgen.run_loadgen(engine, settings, inputs, warmup=args.warmup, find_peak=args.find_peak,
+                                          progress=progress.step, logs=logs)
     record = engine.record()
     return results.BenchResult(
         kind="load", config=_config_record(args, session=session_config, inputs=inputs, load=settings),
         environment=measured_environment(**{record.engine: record.runtime}), model=record.model_json(),
         requested_providers=record.requested_providers, providers=record.providers, fallback=record.fallback,
-        load=outcome.rows, notes=outcome.notes, warnings=outcome.warnings)
+        load=outcome.rows, notes=outcome.notes, warnings=outcome.warnings, peak_check=outcome.peak_check,
+        loadgen=outcome.loadgen)
 
 
 def _cmd_check(args) -> results.BenchResult:

@@ -32,6 +32,10 @@ JSON schema (version 6), written by `bench ... --json PATH` (and scripts/gpu-che
       "train": [{"np", "total": SPREAD, "per_rank": SPREAD, "efficiency",
                  "intervals": [total img/s per interval]}],                 # kind "train"
       "load": [LOAD_ROW],                                                   # kind "load"
+      "peak_check": {"found", "upper" | null, "rechecks": [[qps, passed]], "confirmed" | null} | null,
+                                                                            # kind "load" with --find-peak
+      "loadgen": [{"valid", "metric", "metric_value", "reasons", "overloaded", "summary", "detail",
+                   "results": {LoadGen's result_* keys}}],                  # --engine loadgen: one per load row
       "comparisons": [{"row", "baseline", "metric", "higher_is_better", "base_value", "value", "ratio",
                        "interval": INTERVAL | null, "verdict", "test", "allowed_slowdown", "regression"}],
                                                                             # kinds "compare", "check"
@@ -51,12 +55,9 @@ JSON schema (version 6), written by `bench ... --json PATH` (and scripts/gpu-che
     LOAD_ROW = bench/scenarios.py LoadRow.to_json: "settings", "timeline" (per query: intended,
                issued, started, done, in s) and the flags "peak", "overloaded", "scheduled" are what
                a reader re-derives the rest from; "valid", "reasons", "metric", "metric_value",
-               "metric_ci95", "early_stopping", "latency"/"queueing"/"compute"/"schedule_error"/"handoff"
-               {mean, p50, p90, p99, max} (ms), "arrivals" (server: ARRIVALS | null) are written for other
-               readers; "resources": RESOURCES | null (what the process used during the test).
-    ARRIVALS = {"queries", "qps", "rate", "rate_ci": INTERVAL | null, "rate_p", "gaps_ks", "gaps_p", "dispersion",
-                "dispersion_p", "windows", "passed": bool | null}: the issue times against the intended Poisson
-               process (bench/scenarios.py ArrivalCheck; a p-value null where too few queries)
+               "metric_ci95", "early_stopping", "latency"/"queueing"/"compute"/"schedule_error"
+               {mean, p50, p90, p99, max} (ms) are written for other readers; "resources": RESOURCES | null
+               (what the process used during the test).
 
     DEVICE_TIMES = {"h2d_ms": [...], "compute_ms": [...], "d2h_ms": [...] (per sampled run), "input_bytes",
                     "output_bytes", "method"}: where a run's time goes on a GPU (null on CPU: not applicable)
@@ -80,9 +81,8 @@ Changelog, a line a version (every older version loads; what a file lacks is abs
         kind "peak" (`bench peak`: a row per matrix-multiply kernel, its "samples" the rows of A, ops_per_sample
         2 x K x N); "peak"; rows' "ops_per_sample", "precision", "gop_per_s", "peak_gop_per_s", "peak_fraction"
         (else null)
-    v6  load rows' "handoff" (the generator's hand-off to a worker) and "arrivals" (server: the issue times against
-        the intended Poisson process); "queueing" is now only the wait while every worker is busy (all computed
-        from the timeline, older files' too)
+    v6  "peak_check" (a --find-peak peak re-checked, bench/scenarios.py PeakCheck; else null); "loadgen" (`load
+        --engine loadgen`: MLPerf LoadGen's verdict of each load row and its log files, bench/loadgen.py; else [])
 """
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench import stats
-from bench.scenarios import LoadRow
+from bench.loadgen import LoadGenLog
+from bench.scenarios import LoadRow, PeakCheck
 from bench.stats import Comparison, Interval
 from toolkit.cli import UsageError
 
@@ -384,6 +385,8 @@ class BenchResult:
     profiles: tuple[Profile, ...] = ()  # kind "profile", and `compare --profile` (schema version 4)
     tune: Tune | None = None            # kind "tune" (schema version 4)
     checks: tuple[Check, ...] = ()      # kind "gpucheck" (schema version 5)
+    peak_check: PeakCheck | None = None  # `load --find-peak`'s re-check (schema version 6)
+    loadgen: tuple[LoadGenLog, ...] = ()  # `load --engine loadgen`: LoadGen's verdict per load row (version 6)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -404,6 +407,8 @@ class BenchResult:
         doc["profiles"] = [profile.to_json() for profile in self.profiles]
         doc["tune"] = None if self.tune is None else self.tune.to_json()
         doc["checks"] = [dataclasses.asdict(check) for check in self.checks]
+        doc["peak_check"] = None if self.peak_check is None else self.peak_check.to_json()
+        doc["loadgen"] = [log.to_json() for log in self.loadgen]
         doc.update(config=self.config, environment=self.environment, notes=list(self.notes),
                    warnings=list(self.warnings), peak=None if self.peak is None else self.peak.to_json())
         return doc
@@ -434,6 +439,8 @@ class BenchResult:
                        profiles=tuple(Profile.from_json(p) for p in doc.get("profiles", ())),
                        tune=Tune.from_json(doc["tune"]) if doc.get("tune") else None,
                        checks=tuple(Check(**c) for c in doc.get("checks", ())),
+                       peak_check=PeakCheck.from_json(doc["peak_check"]) if doc.get("peak_check") else None,
+                       loadgen=tuple(LoadGenLog.from_json(g) for g in doc.get("loadgen", ())),
                        peak=None if doc.get("peak") is None else Peak(**doc["peak"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{source} is a malformed bench results file ({type(exc).__name__}: {exc}): "

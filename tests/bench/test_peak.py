@@ -1,4 +1,5 @@
-"""`bench peak`: the kernels compute what they claim; the peak is the fastest kernel; which peak a run uses."""
+"""`bench peak`: the kernels compute what they claim; the peak is the fastest kernel; which peak a run uses.
+And `bench load --find-peak`'s peak: the highest QPS that passed in the search and again when re-checked."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,10 +10,12 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+from bench import load, scenarios
 from bench import peak as peak_lib
 from bench.inputs import InputConfig
 from bench.results import BenchResult, Peak, Row
 from bench.runner import RunConfig
+from bench.scenarios import SERVER, LoadSettings, PeakCheck
 from bench.session import SessionConfig
 from toolkit import environment
 from toolkit.cli import UsageError
@@ -122,3 +125,46 @@ def test_rows_get_operations_and_tensorflow_is_counted_on_the_reference(small_al
     assert ours.gops == pytest.approx(ours.ops_per_sample * 8 / 1e9)        # 4 samples per 0.5 s
     assert ours.peak_fraction == pytest.approx(ours.gops / 100) and done.peak == peak
     assert done.notes[-1] == "% of peak: of p.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Point:
+    """A search point as recheck_peak sees one: its QPS and whether it passed."""
+
+    settings: LoadSettings
+    ok: bool
+    peak: bool = False
+
+
+def _recheck(search: dict[float, bool], again: dict[float, bool]):
+    """recheck_peak over a search with `search` outcomes, each re-check at a QPS passing as `again` says."""
+    ran: list[float] = []
+
+    def point(qps, description):
+        ran.append(qps)
+        return _Point(LoadSettings(SERVER, qps=qps), again[qps])
+    rows = [_Point(LoadSettings(SERVER, qps=q), ok) for q, ok in search.items()]
+    notes: list[str] = []
+    rows, check = load.recheck_peak(point, lambda row: row.ok, rows, notes)
+    return rows[len(search):], check, ran, notes
+
+
+def test_a_found_peak_is_rechecked_and_the_peak_is_the_highest_qps_that_passed_twice():
+    search = {100.0: True, 200.0: False, 150.0: True, 175.0: False}
+    rechecks, check, ran, notes = _recheck(search, {150.0: False, 100.0: True})
+    assert ran == [150.0, 100.0] and [(r.settings.qps, r.peak) for r in rechecks] == [(150.0, False), (100.0, True)]
+    assert check == PeakCheck(found=150.0, upper=175.0, rechecks=((150.0, False), (100.0, True)))
+    assert check.confirmed == 100.0 and notes == [check.describe()]
+    assert notes[0].startswith("find-peak: peak 100 qps, passed in the search and again (150 qps failed, 100 qps "
+                               "passed); the search's resolution: 150 passed, 175 failed (16.7% apart)")
+
+    _, check, ran, _ = _recheck(search, {150.0: True})
+    assert ran == [150.0] and check.confirmed == 150.0          # the first re-check passed: no more
+
+
+def test_a_peak_no_recheck_confirms_is_reported_unconfirmed():
+    search = {float(q): True for q in range(10, 60, 10)}
+    rechecks, check, ran, notes = _recheck(search, {q: False for q in search})
+    assert ran == [50.0, 40.0, 30.0][:scenarios.PEAK_RECHECKS] and not any(r.peak for r in rechecks)
+    assert check.confirmed is None and check.upper is None and check.to_json()["confirmed"] is None
+    assert notes[0].startswith("find-peak: unconfirmed: 50 qps passed once, every re-check failed")
