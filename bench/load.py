@@ -7,7 +7,10 @@ bench/scenarios.py (pure); this module only keeps time:
   * server: this thread sleeps until each query's scheduled (Poisson) time and hands it to a
     queue; `concurrency` worker threads take queries off it and run them on one shared session
     (onnxruntime's `run` is thread-safe and releases the GIL while it computes). A query's
-    latency runs from its scheduled time, so a late issue or a wait for a free worker counts;
+    latency runs from its scheduled time, so a late issue or a wait for a free worker counts; the
+    timeline tells the system's part (every worker busy) from the generator's (a late issue, a
+    free worker slow to take the query), bench/scenarios.py time_split, and a warning names a
+    generator that was late in any test or did not issue its Poisson process;
   * offline: `concurrency` workers take batches of samples off a shared counter until all the
     samples are done.
 Before a test, `warmup` queries run one at a time (at least one): their fastest latency is the
@@ -46,6 +49,7 @@ from toolkit.cli import UsageError
 from toolkit.environment import usable_cpus
 
 CLOCK = time.perf_counter
+SLEEP = time.sleep   # the server's dispatcher waits with it until each scheduled time
 # The first scheduled query is issued this long after the workers are started, so thread start-up
 # does not make it late.
 LEAD_S = 0.01
@@ -157,7 +161,7 @@ def serve(run: Callable[[Any], Any], prepared: Sequence[Prepared], settings: Loa
             for index, at in enumerate(schedule):
                 now = CLOCK()
                 if now < start + at:
-                    time.sleep(start + at - now)
+                    SLEEP(start + at - now)
                     now = CLOCK()
                 issued[index] = now
                 tasks.put(index)
@@ -373,9 +377,10 @@ def recheck_peak(point: Callable[[float, str], LoadRow], passes: Callable[[LoadR
 
 
 def warnings_of(rows: Sequence[LoadRow]) -> list[str]:
-    """Unstable compute times (trtexec's warning), and a generator that could not keep its schedule, for
-    the rows that sum the test up (a search's peak, not each point on the way)."""
-    found = []
+    """Unstable compute times (trtexec's warning) for the rows that sum the test up (a search's peak, not
+    each point on the way); a load generator that could not keep its schedule or its Poisson process, for
+    every row: a search's every point rests on its generator."""
+    found = [w for row in rows for w in (generator_warning(row), arrivals_warning(row)) if w]
     load, cpus = load_average(), usable_cpus()
     for row in scenarios.headline_rows(rows):
         compute = row.timeline.column("done") - row.timeline.column("started")
@@ -387,10 +392,35 @@ def warnings_of(rows: Sequence[LoadRow]) -> list[str]:
                                                                       settings.until_stable):
             found.append(unsettled(row.label(), row.metric_ci, row.metric_value, settings.until_stable,
                                    settings.max_time_s))
-        late = row.schedule_error.p99
-        if row.settings.scenario == SERVER and late > 0.1 * row.settings.bound_ms:
-            found.append(f"{row.label()}: the load generator issued queries late (p99 {late:.3f} ms after their "
-                         f"scheduled time, over a tenth of the {row.settings.bound_ms:g} ms bound): the machine is "
-                         "too busy to keep the schedule, which inflates the latencies; fix: an idle machine, fewer "
-                         "--concurrency workers than CPUs")
     return found
+
+
+def generator_warning(row: LoadRow) -> str | None:
+    """The load generator's own delay per query (issued late, then handed to a worker: bench/scenarios.py
+    time_split) over a tenth of what it distorts: the latency bound (server, at p99), or else the model's
+    compute time per query (on average: a generator slower than that understates what the system does)."""
+    delay_ms = scenarios.generator_delay_ms(row.timeline, row.settings.concurrency)
+    what = (f"issued late by p99 {row.schedule_error.p99:.3f} ms, handed to a worker p99 {row.handoff.p99:.3f} ms "
+            "after one was free")
+    if row.settings.scenario == SERVER:
+        delay = scenarios.rank_percentile(delay_ms, 0.99)
+        if delay <= 0.1 * row.settings.bound_ms:
+            return None
+        return (f"{row.label()}: the load generator's own delay was p99 {delay:.3f} ms ({what}), over a tenth of "
+                f"the {row.settings.bound_ms:g} ms bound: it inflates the latencies; fix: an idle machine, fewer "
+                "--concurrency workers than CPUs")
+    compute = row.compute.p50
+    if float(np.mean(delay_ms)) <= 0.1 * compute:
+        return None
+    return (f"{row.label()}: the load generator's own time per query was {float(np.mean(delay_ms)):.3f} ms on "
+            f"average ({what}), over a tenth of the model's {compute:.3f} ms (median compute): the figures "
+            "understate the system; fix: an idle machine, larger --batch queries")
+
+
+def arrivals_warning(row: LoadRow) -> str | None:
+    """A server test whose issue times were not the Poisson process it intended (scenarios.ArrivalCheck)."""
+    if row.arrivals is None or row.arrivals.passed is not False:
+        return None
+    return (f"{row.label()}: the load generator did not issue the intended Poisson process "
+            f"({row.arrivals.describe()}): its latencies answer another load; fix: an idle machine, fewer "
+            "--concurrency workers than CPUs, a lower --qps")

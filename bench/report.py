@@ -49,7 +49,7 @@ from rich.text import Text
 from bench.results import BenchResult, Profile, Row, Setting, Spread
 from bench.runner import Progress as ProgressCallback
 from bench.runner import RunConfig
-from bench.scenarios import LoadRow, headline_rows
+from bench.scenarios import ARRIVALS_ALPHA, LoadRow, headline_rows
 from bench.stats import Comparison, Interval
 from toolkit.cli import UsageError
 from toolkit.files import atomic_path, require_parent_dir, write_text_atomic
@@ -178,6 +178,40 @@ def _metric_value(metric: str, value: float) -> str:
     return _ms(value) if metric.endswith("ms") else _rate(value)
 
 
+def load_time_table(rows: Sequence[LoadRow]) -> TableData:
+    """Where each query's time went in the system under test: waiting for a worker, computing."""
+    columns = ("test", "latency mean ms", "latency p99 ms", "queueing mean ms", "queueing p99 ms", "compute mean ms",
+               "compute p99 ms")
+    return TableData(
+        "where the time went (ms per query; latency from the scheduled time for server, the issue time for "
+        "single-/multi-stream, the start for offline; queueing: every worker busy; a server latency is the "
+        "generator's late and hand-off, then queueing, then compute)", columns,
+        tuple((r.label(), *map(_ms, (r.latency.mean, r.latency.p99, r.queueing.mean, r.queueing.p99, r.compute.mean,
+                                     r.compute.p99)))
+              for r in rows), "time")
+
+
+def generator_table(rows: Sequence[LoadRow]) -> TableData:
+    """The load generator's own accuracy: its delays, and (server) its issue times against the intended Poisson
+    process (bench/scenarios.py ArrivalCheck)."""
+    verdict = {True: "Poisson", False: "NOT Poisson", None: "too few"}
+
+    def arrivals(a) -> tuple[str, ...]:
+        if a is None:
+            return ("-",) * 4
+        tests = " / ".join("-" if v is None else f"{v:.3g}" for v in (a.rate_p, a.gaps_p, a.dispersion_p))
+        return _rate(a.rate), _interval(a.rate_ci, _rate), tests, verdict[a.passed]
+    return TableData(
+        "the load generator's own accuracy (ms per query; late: actual - intended issue time; hand-off: a free "
+        "worker -> compute start, its queue's wake-up and the GIL; server: the issue times against the intended "
+        "Poisson process, two-sided p-values of the rate, of the gaps against the exponential (Kolmogorov-Smirnov) "
+        f"and of the counts' dispersion in windows, NOT Poisson where one is below {ARRIVALS_ALPHA:g}/3)",
+        ("test", "late mean ms", "late p99 ms", "hand-off mean ms", "hand-off p99 ms", "issued qps", "issued 95% CI",
+         "p: rate / gaps / counts", "arrivals"),
+        tuple((r.label(), *map(_ms, (r.schedule_error.mean, r.schedule_error.p99, r.handoff.mean, r.handoff.p99)),
+               *arrivals(r.arrivals)) for r in rows), "generator")
+
+
 def load_judged(result: BenchResult) -> list[tuple[LoadRow, bool, float, tuple[str, ...]]]:
     """Each load row with its verdict, metric value and reasons: the load generator's own, so LoadGen's
     (from its log, bench/loadgen.py) for an `--engine loadgen` result."""
@@ -214,16 +248,7 @@ def load_tables(result: BenchResult) -> list[TableData]:
     found = [TableData(f"bench load, engine: {load_engine(result)} (MLPerf LoadGen scenarios; percentiles as LoadGen "
                        "takes them, sorted[int(n p)]; early stopping: LoadGen's percentile estimate at 99% confidence, "
                        "or queries over the bound and the count needed)", columns, rows, "load")]
-    time_columns = ("test", "latency mean ms", "latency p99 ms", "queueing mean ms", "queueing p99 ms",
-                    "compute mean ms", "compute p99 ms", "late mean ms", "late p99 ms", "late max ms")
-    found.append(TableData(
-        "where the time went (ms per query; latency from the scheduled time for server, the issue time for "
-        "single-/multi-stream, the start for offline; queueing: latency's start -> compute start; late: the load "
-        "generator's scheduling error, actual - intended issue time)", time_columns,
-        tuple((r.label(), *map(_ms, (r.latency.mean, r.latency.p99, r.queueing.mean, r.queueing.p99, r.compute.mean,
-                                     r.compute.p99, r.schedule_error.mean, r.schedule_error.p99,
-                                     r.schedule_error.max)))
-              for r in result.load), "time"))
+    found += [load_time_table(result.load), generator_table(result.load)]
     invalid = tuple((r.label(), reason) for r, valid, _, reasons in judged if not valid for reason in reasons)
     if invalid:
         found.append(TableData("why INVALID (and the fix)", ("test", "reason"), invalid, "invalid"))

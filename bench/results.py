@@ -55,9 +55,12 @@ JSON schema (version 6), written by `bench ... --json PATH` (and scripts/gpu-che
     LOAD_ROW = bench/scenarios.py LoadRow.to_json: "settings", "timeline" (per query: intended,
                issued, started, done, in s) and the flags "peak", "overloaded", "scheduled" are what
                a reader re-derives the rest from; "valid", "reasons", "metric", "metric_value",
-               "metric_ci95", "early_stopping", "latency"/"queueing"/"compute"/"schedule_error"
-               {mean, p50, p90, p99, max} (ms) are written for other readers; "resources": RESOURCES | null
-               (what the process used during the test).
+               "metric_ci95", "early_stopping", "latency"/"queueing"/"compute"/"schedule_error"/"handoff"
+               {mean, p50, p90, p99, max} (ms), "arrivals" (server: ARRIVALS | null) are written for other
+               readers; "resources": RESOURCES | null (what the process used during the test).
+    ARRIVALS = {"queries", "qps", "rate", "rate_ci": INTERVAL | null, "rate_p", "gaps_ks", "gaps_p", "dispersion",
+                "dispersion_p", "windows", "passed": bool | null}: the issue times against the intended Poisson
+               process (bench/scenarios.py ArrivalCheck; a p-value null where too few queries)
 
     DEVICE_TIMES = {"h2d_ms": [...], "compute_ms": [...], "d2h_ms": [...] (per sampled run), "input_bytes",
                     "output_bytes", "method"}: where a run's time goes on a GPU (null on CPU: not applicable)
@@ -81,8 +84,11 @@ Changelog, a line a version (every older version loads; what a file lacks is abs
         kind "peak" (`bench peak`: a row per matrix-multiply kernel, its "samples" the rows of A, ops_per_sample
         2 x K x N); "peak"; rows' "ops_per_sample", "precision", "gop_per_s", "peak_gop_per_s", "peak_fraction"
         (else null)
-    v6  "peak_check" (a --find-peak peak re-checked, bench/scenarios.py PeakCheck; else null); "loadgen" (`load
-        --engine loadgen`: MLPerf LoadGen's verdict of each load row and its log files, bench/loadgen.py; else [])
+    v6  load rows' "handoff" (the generator's hand-off to a worker) and "arrivals" (server: the issue times against
+        the intended Poisson process); "queueing" is now only the wait while every worker is busy (all computed
+        from the timeline, older files' too); "peak_check" (a --find-peak peak re-checked, bench/scenarios.py
+        PeakCheck; else null); "loadgen" (`load --engine loadgen`: MLPerf LoadGen's verdict of each load row and
+        its log files, bench/loadgen.py; else [])
 """
 from __future__ import annotations
 

@@ -47,9 +47,11 @@ What follows LoadGen (github.com/mlcommons/inference, loadgen/ at b66003e, read 
 
 Not from LoadGen: `quick` rules (the default: 5 s minimum, the same counts), `--concurrency` for
 server and offline (worker threads over one shared session, as onnxruntime_perf_test's -c), the
-split of each latency into queueing (scheduled -> compute start) and compute (start -> done), and the
-generator's own scheduling error (the actual issue time minus the intended one: the scheduled time
-for server, the previous completion for single-/multi-stream).
+split of each latency into the generator's own delays and the system's time (`time_split`: the
+generator's scheduling error, the actual issue time minus the intended one, the scheduled time for
+server, the previous completion for single-/multi-stream; the system's queueing, while every worker
+is busy; the generator's hand-off to a free worker; compute), and the check of a server test's issue
+times against the Poisson process it intended (`ArrivalCheck`).
 
     settings = LoadSettings(scenario="server", rules="quick", batch=1, qps=200, latency_bound_ms=20)
     schedule = poisson_schedule(200, settings.min_duration_s, settings.min_queries, seed=0)
@@ -58,6 +60,7 @@ for server, the previous completion for single-/multi-stream).
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -342,6 +345,146 @@ class Summary:
                    max=float(np.max(values_ms)))
 
 
+def worker_ready(timeline: Timeline, workers: int) -> np.ndarray:
+    """When each query could have started: at its issue, or when a worker was first free after it.
+
+    The workers take queries in their order (a FIFO queue; offline: a shared counter), so query i goes
+    to the worker free first, which is free again at i's completion; a query that found every worker
+    busy could start no sooner than that worker's previous completion. Its actual start minus this is
+    the hand-off, the load generator's own: its queue's wake-up, the worker thread waiting for the
+    GIL, a worker's own loop between two queries. Clamped to the actual start (two workers may record
+    their starts out of order by a few microseconds).
+    """
+    issued, started, done = (timeline.column(c) for c in ("issued", "started", "done"))
+    free = [-math.inf] * workers    # a heap of the workers' next free times
+    ready = np.empty(len(timeline))
+    for index in range(len(timeline)):
+        ready[index] = min(max(issued[index], heapq.heappop(free)), started[index])
+        heapq.heappush(free, done[index])
+    return ready
+
+
+# A correct load generator fails the arrival check this rarely: its three tests each at a third (Bonferroni).
+ARRIVALS_ALPHA = 0.001
+MIN_ARRIVALS = 20
+ARRIVALS_PER_WINDOW = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrivalCheck:
+    """A server test's achieved issue times against the Poisson process it intended (`qps`): the load
+    generator's own accuracy. Three two-sided tests, each at ARRIVALS_ALPHA / 3:
+
+      * rate: the span from the first issue to the last is the sum of n - 1 exponential gaps, Gamma(n - 1,
+        1 / qps): the achieved rate, its exact 95% interval, and the span's p-value;
+      * gaps: Kolmogorov-Smirnov of the n - 1 gaps against the exponential of mean 1 / qps; the p-value is
+        twice the exact one-sided one (scipy.special.smirnov; scipy.stats.kstest's "approx"), never below
+        the exact two-sided value;
+      * counts: the index of dispersion (variance / mean) of the issues counted in equal windows of the
+        span (ARRIVALS_PER_WINDOW expected in each), 1 for a Poisson process; (windows - 1) x it is
+        chi-square with windows - 1 degrees of freedom.
+
+    What each catches: a rate off by over ~4 / sqrt(n) (rate), gaps of the wrong shape (gaps, counts:
+    uniform gaps from about 500 queries), clumps (counts: a generator that stalls, then catches up).
+    `passed` None: fewer than MIN_ARRIVALS queries, too few to tell.
+    """
+
+    queries: int
+    qps: float
+    rate: float
+    rate_ci: Interval | None
+    rate_p: float | None
+    gaps_ks: float | None
+    gaps_p: float | None
+    dispersion: float | None
+    dispersion_p: float | None
+    windows: int
+
+    @classmethod
+    def of(cls, issued_s: Sequence[float], qps: float) -> "ArrivalCheck":
+        issued = np.sort(np.asarray(issued_s, dtype=float))
+        n = len(issued)
+        span = float(issued[-1] - issued[0]) if n else 0.0
+        if n < MIN_ARRIVALS:
+            return cls(n, qps, (n - 1) / span if span > 0 else math.inf, None, None, None, None, None, None, 0)
+        if span <= 0:   # every query at once
+            return cls(n, qps, math.inf, None, 0.0, 1.0, 0.0, None, 0.0, 0)
+        windows = max(2, n // ARRIVALS_PER_WINDOW)
+        rate_ci, rate_p = _span_test(n - 1, span, qps)
+        return cls(n, qps, (n - 1) / span, rate_ci, rate_p, *_exponential_ks(np.diff(issued), qps),
+                   *_dispersion_test(np.histogram(issued, bins=windows, range=(issued[0], issued[-1]))[0]), windows)
+
+    @property
+    def passed(self) -> bool | None:
+        if self.queries < MIN_ARRIVALS:
+            return None
+        return all(p is not None and p >= ARRIVALS_ALPHA / 3 for p in (self.rate_p, self.gaps_p, self.dispersion_p))
+
+    def describe(self) -> str:
+        """One line: the rate achieved against the intended one, each test's p-value, the verdict."""
+        if self.passed is None:
+            return f"{self.queries} queries: too few to test against the Poisson process (at least {MIN_ARRIVALS})"
+        interval = "" if self.rate_ci is None else f" [{self.rate_ci.low:,.1f}, {self.rate_ci.high:,.1f}]"
+        verdict = "Poisson" if self.passed else f"NOT Poisson at {ARRIVALS_ALPHA:g}"
+        return (f"issued at {self.rate:,.1f}{interval} qps for {self.qps:g}; rate p {self.rate_p:.3g}, gaps KS "
+                f"p {self.gaps_p:.3g}, counts' dispersion {_number(self.dispersion)} p {self.dispersion_p:.3g}: "
+                f"{verdict}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "rate_ci": None if self.rate_ci is None else self.rate_ci.to_json(),
+                "passed": self.passed}
+
+
+def _two_sided(cdf: float) -> float:
+    return min(1.0, 2 * min(cdf, 1 - cdf))
+
+
+def _span_test(gaps: int, span: float, qps: float) -> tuple[Interval, float]:
+    """The rate's exact 95% interval and the p-value of `span`, a sum of `gaps` exponential gaps of mean 1/qps."""
+    from scipy.special import gammaincinv, gdtr
+
+    interval = Interval(float(gammaincinv(gaps, 0.025)) / span, float(gammaincinv(gaps, 0.975)) / span)
+    return interval, _two_sided(float(gdtr(qps, gaps, span)))
+
+
+def _exponential_ks(gaps: np.ndarray, qps: float) -> tuple[float, float]:
+    """Kolmogorov-Smirnov's D of `gaps` against the exponential of mean 1/qps, and 2 x its exact one-sided p."""
+    from scipy.special import smirnov
+
+    m = len(gaps)
+    cdf = np.sort(-np.expm1(-gaps * qps))
+    steps = np.arange(1, m + 1) / m
+    d = float(max(np.max(steps - cdf), np.max(cdf - (steps - 1 / m))))
+    return d, min(1.0, 2 * float(smirnov(m, d)))
+
+
+def _dispersion_test(counts: np.ndarray) -> tuple[float, float]:
+    """The index of dispersion of Poisson counts (variance / mean) and its two-sided chi-square p-value."""
+    from scipy.special import chdtr
+
+    k = len(counts)
+    dispersion = float(counts.var(ddof=1) / counts.mean())
+    return dispersion, _two_sided(float(chdtr(k - 1, (k - 1) * dispersion)))
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def generator_delay_ms(timeline: Timeline, workers: int) -> np.ndarray:
+    """The load generator's own delay of each query, in ms: issued late, then handed to a worker late."""
+    late = timeline.column("issued") - timeline.column("intended")
+    return (late + timeline.column("started") - worker_ready(timeline, workers)) * 1000
+
+
+def time_split(timeline: Timeline, workers: int) -> dict[str, Summary]:
+    """Where each query's time went (LoadRow's schedule_error, queueing, handoff, compute), in ms."""
+    intended, issued, started, done = (timeline.column(c) for c in ("intended", "issued", "started", "done"))
+    ready = worker_ready(timeline, workers)
+    return {"schedule_error": Summary.of((issued - intended) * 1000), "queueing": Summary.of((ready - issued) * 1000),
+            "handoff": Summary.of((started - ready) * 1000), "compute": Summary.of((done - started) * 1000)}
+
+
 def latency_origin(scenario: str, timeline: Timeline) -> np.ndarray:
     """Where a query's latency starts: its scheduled time (server), the start (offline), its issue
     (single-/multi-stream, where LoadGen sets the scheduled time to the issue time)."""
@@ -366,6 +509,11 @@ class LoadRow:
 
     metric: the scenario's result (p90/p99 latency in ms, or samples/s) with its 95% interval;
     valid / reasons: LoadGen's VALID/INVALID and why (each reason names its fix).
+    Where a query's time went, in order (`time_split`; server: they add up to its latency):
+    schedule_error, the generator issuing it late (actual - intended issue time); queueing, the system
+    under test's queue: every worker busy (issue -> `worker_ready`); handoff, the generator again: its
+    queue's wake-up, the GIL, a worker's own loop (`worker_ready` -> compute start); compute.
+    arrivals (server): the issue times against the intended Poisson process (schema version 6).
     """
 
     settings: LoadSettings
@@ -382,6 +530,8 @@ class LoadRow:
     queueing: Summary
     compute: Summary
     schedule_error: Summary
+    handoff: Summary
+    arrivals: ArrivalCheck | None
     metric: str
     metric_value: float
     metric_ci: Interval | None
@@ -399,7 +549,7 @@ class LoadRow:
             raise ValueError("a load test needs at least one completed query")
         scenario, p = settings.scenario, settings.percentile
         origin = latency_origin(scenario, timeline)
-        done, started = timeline.column("done"), timeline.column("started")
+        done = timeline.column("done")
         latencies = (done - origin) * 1000
         end = float(done.max())
         samples = len(timeline) * timeline.samples
@@ -426,10 +576,9 @@ class LoadRow:
                    samples=samples, duration_s=duration, samples_per_second=samples / end,
                    samples_per_second_ci=(metric_ci if scenario == OFFLINE
                                           else stats.rate_interval(done, timeline.samples, end)),
-                   latency=Summary.of(latencies), queueing=Summary.of((started - origin) * 1000),
-                   compute=Summary.of((done - started) * 1000),
-                   schedule_error=Summary.of((timeline.column("issued") - timeline.column("intended")) * 1000),
-                   metric=metric_name(scenario), metric_value=metric_value, metric_ci=metric_ci,
+                   latency=Summary.of(latencies), **time_split(timeline, settings.concurrency),
+                   arrivals=ArrivalCheck.of(timeline.issued, settings.qps) if scenario == SERVER and settings.qps
+                   else None, metric=metric_name(scenario), metric_value=metric_value, metric_ci=metric_ci,
                    early_stopping=early, valid=not reasons, reasons=tuple(reasons), resources=resources)
 
     def label(self) -> str:
@@ -464,7 +613,8 @@ class LoadRow:
                 "samples_per_second_ci95": interval(self.samples_per_second_ci),
                 "early_stopping": None if self.early_stopping is None else self.early_stopping.to_json(),
                 **{name: dataclasses.asdict(getattr(self, name))
-                   for name in ("latency", "queueing", "compute", "schedule_error")},
+                   for name in ("latency", "queueing", "compute", "schedule_error", "handoff")},
+                "arrivals": None if self.arrivals is None else self.arrivals.to_json(),
                 "resources": None if self.resources is None else self.resources.to_json(),
                 "timeline": self.timeline.to_json()}
 

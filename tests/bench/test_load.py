@@ -3,6 +3,8 @@ raw uint8 images): each scenario's timeline keeps its order of events, and the s
 
 Runs last a fraction of a second; nothing here asserts how fast anything is.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,8 +12,9 @@ from bench import load, scenarios
 from bench.engines import OnnxEngine, Prepared
 from bench.inputs import InputConfig
 from bench.runner import RunConfig
-from bench.scenarios import MULTI_STREAM, OFFLINE, SERVER, SINGLE_STREAM, LoadSettings
+from bench.scenarios import MULTI_STREAM, OFFLINE, SERVER, SINGLE_STREAM, LoadRow, LoadSettings, Timeline
 from bench.session import SessionConfig
+from tests.bench.test_scenarios import loadgen_schedule
 from toolkit.cli import UsageError
 
 MULTI_INPUTS = InputConfig(dims=(("seq", 3),), shapes=(("scale", (1,)),))
@@ -49,11 +52,80 @@ def test_server_issues_on_the_poisson_schedule_from_a_queue(helper_models):
     (row,) = run(helper_models["image"], settings).rows
     timeline = row.timeline
     intended, issued, started, done = (timeline.column(c) for c in ("intended", "issued", "started", "done"))
-    assert intended == pytest.approx(scenarios.poisson_schedule(200.0, 0.2, 100, seed=5))
+    assert intended == pytest.approx(loadgen_schedule(200.0, 0.2, 100, seed=5))
     assert np.all(issued >= intended) and np.all(started >= issued) and np.all(done >= started)
     assert not row.overloaded and row.scheduled == row.queries == len(intended)
-    assert row.schedule_error.mean >= 0 and row.queueing.mean >= row.schedule_error.mean
+    # Late, queueing, hand-off and compute make up each latency (their means, the latency's mean).
+    assert min(row.schedule_error.p50, row.queueing.p50, row.handoff.p50) >= 0
+    assert row.latency.mean == pytest.approx(row.schedule_error.mean + row.queueing.mean + row.handoff.mean
+                                             + row.compute.mean)
+    assert row.arrivals.queries == row.queries and row.arrivals.qps == 200.0
     assert any(r.startswith("early stopping") for r in row.reasons)  # ~100 queries: LoadGen needs 459
+
+
+class FakeClock:
+    """load.CLOCK and load.SLEEP on a clock that only the dispatcher's waits advance: a query whose issue time
+    is not its scheduled one was issued late by the generator's logic, not by the machine."""
+
+    def __init__(self, monkeypatch):
+        self.now = 100.0
+        monkeypatch.setattr(load, "CLOCK", lambda: self.now)
+        monkeypatch.setattr(load, "SLEEP", self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_dispatcher_issues_each_query_at_its_scheduled_time(monkeypatch):
+    """On a clock only its waits advance, every query is issued at its scheduled time, in order, and passes the
+    arrival check; a dispatcher that issued late (all at the end, say) fails here."""
+    FakeClock(monkeypatch)
+    settings = LoadSettings(SERVER, qps=200.0, latency_bound_ms=1000.0, concurrency=2, seed=7, min_duration_s=2.0)
+    prepared = [Prepared(samples=1, feeds=("feed",))] * 2
+    timeline, overloaded, scheduled = load.serve(lambda feed: None, prepared, settings, 200.0)
+    expected = loadgen_schedule(200.0, 2.0, 100, seed=7)
+    assert not overloaded and scheduled == len(timeline) == len(expected)
+    assert timeline.intended == pytest.approx(expected, abs=1e-9)
+    assert timeline.issued == pytest.approx(expected, abs=1e-9)  # the lateness is 0 to the nanosecond
+    row = LoadRow.from_timeline(settings, timeline, scheduled=scheduled)
+    assert row.schedule_error.max == pytest.approx(0.0, abs=1e-6) and row.arrivals.passed
+
+
+def late_row(scenario: str, qps: float | None = None, late_s: float = 0.0, handoff_s: float = 0.0) -> LoadRow:
+    """100 queries of 1 ms compute, 10 ms apart (LoadGen's schedule at `qps` for server), issued `late_s` after
+    their intended time and taken by the worker `handoff_s` after that."""
+    intended = np.asarray(loadgen_schedule(qps, 0.0, 100, seed=0)) if qps else np.arange(100) * 0.010
+    issued = intended + late_s
+    started = issued + handoff_s
+    settings = LoadSettings(scenario, qps=qps, latency_bound_ms=20.0 if qps else None, min_duration_s=0.0,
+                            min_queries=1)
+    return LoadRow.from_timeline(settings, Timeline.of(1, intended, issued, started, started + 0.001))
+
+
+def test_a_late_generator_is_warned_about_in_every_row_and_scenario():
+    """Every point of a search and every scenario: a search's points each rest on the generator's timing."""
+    on_time = late_row(SERVER, qps=100.0)
+    search = [dataclasses.replace(on_time, peak=True), late_row(SERVER, qps=200.0, late_s=0.003),
+              late_row(SERVER, qps=300.0, handoff_s=0.003)]
+    found = load.warnings_of(search)
+    assert [w.split(":")[0] for w in found if "load generator's own delay" in w] == [
+        "server batch 1 @ 200 qps", "server batch 1 @ 300 qps"]
+    assert "p99 3.000 ms (issued late by p99 3.000 ms, handed to a worker p99 0.000 ms after one was free), over a " \
+           "tenth of the 20 ms bound" in found[0]
+    (single,) = load.warnings_of([late_row(SINGLE_STREAM, late_s=0.0002)])
+    assert single.startswith("single-stream batch 1: the load generator's own time per query was 0.200 ms on "
+                             "average") and "over a tenth of the model's 1.000 ms (median compute)" in single
+    assert load.warnings_of([late_row(SINGLE_STREAM, late_s=0.00005), on_time]) == []
+
+
+def test_a_generator_off_the_poisson_process_is_warned_about():
+    rows = [late_row(SERVER, qps=100.0)]
+    bunched = dataclasses.replace(rows[0], arrivals=scenarios.ArrivalCheck.of(np.full(100, 1.0), 100.0))
+    (found,) = load.warnings_of([bunched, *rows])
+    assert found.startswith("server batch 1 @ 100 qps: the load generator did not issue the intended Poisson process "
+                            "(issued at inf qps for 100")
+
+
 
 
 def test_an_overloaded_server_stops_issuing(helper_models):
