@@ -427,8 +427,8 @@ class ArrivalCheck:
         interval = "" if self.rate_ci is None else f" [{self.rate_ci.low:,.1f}, {self.rate_ci.high:,.1f}]"
         verdict = "Poisson" if self.passed else f"NOT Poisson at {ARRIVALS_ALPHA:g}"
         return (f"issued at {self.rate:,.1f}{interval} qps for {self.qps:g}; rate p {self.rate_p:.3g}, gaps KS "
-                f"p {self.gaps_p:.3g}, counts' dispersion {_number(self.dispersion)} p {self.dispersion_p:.3g}: "
-                f"{verdict}")
+                f"D {_number(self.gaps_ks)} p {self.gaps_p:.3g}, counts' dispersion {_number(self.dispersion)} p "
+                f"{self.dispersion_p:.3g}: {verdict}")
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "rate_ci": None if self.rate_ci is None else self.rate_ci.to_json(),

@@ -158,8 +158,9 @@ def test_find_peak_keeps_every_point_and_marks_the_highest_passing(helper_models
     search, rechecks = outcome.rows[:4], outcome.rows[4:]
     points = [(r.settings.qps, r.passes_bound) for r in search]
     assert len(points) == 4 and points[0][0] == 20.0
-    for index in range(1, len(points)):  # each point is the search's next given the ones before
-        assert points[index][0] == scenarios.next_peak_qps(points[:index], 20.0, 0.05, scenarios.peak_floor(settings))
+    # Four points: the start passed (halved, it would be below the floor, 5 queries in 4 x 0.1 s: the search would
+    # end), so LoadGen's search doubled it. The rest, by hand: test_find_peak_tries_loadgens_points_on_a_system_...
+    assert points[0][1] and points[1][0] == 40.0
     passing = [q for q, ok in points if ok]
     check = outcome.peak_check
     assert (check is None) == (not passing) and not any(r.peak for r in search)
@@ -168,6 +169,24 @@ def test_find_peak_keeps_every_point_and_marks_the_highest_passing(helper_models
             check.rechecks)
         assert [r.settings.qps for r in rechecks if r.peak] == ([check.confirmed] if check.confirmed else [])
     assert any(n.startswith("find-peak: 4 points from 20 qps") for n in outcome.notes)
+
+
+def test_find_peak_tries_loadgens_points_on_a_system_of_known_capacity(monkeypatch):
+    """A stand-in server that meets the bound up to 50 qps (latencies 1 ms, above it 2x the bound): from 20 qps
+    the search doubles to 80, then bisects: 60, 50, 55, 52.5, where [50, 52.5] is within 5%; 50 is re-checked."""
+    def serve(run, prepared, settings, qps, progress=None):
+        intended = np.arange(10) / qps
+        latency = 0.001 if qps <= 50 else 2 * settings.bound_ms / 1000
+        return Timeline.of(1, intended, intended, intended, intended + latency), False, 10
+    monkeypatch.setattr(load, "serve", serve)
+    settings = LoadSettings(SERVER, qps=20.0, latency_bound_ms=10.0, min_duration_s=0.1, min_queries=5)
+    notes: list[str] = []
+    rows, check = load._server_rows("stand-in", None, [Prepared(1, ("feed",))], settings, load.Calibration((0.001,)),
+                                    True, lambda *step: None, notes, lambda start: None)
+    assert [(r.settings.qps, r.passes_bound) for r in rows] == [
+        (20.0, True), (40.0, True), (80.0, False), (60.0, False), (50.0, True), (55.0, False), (52.5, False),
+        (50.0, True)]
+    assert [r.settings.qps for r in rows if r.peak] == [50.0] and rows[-1].peak and check.confirmed == 50.0
 
 
 @pytest.mark.parametrize("settings, find_peak, message", [
