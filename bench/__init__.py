@@ -15,7 +15,9 @@ Modules:
             plot files, the progress bar
   figures   pure functions from results (and the training summary) to matplotlib figures
   compare   onnxruntime vs TensorFlow, fp32 vs fp16 vs int8, each engine in its own process
-  stats     confidence intervals (batch means, order statistics, block bootstrap, paired t), verdicts, warnings
+  stats     confidence intervals for correlated series (batch means, order statistics widened for dependence,
+            Welch and paired t), verdicts, warnings
+  calibration  every interval and verdict against known truth: coverage, false verdicts, power
   scenarios MLPerf LoadGen's scenarios, rules, early stopping, validity, peak search; LoadRow (pure)
   load      the load generator: single-/multi-stream loops, Poisson server with worker threads, offline
   check     verdicts on pairs of results, and the regression check `bench check`

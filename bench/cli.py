@@ -10,7 +10,7 @@
     bench load --scenario server --qps 100 --latency-bound-ms 50   # MLPerf LoadGen scenarios, VALID/INVALID
     bench load --scenario server --find-peak --latency-bound-ms 50 # the highest QPS that meets the bound
     bench load --engine loadgen --scenario offline --json off.json # the same through MLPerf's own LoadGen
-    bench check new.json --baseline base.json --max-slowdown 5%    # exit 1 if significantly slower
+    bench check new*.json --baseline base*.json --max-slowdown 5%  # exit 1 if significantly slower
     bench profile --model m.onnx --batch 32           # the top operators by time, provider per node
     bench tune --model m.onnx --latency-budget-ms 20  # the best settings here; writes m.tuned.json
     bench throughput --config m.tuned.json            # run with them (flags given override them)
@@ -330,8 +330,10 @@ def _add_train_and_load(sub, fmt) -> None:
 def _add_result_commands(sub, fmt) -> None:
     """check and report: commands on saved results."""
     p = sub.add_parser("check", help="exit 1 if a result is significantly slower than a baseline", formatter_class=fmt)
-    p.add_argument("result", metavar="RESULT.json")
-    p.add_argument("--baseline", required=True, metavar="BASE.json", help="the result to hold RESULT against")
+    p.add_argument("result", nargs="+", metavar="RESULT.json",
+                   help="the new side's runs: 2 or more (each from its own bench process) for a verdict")
+    p.add_argument("--baseline", required=True, nargs="+", metavar="BASE.json",
+                   help="the runs to hold RESULT against: as many as RESULT's, or one against one (no verdict)")
     p.add_argument("--max-slowdown", default="5%", help="slowdown allowed (time per sample, or latency)")
     p.add_argument("--allow-different-environment", action="store_true",
                    help="compare results from different machines or package versions")
@@ -632,9 +634,9 @@ def _cmd_check(args) -> results.BenchResult:
     from bench import check
 
     allowed = check.parse_slowdown(args.max_slowdown)
-    base, new = results.load(args.baseline), results.load(args.result)
-    return check.check(base, new, max_slowdown=allowed, allow_different_environment=args.allow_different_environment,
-                       base_source=args.baseline, new_source=args.result)
+    bases, news = [results.load(p) for p in args.baseline], [results.load(p) for p in args.result]
+    return check.check(bases, news, max_slowdown=allowed, allow_different_environment=args.allow_different_environment,
+                       base_sources=args.baseline, new_sources=args.result)
 
 
 def _run_dir(args) -> RunDir:

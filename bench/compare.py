@@ -14,7 +14,9 @@ per-node profile, and TensorFlow's per-op one where its profiler gives it (on CP
 Every row's ratio is its throughput over TensorFlow's at that batch (onnxruntime float32's
 where TensorFlow is left out), and each row gets a verdict against that reference, "faster",
 "slower" or "no significant difference", from a paired t-test on the rounds' log ratios
-(bench/check.py paired_comparison): a change of load between rounds hits both sides of a round.
+(bench/check.py paired_comparison): a change of load between rounds hits both sides of a round,
+and within a round the engines go in mirrored order (A B B A), so a linear drift cancels too;
+with --rounds 1 there is no verdict (between-run variation is not estimated).
 Both sides run with every usable logical CPU: TensorFlow with its own defaults, onnxruntime with
 the benchmark's session defaults (bench/session.py: one intra-op thread per usable CPU, not
 pinned, no spin-waiting; --intra-op-threads 0 and --session-config
@@ -45,6 +47,8 @@ from toolkit.cli import UsageError
 from toolkit.runs import VARIANTS, RunDir, variant_path
 
 REFERENCE_LABEL = "onnxruntime float32"
+# Recorded in the result's config: the order within each round that the paired verdicts rely on.
+TURN_ORDER = "mirrored: in each round the engines go in order, then in reverse (A B B A), each turn half the round"
 TF_LABEL = "tensorflow float32"
 
 
@@ -82,6 +86,12 @@ class Measured:
     record: EngineRecord
     resources: Resources
     device_times: DeviceTimes | None = None  # on a GPU, sampled in the first round at each batch size
+
+    def then(self, later: "Measured") -> "Measured":
+        """This turn and a `later` one of the same round as one: their runs in order, resources added."""
+        return dataclasses.replace(later, times=self.times + later.times,
+                                   resources=self.resources.then(later.resources),
+                                   device_times=self.device_times or later.device_times)
 
 
 # Per child process: the one engine it serves, loaded once, and the inputs of the batch size it is at.
@@ -155,25 +165,30 @@ class EngineProcesses:
                    name: str, done: int = 0, steps: int | None = None) -> dict[str, list[Measured]]:
         """At one batch size the contenders take turns for `rounds` rounds, each round a `rounds`-th of
         the minimum time and count, so load that drifts during the run (a shared machine) is spread
-        over all of them instead of landing on whichever ran last. The first contender measures
-        first: its signature is known before TensorFlow needs it.
+        over all of them instead of landing on whichever ran last. Within a round they go in order and
+        then in mirrored order (A B B A), each turn half the round's share: a load that drifts linearly
+        through the round then weighs on every contender alike (`TURN_ORDER`). The first contender
+        measures first: its signature is known before TensorFlow needs it.
 
         `progress(description, step, steps)` (bench.report.MeasureProgress.step) is called as each
-        contender starts a round, `name` first in its description; these turns are steps `done`
-        on of `steps` (default: just these)."""
-        share = dataclasses.replace(run_config, min_time=run_config.min_time / rounds,
-                                    min_iterations=-(-run_config.min_iterations // rounds))
+        contender starts its first turn of a round, `name` first in its description; these turns are
+        steps `done` on of `steps` (default: just these)."""
+        share = dataclasses.replace(run_config, min_time=run_config.min_time / (2 * rounds),
+                                    min_iterations=-(-run_config.min_iterations // (2 * rounds)))
         steps = steps or rounds * len(self.contenders)
         measured: dict[str, list[Measured]] = {c.label: [] for c in self.contenders}
         for round_index in range(rounds):
-            for index, contender in enumerate(self.contenders):
-                if progress is not None:
+            halves: dict[str, list[Measured]] = {c.label: [] for c in self.contenders}
+            for index, contender in [*enumerate(self.contenders), *reversed(list(enumerate(self.contenders)))]:
+                if progress is not None and not halves[contender.label]:
                     progress(f"{name}: batch {batch}, {contender.label}, round {round_index + 1}/{rounds}",
                              done + round_index * len(self.contenders) + index, steps)
                 turn: Measured = self._call(contender, _child_measure, batch, share)
-                measured[contender.label].append(turn)
+                halves[contender.label].append(turn)
                 if not self.signature and contender is self.contenders[0]:
                     self.signature = turn.record.inputs
+            for label, (first, second) in halves.items():
+                measured[label].append(first.then(second))
         return measured
 
     def profiles(self, batches: Sequence[int], run_config: RunConfig, progress: Stage | None,
@@ -249,7 +264,8 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
         rows.extend(dataclasses.replace(r, ratio=r.throughput.samples_per_second / base) for r in batch_rows)
         comparisons.extend(paired_comparison(base_row, r) for r in batch_rows if r is not base_row)
     notes = [f"ratio: throughput over {reference}'s at the same batch",
-             f"each engine ran in its own process; at each batch they took turns, {rounds} rounds",
+             f"each engine ran in its own process; at each batch they took turns, {rounds} rounds, each in "
+             "mirrored order (A B B A) so a drift within a round cancels in the paired verdicts",
              f"onnxruntime session: {_session_summary(session_config)}",
              OUTPUT_NOTES[session_config.outputs]]
     if keras_path is not None:
@@ -260,7 +276,8 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
     if profile_run is not None:
         missing = [c.label for c in contenders if not any(p.label == c.label for p in profiles)]
         notes.extend(f"{label}: no profile (TensorFlow's GPU kernels are not parsed)" for label in missing)
-    config = {"batches": list(batches), "rounds": rounds, "session": dataclasses.asdict(session_config),
+    config = {"batches": list(batches), "rounds": rounds, "turn_order": TURN_ORDER,
+              "session": dataclasses.asdict(session_config),
               "inputs": dataclasses.asdict(inputs), "run": dataclasses.asdict(run_config),
               "keras": str(keras_path) if keras_path else None,
               "variants": {label: str(p) for label, p in variants.items()},

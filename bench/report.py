@@ -170,7 +170,8 @@ def interval_table(result: BenchResult) -> TableData:
                                                *(_interval(getattr(ci, p), _ms) for p in ("p50", "p90", "p95", "p99")),
                                                f"{ci.cv:.1%}"))
     return TableData("95% confidence intervals (samples/s: batch means of the run times; percentiles: order "
-                     "statistics; ?: too few runs to bound that side) and the run times' coefficient of variation",
+                     "statistics widened for dependence; ?: too few runs to bound that side) and the run times' "
+                     "coefficient of variation",
                      columns, tuple(rows), "intervals")
 
 
@@ -264,8 +265,8 @@ def load_tables(result: BenchResult) -> list[TableData]:
     return found
 
 
-SIGNIFICANCE = ("ratio: new / base with its 95% CI; block bootstrap: 2,000 resamples of blocks of n^(1/3) "
-                "consecutive runs; the verdict holds where the CI excludes 1")
+SIGNIFICANCE = ("ratio: new / base with its 95% CI; one run a side, so the CI holds within-run variation only "
+                "and gives no verdict: repeat each side and use bench check for one")
 
 
 def comparisons_table(comparisons: Sequence[Comparison], title: str, name: str = "verdicts") -> TableData:
@@ -277,7 +278,8 @@ def comparisons_table(comparisons: Sequence[Comparison], title: str, name: str =
         return "?" if value is None else f"{value:.3f}x"
     rows = tuple((c.row, c.baseline, c.metric, _metric_value(c.metric, c.base_value), _metric_value(c.metric, c.value),
                   ratio(c.ratio), _interval(c.interval, ratio), c.verdict, c.test) + (
-                     (f"{c.allowed_slowdown:.1%}", "REGRESSION" if c.regression else "ok") if decided else ())
+                     (f"{c.allowed_slowdown:.1%}", {True: "REGRESSION", False: "ok", None: "no verdict"}[c.regression])
+                     if decided else ())
                  for c in comparisons)
     return TableData(title, columns, rows, name)
 
@@ -296,9 +298,11 @@ def tables(result: BenchResult, top: int = DEFAULT_TOP) -> list[TableData]:
     if result.kind == "load":
         return load_tables(result)
     if result.kind == "check":
-        return [comparisons_table(result.comparisons, f"bench check: each row against the baseline ({SIGNIFICANCE}; "
-                                                      "REGRESSION: the slowdown's whole interval is over the "
-                                                      "slowdown allowed)")]
+        return [comparisons_table(result.comparisons, "bench check: each row against the baseline (ratio: new / "
+                                                      "base with its 95% CI; a verdict needs 2 or more runs a side, "
+                                                      "one run a side gives the within-run CI and no verdict; "
+                                                      "REGRESSION: the slowdown's whole interval is over the slowdown "
+                                                      "allowed)")]
     found = [checks_table(result)] if result.kind == "gpucheck" else []
     found += [inference_table(result), interval_table(result)]
     split = device_times_table(result)
@@ -814,6 +818,8 @@ def load_section(result: BenchResult, index: int) -> Section:
 def check_verdict(result: BenchResult) -> str:
     regressed = sum(bool(c.regression) for c in result.comparisons)
     rows = _count(len(result.comparisons), "row")
+    if all(c.regression is None for c in result.comparisons):
+        return f"no verdict in {rows} (one run a side: repeat each side for one)"
     return f"REGRESSION in {regressed} of {rows}" if regressed else f"no regression in {rows}"
 
 

@@ -7,7 +7,10 @@ consecutive clock reads, so the times sum to the loop's whole wall time: nothing
 does between runs escapes the measurement, and throughput = samples / wall time exactly.
 
 With `until_stable=2`, it then runs on until the 95% confidence interval of the throughput
-(bench/stats.py, batch means) is within +-2% of it, or `max_time` seconds have passed.
+(bench/stats.py, batch means) is within +-2% of it, or `max_time` seconds have passed. Those runs
+only decide how long to measure: an interval computed on the runs that decided to stop is too narrow
+(it stops when the spread happens to look small: 84% coverage, bench/calibration.py), so it then
+measures a fresh stretch of FRESH_STRETCH x as many runs, and returns only those (Stein's two-stage idea).
 
     times = measure(step, RunConfig(warmup=5, min_time=5.0, min_iterations=20))
     times = measure(step, RunConfig(until_stable=2.0, max_time=60.0))
@@ -15,6 +18,7 @@ With `until_stable=2`, it then runs on until the 95% confidence interval of the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any, Callable, Sequence
 
@@ -26,6 +30,9 @@ from toolkit.cli import UsageError
 PROGRESS_INTERVAL_S = 0.1
 # --until-stable looks at the interval this often (it costs a pass over every time so far).
 STABILITY_INTERVAL_S = 0.25
+# The fresh stretch after --until-stable decided: longer than the deciding runs, so that its own interval
+# (of the same spread) is within the target more often than not.
+FRESH_STRETCH = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,13 +71,29 @@ Stage = Callable[..., Progress | None]
 
 
 def measure(step: Callable[[], Any], config: RunConfig, progress: Progress | None = None) -> list[float]:
-    """Per-iteration wall times in seconds, warm-up excluded."""
+    """Per-iteration wall times in seconds, warm-up excluded; with until_stable, those of the fresh stretch."""
     for _ in range(config.warmup):
         step()
     clock = time.perf_counter
+    start = clock()
+    times = _timed(step, config, progress, start, stop=config.stable)
+    if config.until_stable is None:
+        return times
+    spent = clock() - start
+    if spent >= config.max_time:
+        return times
+    fresh = dataclasses.replace(config, min_iterations=math.ceil(FRESH_STRETCH * len(times)), min_time=0.0,
+                                max_time=config.max_time - spent)
+    return _timed(step, fresh, progress, clock(), stop=lambda _: True)
+
+
+def _timed(step: Callable[[], Any], config: RunConfig, progress: Progress | None, start: float,
+           stop: Callable[[list[float]], bool]) -> list[float]:
+    """Times until min_time and min_iterations are met and `stop(times)` says so, or max_time is up."""
+    clock = time.perf_counter
     times: list[float] = []
     append = times.append
-    start = last = clock()
+    last = start
     next_report = start + PROGRESS_INTERVAL_S
     min_iterations, deadline, cap = config.min_iterations, start + config.min_time, start + config.max_time
     while True:
@@ -79,7 +102,7 @@ def measure(step: Callable[[], Any], config: RunConfig, progress: Progress | Non
         append(now - last)
         last = now
         if len(times) >= min_iterations and now >= deadline:
-            if now >= cap or config.stable(times):
+            if now >= cap or stop(times):
                 break
             deadline = now + STABILITY_INTERVAL_S
         if progress is not None and now >= next_report:

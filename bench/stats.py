@@ -1,33 +1,39 @@
 """Statistics bench can stand behind: confidence intervals, comparisons with a verdict, instability warnings.
 
 Pure functions of measured values (numpy arrays in, numbers and small dataclasses out); every
-interval is a 95% confidence interval unless said otherwise, and each says what it assumes:
+interval is a 95% confidence interval. Run times on a shared machine are not independent (they
+come in slow and fast stretches; a queue's latencies follow each other), so every interval of a
+series assumes only that the series is stationary and that its dependence dies out within a
+batch of n/10 consecutive values. Each function says what it assumes and the smallest n it is used for;
+`python -m bench.calibration` measures every one against known truth (README: statistics).
 
-  * `mean_interval`: Student's t interval of the mean of independent values.
-  * `batch_means_interval`: the mean of a series whose neighbours are correlated (run times on a
-    shared machine come in slow and fast stretches): the series is cut into 10 consecutive
-    batches and the t interval is taken over the batch means (the batch-means method of
-    simulation output analysis). `throughput_interval` inverts it for samples/s.
-  * `rate_interval`: a completion rate (samples/s of an open or parallel load), from the
-    completions counted in 10 equal time windows.
-  * `percentile_interval`: distribution-free interval of a population quantile from order
-    statistics: ranks l < u with P(X(l) <= q_p < X(u)) >= 95% under Binomial(n, p); one side
-    is None (unbounded) when n is too small to bound it (e.g. p99 from fewer than ~300 runs).
-  * `bootstrap_ratio`: the ratio of a statistic (a mean, a percentile) between two independent
-    runs, percentile interval of a moving-block bootstrap (blocks of n^(1/3) consecutive values
-    keep the runs' short-range correlation), 2,000 resamples, seeded: the same input always
-    gives the same interval.
-  * `paired_ratio`: the ratio between two engines measured in interleaved rounds: Student's t
-    on the per-round log ratios (load that changes between rounds hits both engines of a round
-    alike and cancels).
+  * `mean_interval`: Student's t interval of the mean of independent values (n >= 2: rounds,
+    runs, batch means).
+  * `batch_means_interval`: the mean of a correlated series: t over the means of 10 consecutive
+    batches (n >= 4; fewer batches below 20 values). `throughput_interval` inverts it for samples/s;
+    `rate_interval` does the same for the completions in 10 equal time windows.
+  * `percentile_interval`: the population's q-quantile: order statistics whose ranks are widened
+    for dependence. The count of values below the quantile has variance n x the long-run variance of
+    the indicator "value <= quantile", estimated by batch means of that indicator; the ranks are
+    n q -+ t(9) x its square root, never narrower than the exact binomial ranks of independent values
+    (`order_statistic_ranks`). A side is None where no rank of n qualifies (p99 from a few hundred
+    correlated latencies has no upper bound).
+  * `mean_ratio`, `quantile_ratio`: the ratio between two separately measured series, within-run only
+    (t on batch means with Welch's degrees of freedom; the quantiles' log intervals combined). They
+    cannot see what changes between runs, so `bench check` gives no verdict from them.
+  * `runs_ratio`: between runs: Welch's t on the log of one value per run (each side's runs in
+    their own processes, >= 2 a side), with an optional resolution (a peak search's step) added as
+    a uniform error.
+  * `paired_ratio`: engines measured in interleaved rounds (mirrored order within each round, so a
+    linear drift cancels): Student's t on the per-round log ratios (n >= 2 rounds).
   * `verdict`: "faster", "slower" or "no significant difference": whether the ratio's interval
     excludes 1.
 
     from bench import stats
     stats.throughput_interval(times_s, samples_per_run=32)      # Interval(low, high) in samples/s
     stats.percentile_interval(latencies_ms, 0.99)               # Interval(low, None): too few runs
-    ratio, interval = stats.bootstrap_ratio(base_ms, new_ms, stats.mean)
-    stats.verdict(interval, higher_is_better=False)             # "slower"
+    ratio, interval = stats.runs_ratio(base_rates, new_rates)   # one value per run, >= 2 runs a side
+    stats.verdict(interval, higher_is_better=True)              # "slower"
 
 scipy.special is imported where a t or binomial quantile is needed (it loads in a third of a
 second; scipy.stats takes longer).
@@ -36,22 +42,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 CONFIDENCE = 0.95
 BATCHES = 10          # batch means / time windows: 10 is the textbook choice (enough degrees of freedom
                       # for t, batches long enough that neighbouring batches are nearly independent)
-RESAMPLES = 2000
 # Per-run coefficient of variation above which a warning is printed. trtexec warns above 1% for GPU
 # compute time; CPU run times on a machine shared with other jobs routinely vary by a few percent,
 # so 1% would fire on every run here and mean nothing.
 CV_WARNING = 0.10
 
 FASTER, SLOWER, SAME = "faster", "slower", "no significant difference"
-
-Statistic = Callable[[np.ndarray], np.ndarray]  # (resamples, n) -> (resamples,)
+NO_VERDICT = "no verdict (one run a side)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +72,11 @@ class Interval:
     def from_json(cls, obj: Sequence[float | None] | None) -> "Interval | None":
         return None if obj is None else cls(obj[0], obj[1])
 
+    @classmethod
+    def of(cls, low: float, high: float) -> "Interval":
+        """From numbers where NaN (or an infinite bound) means unbounded, as the array functions give them."""
+        return cls(float(low) if np.isfinite(low) else None, float(high) if np.isfinite(high) else None)
+
     def contains(self, value: float) -> bool:
         return (self.low is None or self.low <= value) and (self.high is None or value <= self.high)
 
@@ -83,34 +92,107 @@ class Interval:
                         None if self.low is None or self.low <= 0 else numerator / self.low)
 
 
-def _t_quantile(df: int, confidence: float) -> float:
+def t_quantile(df: Any, confidence: float = CONFIDENCE) -> Any:
+    """The two-sided t quantile for `df` degrees of freedom (an array gives an array)."""
     from scipy.special import stdtrit
 
-    return float(stdtrit(df, 0.5 + confidence / 2))
+    return stdtrit(df, 0.5 + confidence / 2)
 
 
 def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval | None:
-    """mean -+ t(1 - alpha/2, n-1) * s / sqrt(n); None for fewer than two values."""
+    """mean -+ t(1 - alpha/2, n-1) * s / sqrt(n) of independent values; None for fewer than two."""
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return None
     mean = float(values.mean())
-    half = _t_quantile(len(values) - 1, confidence) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    half = float(t_quantile(len(values) - 1, confidence)) * float(values.std(ddof=1)) / math.sqrt(len(values))
     return Interval(mean - half, mean + half)
+
+
+def batch_means(values: np.ndarray, batches: int) -> np.ndarray:
+    """Means of `batches` consecutive, near-equal batches along the last axis (the first ones one shorter)."""
+    n = values.shape[-1]
+    edges = (np.arange(batches + 1) * n) // batches
+    sums = np.concatenate([np.zeros(values.shape[:-1] + (1,)), np.cumsum(values, axis=-1)], axis=-1)
+    return np.diff(sums[..., edges], axis=-1) / np.diff(edges)
+
+
+# A batch is at least this many times (tau - 1) long, tau the estimated autocorrelation time, so that batch
+# means are nearly independent. Far more than the bias of batch means alone asks for: from 1,000 values tau
+# is underestimated where correlation lasts long (M/M/1 at load 0.8: median 27 against 68; AR(1) phi 0.9:
+# 15 against 19), and a series that looks less correlated than it is gets too many batches. 60 keeps every
+# interval's coverage in bench/calibration.py; independent values (tau about 1) keep 10 batches.
+TAUS_PER_BATCH = 60
+# Sokal's window: the autocorrelations are summed up to the first lag M with M >= WINDOW x tau(M).
+WINDOW = 6
+
+
+def batch_count(n: int, batches: int = BATCHES) -> int:
+    """Batches of at least 2 values each; fewer than 2 batches (n < 4): no interval."""
+    return min(batches, n // 2)
+
+
+def autocorrelation_time(values: np.ndarray) -> np.ndarray:
+    """The integrated autocorrelation time tau = 1 + 2 sum(rho_k) of each series along the last axis, summed
+    over Sokal's window (up to the first lag M >= 6 tau(M)); at least 1. tau is how many consecutive values
+    count as one independent value: an AR(1) with phi has (1 + phi) / (1 - phi)."""
+    n = values.shape[-1]
+    centred = values - values.mean(axis=-1, keepdims=True)
+    spectrum = np.fft.rfft(centred, 2 * n, axis=-1)
+    covariance = np.fft.irfft(spectrum * np.conj(spectrum), axis=-1)[..., :n]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.nan_to_num(covariance / covariance[..., :1])   # a constant series: no correlation
+    taus = 2 * np.cumsum(rho, axis=-1) - 1                      # tau(M) = 1 + 2 (rho_1 + ... + rho_M)
+    window = np.argmax(np.arange(n) >= WINDOW * taus, axis=-1)
+    return np.maximum(1.0, np.take_along_axis(taus, window[..., None], axis=-1)[..., 0])
+
+
+def chosen_batches(values: np.ndarray, batches: int = BATCHES) -> np.ndarray:
+    """Batches for each series along the last axis, chosen from the data: at most `batches`, each at least
+    TAUS_PER_BATCH x (tau - 1) values long, at least 2 (a strongly correlated series gets few long
+    batches, and t with few degrees of freedom widens its interval accordingly)."""
+    n = values.shape[-1]
+    length = np.maximum(2, np.ceil(TAUS_PER_BATCH * (autocorrelation_time(values) - 1)))
+    return np.clip(n // length, 2, batch_count(n, batches)).astype(int)
+
+
+def _by_batches(values: np.ndarray, batches: int, function) -> tuple[np.ndarray, ...]:
+    """`function(rows, b)` -> a tuple of per-row arrays, applied to the series grouped by their chosen batch count."""
+    n = values.shape[-1]
+    if batch_count(n, batches) < 2:
+        raise ValueError("an interval of a series needs at least 4 values")
+    flat = values.reshape(-1, n)
+    counts = chosen_batches(flat, batches)
+    found: list[np.ndarray] = []
+    for b in np.unique(counts):
+        rows = counts == b
+        for index, part in enumerate(function(flat[rows], int(b))):
+            if len(found) <= index:
+                found.append(np.empty(len(flat)))
+            found[index][rows] = part
+    return tuple(part.reshape(values.shape[:-1]) for part in found)
+
+
+def mean_bounds(values: np.ndarray, batches: int = BATCHES,
+                confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the mean of each series along the last axis: t over batch means, centred on the
+    overall mean, the batches chosen from the data (`chosen_batches`). Assumes a stationary series;
+    n >= 4 (t's few degrees of freedom make it wide below 20)."""
+    def bounds(rows: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+        half = t_quantile(b - 1, confidence) * batch_means(rows, b).std(ddof=1, axis=-1) / math.sqrt(b)
+        centre = rows.mean(axis=-1)
+        return centre - half, centre + half
+    return _by_batches(values, batches, bounds)
 
 
 def batch_means_interval(series: Sequence[float], batches: int = BATCHES,
                          confidence: float = CONFIDENCE) -> Interval | None:
-    """Interval of the mean of a correlated series: t over the means of consecutive batches, centred on
-    the overall mean. Fewer than 2 values per batch: fewer batches; under 4 values: None."""
+    """Interval of the mean of a correlated series (`mean_bounds`); None under 4 values."""
     series = np.asarray(series, dtype=float)
-    batches = min(batches, len(series) // 2)
-    if batches < 2:
+    if batch_count(len(series), batches) < 2:
         return None
-    means = np.array([chunk.mean() for chunk in np.array_split(series, batches)])
-    half = _t_quantile(batches - 1, confidence) * float(means.std(ddof=1)) / math.sqrt(batches)
-    mean = float(series.mean())
-    return Interval(mean - half, mean + half)
+    low, high = mean_bounds(series, batches, confidence)
+    return Interval(float(low), float(high))
 
 
 def throughput_interval(times_s: Sequence[float], samples_per_run: int,
@@ -131,7 +213,8 @@ def rate_interval(done_s: Sequence[float], samples_each: int, end_s: float, wind
     """Samples/s completed over [0, end_s]: t interval of the rates in equal time windows.
 
     For loads where several queries are in flight (offline, server), whose per-query times do not
-    add up to the wall time. Fewer than 2 completions per window: fewer windows; under 4: None.
+    add up to the wall time. Assumes the windows' rates are nearly independent (each window much
+    longer than a query). Fewer than 2 completions per window: fewer windows; under 4: None.
     """
     windows = min(windows, len(done_s) // 2)
     if windows < 2 or end_s <= 0:
@@ -140,11 +223,12 @@ def rate_interval(done_s: Sequence[float], samples_each: int, end_s: float, wind
 
 
 def order_statistic_ranks(n: int, q: float, confidence: float = CONFIDENCE) -> tuple[int | None, int | None]:
-    """1-based ranks (l, u) with P(X(l) <= q-quantile < X(u)) >= confidence for any continuous distribution.
+    """1-based ranks (l, u) with P(X(l) <= q-quantile < X(u)) >= confidence for independent values.
 
     With B(k) = P(Binomial(n, q) <= k): l is the largest rank with B(l-1) <= alpha/2, u the smallest
     with B(u-1) >= 1 - alpha/2; the coverage is B(u-1) - B(l-1) >= confidence. None where no rank
-    of n qualifies (the interval is open on that side).
+    of n qualifies (the interval is open on that side). Alone, this holds only for independent
+    values: on correlated ones it is far too narrow (`percentile_interval` widens it).
     """
     from scipy.special import bdtr
 
@@ -157,12 +241,146 @@ def order_statistic_ranks(n: int, q: float, confidence: float = CONFIDENCE) -> t
     return low, high
 
 
+def _at_ranks(ordered: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values at 1-based ranks of each sorted row; NaN where a rank falls outside 1..n."""
+    n = ordered.shape[-1]
+    def pick(ranks: np.ndarray) -> np.ndarray:
+        inside = (ranks >= 1) & (ranks <= n)
+        index = np.clip(ranks, 1, n).astype(int) - 1
+        return np.where(inside, np.take_along_axis(ordered, index[..., None], axis=-1)[..., 0], np.nan)
+    return pick(low), pick(high)
+
+
+def iid_quantile_bounds(values: np.ndarray, q: float,
+                        confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the q-quantile from `order_statistic_ranks`: independent values only."""
+    n = values.shape[-1]
+    low, high = order_statistic_ranks(n, q, confidence)
+    ordered = np.sort(values, axis=-1)
+    shape = values.shape[:-1]
+    return _at_ranks(ordered, np.full(shape, 0 if low is None else low),
+                     np.full(shape, n + 1 if high is None else high))
+
+
+def quantile_bounds(values: np.ndarray, q: float, batches: int = BATCHES,
+                    confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the q-quantile of each series along the last axis, NaN where unbounded.
+
+    Assumes a stationary series; n >= 4 (below about 20, t's few degrees of freedom open it). The
+    count of values <= the quantile has mean n q and variance n s2, s2 the long-run variance of that
+    indicator, estimated from its batch means (batches chosen from the values, `chosen_batches`;
+    s2 at least q(1-q), its value for independent values); the ranks are n q -+ t(b-1) sqrt(n s2),
+    widened to the exact binomial ranks of independent values where those are wider.
+    """
+    n = values.shape[-1]
+    if batch_count(n, batches) < 2:
+        return np.full(values.shape[:-1], np.nan), np.full(values.shape[:-1], np.nan)
+    iid_low, iid_high = order_statistic_ranks(n, q, confidence)
+
+    def bounds(rows: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+        ordered = np.sort(rows, axis=-1)
+        estimate = ordered[..., max(0, math.ceil(n * q) - 1)]
+        below = (rows <= estimate[..., None]).astype(float)
+        long_run = np.maximum(n / b * batch_means(below, b).var(ddof=1, axis=-1), q * (1 - q))
+        spread = t_quantile(b - 1, confidence) * np.sqrt(n * long_run)
+        low = np.minimum(np.floor(n * q - spread), 0 if iid_low is None else iid_low)
+        high = np.maximum(np.ceil(n * q + spread) + 1, n + 1 if iid_high is None else iid_high)
+        return _at_ranks(ordered, low, high)
+    return _by_batches(values, batches, bounds)
+
+
 def percentile_interval(values: Sequence[float], q: float, confidence: float = CONFIDENCE) -> Interval:
-    """Interval of the population's q-quantile (0 < q < 1) from the order statistics of `values`."""
-    ordered = np.sort(np.asarray(values, dtype=float))
-    low, high = order_statistic_ranks(len(ordered), q, confidence)
-    return Interval(None if low is None else float(ordered[low - 1]),
-                    None if high is None else float(ordered[high - 1]))
+    """Interval of the population's q-quantile (0 < q < 1) of a series, in the order it was measured
+    (`quantile_bounds`)."""
+    low, high = quantile_bounds(np.asarray(values, dtype=float), q, confidence=confidence)
+    return Interval.of(low, high)
+
+
+def _welch(log_ratio: Any, var_new: Any, df_new: Any, var_base: Any, df_base: Any,
+           confidence: float) -> tuple[Any, Any]:
+    """exp(log_ratio -+ t(df) sqrt(var_new + var_base)), df from Welch-Satterthwaite."""
+    total = var_new + var_base
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = total ** 2 / (var_new ** 2 / df_new + var_base ** 2 / df_base)
+    half = t_quantile(np.where(np.isfinite(df) & (df > 0), df, 1e9), confidence) * np.sqrt(total)
+    return np.exp(log_ratio - half), np.exp(log_ratio + half)
+
+
+def mean_ratio_bounds(base: np.ndarray, new: np.ndarray, batches: int = BATCHES,
+                      confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ratio, low, high) of mean(new) / mean(base), two independent series along the last axis.
+
+    Each side is cut into batches (`chosen_batches`); the log ratio's variance is each side's
+    s2 / (b mean2) (the delta method on its batch means), the t quantile takes Welch's degrees of
+    freedom. Assumes what `mean_bounds` does; n >= 4 a side (10 window rates: at most 5 batches of 2).
+    """
+    def log_mean(rows: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        centre = rows.mean(axis=-1)
+        variance = batch_means(rows, b).var(ddof=1, axis=-1) / (b * centre ** 2)
+        return np.log(centre), variance, np.full(len(rows), b - 1.0)
+    parts = [_by_batches(values, batches, log_mean) for values in (new, base)]
+    (log_new, var_new, df_new), (log_base, var_base, df_base) = parts
+    low, high = _welch(log_new - log_base, var_new, df_new, var_base, df_base, confidence)
+    return np.exp(log_new - log_base), low, high
+
+
+def mean_ratio(base: Sequence[float], new: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, Interval]:
+    """mean(new) / mean(base) of two separately measured series, and its within-run interval (`mean_ratio_bounds`)."""
+    ratio, low, high = mean_ratio_bounds(np.asarray(base, dtype=float), np.asarray(new, dtype=float),
+                                         confidence=confidence)
+    return float(ratio), Interval.of(low, high)
+
+
+def quantile_ratio(base: Sequence[float], new: Sequence[float], q: float,
+                   confidence: float = CONFIDENCE) -> tuple[float, Interval]:
+    """rank quantile(new) / rank quantile(base) of two separately measured series (LoadGen's sorted[int(n q)]),
+    within-run only: each side's `percentile_interval` read as a normal interval of the log quantile,
+    the two variances added. Unbounded (None, None) where either side's interval is."""
+    def rank_quantile(values: Sequence[float]) -> float:
+        return float(np.sort(values)[int(len(values) * q)])
+    estimate = rank_quantile(new) / rank_quantile(base)
+    z = float(t_quantile(1e9, confidence))
+    variances = []
+    for values in (base, new):
+        interval = percentile_interval(values, q, confidence)
+        if interval.low is None or interval.high is None or interval.low <= 0:
+            return estimate, Interval(None, None)
+        variances.append(((math.log(interval.high) - math.log(interval.low)) / (2 * z)) ** 2)
+    half = z * math.sqrt(sum(variances))
+    return estimate, Interval(estimate * math.exp(-half), estimate * math.exp(half))
+
+
+def runs_ratio_bounds(base: np.ndarray, new: np.ndarray, resolution: float = 0.0,
+                      confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ratio, low, high) of the geometric means of one value per run, runs along the last axis.
+
+    Assumes the runs of each side are independent (each its own process) and their logs roughly
+    normal; >= 2 runs a side. `resolution`: each value is only known to within that fraction (a peak
+    search's step): a uniform error of that width, variance log(1 + resolution)^2 / 12, is added to
+    each run's, so runs that happen to agree exactly do not make a difference look certain.
+    """
+    parts = []
+    for values in (new, base):
+        k = values.shape[-1]
+        if k < 2:
+            raise ValueError("a between-run comparison needs at least two runs on each side")
+        logs = np.log(values)
+        parts.append((logs.mean(axis=-1), (logs.var(ddof=1, axis=-1) + math.log1p(resolution) ** 2 / 12) / k, k - 1))
+    (log_new, var_new, df_new), (log_base, var_base, df_base) = parts
+    low, high = _welch(log_new - log_base, var_new, df_new, var_base, df_base, confidence)
+    return np.exp(log_new - log_base), low, high
+
+
+def runs_ratio(base: Sequence[float], new: Sequence[float], resolution: float = 0.0,
+               confidence: float = CONFIDENCE) -> tuple[float, Interval]:
+    """new / base from repeated runs, one value per run (`runs_ratio_bounds`)."""
+    ratio, low, high = runs_ratio_bounds(np.asarray(base, dtype=float), np.asarray(new, dtype=float), resolution,
+                                         confidence)
+    return float(ratio), Interval(float(low), float(high))
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    return float(np.exp(np.mean(np.log(np.asarray(values, dtype=float)))))
 
 
 def coefficient_of_variation(values: Sequence[float]) -> float:
@@ -173,60 +391,27 @@ def coefficient_of_variation(values: Sequence[float]) -> float:
     return float(values.std(ddof=1) / values.mean())
 
 
-def mean(resampled: np.ndarray) -> np.ndarray:
-    return resampled.mean(axis=1)
 
-
-def quantile(q: float) -> Statistic:
-    """The q-quantile of each resample, interpolated linearly as `results.percentile` does."""
-    return lambda resampled: np.quantile(resampled, q, axis=1)
-
-
-def rank_quantile(q: float) -> Statistic:
-    """The q-quantile as MLPerf LoadGen takes it: sorted[int(n * q)] (loadgen/results.cc)."""
-    def statistic(resampled: np.ndarray) -> np.ndarray:
-        index = int(resampled.shape[1] * q)
-        return np.partition(resampled, index, axis=1)[:, index]
-    return statistic
-
-
-def _block_resamples(values: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` moving-block bootstrap resamples of `values`, each as long as `values`."""
-    n = len(values)
-    length = max(1, round(n ** (1 / 3)))
-    blocks = -(-n // length)
-    starts = rng.integers(0, n - length + 1, size=(count, blocks))
-    return values[(starts[:, :, None] + np.arange(length)).reshape(count, -1)[:, :n]]
-
-
-def bootstrap_ratio(base: Sequence[float], new: Sequence[float], statistic: Statistic, *,
-                    resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
-                    seed: int = 0) -> tuple[float, Interval]:
-    """statistic(new) / statistic(base) and its percentile-bootstrap interval (independent runs)."""
-    base, new = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
-    if len(base) < 2 or len(new) < 2:
-        raise ValueError("a bootstrap needs at least two values on each side")
-    rng = np.random.default_rng(seed)
-    estimate = float(statistic(new[None])[0] / statistic(base[None])[0])
-    ratios = []
-    # Chunks of resamples bound the memory: (chunk x n) values at a time.
-    chunk = max(1, min(resamples, 4_000_000 // max(len(base), len(new))))
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        ratios.append(statistic(_block_resamples(new, size, rng)) / statistic(_block_resamples(base, size, rng)))
-    alpha = 1 - confidence
-    low, high = np.quantile(np.concatenate(ratios), [alpha / 2, 1 - alpha / 2])
-    return estimate, Interval(float(low), float(high))
+def paired_ratio_bounds(base: np.ndarray, new: np.ndarray,
+                        confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ratio, low, high): the geometric mean of new[r] / base[r] over rounds r (the last axis) and the t
+    interval of the mean log ratio. Assumes the rounds' log ratios independent: load that changes between
+    rounds hits both sides of a round and cancels, and a drift within a round cancels when each round
+    measures the sides in mirrored order (A B B A); n >= 2 rounds."""
+    logs = np.log(new / base)
+    rounds = logs.shape[-1]
+    if rounds < 2:
+        raise ValueError("a paired comparison needs at least two rounds")
+    centre = logs.mean(axis=-1)
+    half = t_quantile(rounds - 1, confidence) * logs.std(ddof=1, axis=-1) / math.sqrt(rounds)
+    return np.exp(centre), np.exp(centre - half), np.exp(centre + half)
 
 
 def paired_ratio(base: Sequence[float], new: Sequence[float],
                  confidence: float = CONFIDENCE) -> tuple[float, Interval]:
-    """Geometric mean of new[r] / base[r] over rounds r, with the t interval of the mean log ratio."""
-    logs = np.log(np.asarray(new, dtype=float) / np.asarray(base, dtype=float))
-    interval = mean_interval(logs, confidence)
-    if interval is None:
-        raise ValueError("a paired comparison needs at least two rounds")
-    return float(np.exp(logs.mean())), Interval(math.exp(interval.low), math.exp(interval.high))
+    """new / base from interleaved rounds, one value per round a side (`paired_ratio_bounds`)."""
+    ratio, low, high = paired_ratio_bounds(np.asarray(base, dtype=float), np.asarray(new, dtype=float), confidence)
+    return float(ratio), Interval(float(low), float(high))
 
 
 def verdict(ratio: Interval, higher_is_better: bool) -> str:

@@ -4,7 +4,9 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import scipy.stats
 
 from bench import results, session
 
@@ -97,7 +99,17 @@ def test_compare_variants_without_tensorflow(bench, helper_models, tmp_path):
     (verdict,) = doc["comparisons"]
     assert (verdict["row"], verdict["baseline"], verdict["test"]) == ("copy @ 2", "onnxruntime float32 @ 2",
                                                                     "paired t, 3 rounds")
-    assert verdict["verdict"] in ("faster", "slower", "no significant difference")
+    # The verdict is what the rounds say, recomputed here from the rows' own times with scipy's t (the paired t
+    # on the rounds' log ratios); the rounds were measured in mirrored order (A B B A), as the config records.
+    def round_rates(row):
+        edges = np.cumsum([0, *row["rounds"]])
+        return np.array([row["batch"] * (b - a) * 1000 / sum(row["times_ms"][a:b]) for a, b in zip(edges, edges[1:])])
+    logs = np.log(round_rates(doc["rows"][1]) / round_rates(doc["rows"][0]))
+    half = scipy.stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
+    low, high = np.exp(logs.mean() - half), np.exp(logs.mean() + half)
+    assert verdict["interval"] == pytest.approx([low, high]) and verdict["ratio"] == pytest.approx(np.exp(logs.mean()))
+    assert verdict["verdict"] == ("faster" if low > 1 else "slower" if high < 1 else "no significant difference")
+    assert doc["config"]["turn_order"].startswith("mirrored")
     # The benchmark's session defaults are recorded, and said in the notes.
     threads = len(session.os.sched_getaffinity(0))
     assert doc["config"]["session"]["intra_op_threads"] == threads

@@ -78,6 +78,27 @@ def test_progress_names_the_batch_engine_and_round(helper_models):
                      ("compare: profiling onnxruntime float32, 3 runs per batch size", 0, 2),
                      ("compare: profiling copy, 3 runs per batch size", 1, 2)]
     assert [(p.label, p.batch, p.runs) for p in result.profiles] == [("onnxruntime float32", 2, 3), ("copy", 2, 3)]
-    assert [r.rounds for r in result.rows] == [(1, 1), (1, 1)] and result.rows[1].resources.cpu_seconds > 0
+    # Each round: two turns of one run per engine (half the round's share of the 2 runs, rounded up).
+    assert [r.rounds for r in result.rows] == [(2, 2), (2, 2)] and result.rows[1].resources.cpu_seconds > 0
     assert compare.OUTPUT_NOTES["host"] in result.notes  # how every engine handed back its outputs, said
     assert all(r.device_times is None for r in result.rows)  # on the CPU: nothing to split
+
+
+def test_each_round_measures_the_engines_in_mirrored_order(helper_models, monkeypatch):
+    """A B B A within every round, each turn half the round's share: a drift through the round weighs on both
+    engines alike (bench/calibration.py: 3% drift, 3 rounds, fixed order A B gave 19% false verdicts)."""
+    turns = []
+    measured = compare.EngineProcesses._call
+
+    def recording(self, contender, function, batches, run_config):
+        if function is compare._child_measure:
+            turns.append((contender.label, run_config.min_iterations))
+        return measured(self, contender, function, batches, run_config)
+    monkeypatch.setattr(compare.EngineProcesses, "_call", recording)
+    result = compare.run_compare(helper_models["fixed"], batches=(2,), session_config=SessionConfig(),
+                                 inputs=InputConfig(), run_config=RunConfig(warmup=0, min_time=0, min_iterations=8),
+                                 keras_path=None, variants={"copy": helper_models["fixed"]}, rounds=2, progress=None)
+    assert [label for label, _ in turns] == ["onnxruntime float32", "copy", "copy", "onnxruntime float32"] * 2
+    assert {runs for _, runs in turns} == {2}                 # 8 runs over 2 rounds of 2 turns
+    assert [r.rounds for r in result.rows] == [(4, 4), (4, 4)]  # a round's two turns make one paired round
+    assert result.config["turn_order"] == compare.TURN_ORDER and any("A B B A" in n for n in result.notes)

@@ -23,7 +23,7 @@ from bench.results import (
     TunePoint,
 )
 from bench.scenarios import SERVER, SINGLE_STREAM, LoadRow, LoadSettings
-from tests.bench.test_check import inference, rounds_row
+from tests.bench.test_check import inference, rounds_row, runs
 from tests.bench.test_scenarios import server_timeline, single_stream_timeline
 from toolkit.cli import UsageError
 
@@ -148,16 +148,15 @@ def test_compare_verdicts_render_to_golden_text():
 
 
 def test_check_result_renders_to_golden_text():
-    """A 30% slowdown over 400 runs is a regression; 4 and 5 runs twice as slow prove nothing."""
+    """One run a side gives no verdict (4 and 5 runs twice as slow); a 30% slowdown, 3 runs of 400 a side, is a
+    regression."""
     old = fixed_result()
     slower = BenchResult(**{**old.__dict__, "rows": tuple(
         Row.from_times(label=r.label, engine=r.engine, model=r.model, batch=r.batch, providers=r.providers,
                        times_s=[t * 2 / 1000 for t in r.times_ms]) for r in old.rows)})
-    few = check.check(old, slower, max_slowdown=0.05, allow_different_environment=False, base_source="a.json",
-                      new_source="b.json")
-    many = check.check(inference(1.0, 1), inference(1.3, 2), max_slowdown=0.05, allow_different_environment=False,
-                       base_source="c.json", new_source="d.json")
-    check_golden("check.txt", report.render_text([few, many], width=160))
+    few = check.check([old], [slower], max_slowdown=0.05, allow_different_environment=False,
+                      base_sources=["a.json"], new_sources=["b.json"])
+    check_golden("check.txt", report.render_text([few, regression_result()], width=160))
 
 
 @pytest.mark.parametrize("make", [load_result, verdicts_result])
@@ -299,9 +298,10 @@ def test_report_compare_of_load_results_has_verdicts_only():
 
 
 def regression_result() -> BenchResult:
-    """`bench check` of a 30% slowdown over 400 runs: a regression (as in golden/check.txt)."""
-    return check.check(inference(1.0, 1), inference(1.3, 2), max_slowdown=0.05, allow_different_environment=False,
-                       base_source="c.json", new_source="d.json")
+    """`bench check` of a 30% slowdown, 3 runs of 400 a side: a regression (as in golden/check.txt)."""
+    return check.check(runs(inference, 1.0, 10), runs(inference, 1.3, 20), max_slowdown=0.05,
+                       allow_different_environment=False, base_sources=["c.json", "c2.json", "c3.json"],
+                       new_sources=["d.json", "d2.json", "d3.json"])
 
 
 def test_the_run_report_has_sections_for_load_and_check_results():
@@ -315,15 +315,15 @@ def test_the_run_report_has_sections_for_load_and_check_results():
     assert [t.name for t in load.tables] == ["load", "time", "generator", "invalid"]
     assert load.notes == load_result().notes
     regression = sections["bench-3-check"]
-    assert regression.facts[:2] == (("check", "REGRESSION in 1 of 1 row"), ("result", "d.json"))
+    assert regression.facts[:2] == (("check", "REGRESSION in 1 of 1 row"), ("result", "d.json, d2.json, d3.json"))
     assert regression.warnings == (f"regression: {check.failure(regression_result())}",)
     glance = dict(sections["summary"].facts)
     assert glance["load peak: server batch 1 @ 50 qps"] == "INVALID, p99 latency ms 9.000"
-    assert glance["check against c.json"] == "REGRESSION in 1 of 1 row"
+    assert glance["check against c.json, c2.json, c3.json"] == "REGRESSION in 1 of 1 row"
     markdown = report.to_markdown_document(doc)
     assert "- **peak: server batch 1 @ 50 qps:** INVALID, p99 latency ms 9.000" in markdown
     assert "| server batch 1 @ 100 qps | latency bound: p99 9.000 ms is over the 8 ms bound" in markdown
-    assert "| ref | 1 | [65.2, 101.4] |" in markdown  # the compare's intervals, "[low, high]" as written
+    assert "| ref | 1 | [65.4, 101.2] |" in markdown  # the compare's intervals, "[low, high]" as written
     page = report.to_html(doc)
     assert "why INVALID (and the fix)" in page and "REGRESSION in 1 of 1 row" in page and "[5.000, ?]" in page
 

@@ -51,7 +51,17 @@ def fake_clock(monkeypatch, step_seconds):
 def test_until_stable_stops_once_the_interval_is_narrow(monkeypatch):
     step = fake_clock(monkeypatch, lambda i: 0.001)
     times = measure(step, RunConfig(warmup=0, min_time=0.05, min_iterations=20, until_stable=1.0, max_time=10.0))
-    assert len(times) == 50  # identical runs: stable as soon as the minimums are met
+    # Identical runs: stable as soon as the minimums are met (50 runs); those only decide the length, the
+    # result is a fresh stretch of 1.5x as many.
+    assert len(times) == 75
+
+
+def test_until_stable_returns_a_fresh_stretch_not_the_runs_that_decided(monkeypatch):
+    """The interval of the runs that decided to stop is too narrow (it stops where the spread looks small):
+    the runs returned come after them. Here the first 50 runs take 1 ms and every later one 2 ms."""
+    step = fake_clock(monkeypatch, lambda i: 0.001 if i < 50 else 0.002)
+    times = measure(step, RunConfig(warmup=0, min_time=0.05, min_iterations=20, until_stable=1.0, max_time=10.0))
+    assert times == pytest.approx([0.002] * 75)
 
 
 def test_until_stable_runs_to_the_cap_when_it_never_settles(monkeypatch):
