@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 import zipfile
 
 import onnx
 import pytest
 
-from tests.conftest import run_module
+from tests.conftest import ROOT, cli_env, run_module
 from toolkit.runs import ExportRecord
 
 from .conftest import INT8_TEST_AGREEMENT
@@ -48,16 +53,17 @@ def test_full_export_with_variants(trained_alexnet_path, fashion_mnist_dir, tmp_
         assert name in proc.stderr
 
 
-@pytest.mark.parametrize("option, failed, written", [
-    ("--tolerance", "alexnet.onnx", set()),
-    ("--float16-tolerance", "alexnet.float16.onnx", {"alexnet.onnx"}),
+@pytest.mark.parametrize("option, failed", [
+    ("--tolerance", "alexnet.onnx"),
+    ("--float16-tolerance", "alexnet.float16.onnx"),
 ])
-def test_a_failed_check_exits_1_and_leaves_no_file(trained_alexnet_path, tmp_path, option, failed, written):
+def test_a_failed_check_exits_1_and_leaves_no_file(trained_alexnet_path, tmp_path, option, failed):
+    """The set is put in place whole or not at all: a failed variant leaves no float32 file either."""
     proc = run_module("export", trained_alexnet_path, "-o", tmp_path / "alexnet.onnx", "--dataset", "fashion_mnist",
                       "--variants", "float16", option, "1e-9", "--samples", 16)
     assert proc.returncode == 1, proc.stderr
     assert f"alexnet-export: check failed: {failed}: max |difference| from keras" in proc.stderr
-    assert {p.name for p in tmp_path.iterdir()} == written          # no temporary files, no record
+    assert not list(tmp_path.iterdir())          # no temporary files, no record
 
 
 @pytest.mark.parametrize("args, pattern", [
@@ -130,3 +136,29 @@ def test_rewrites_are_switched_and_recorded(trained_alexnet_path, tmp_path, opti
     # tf2onnx's Mul/Add become BatchNormalization nodes, which batchnorm-as-conv then writes as Convs.
     has_batchnorm = "BatchNormalization" in {n.op_type for n in onnx.load(str(out)).graph.node}
     assert has_batchnorm == ("batchnorm" in ran and "batchnorm-as-conv" not in ran)
+
+
+EXPORT_THEN_SAY_IF_TENSORFLOW_LOADED = """
+import sys
+from export.cli import main
+code = main(sys.argv[1:])
+print("tensorflow imported" if "tensorflow" in sys.modules else "tensorflow not imported", code)
+"""
+
+
+def test_a_read_only_output_directory_is_refused_before_the_conversion(tmp_path):
+    """In a mount namespace of its own (nothing is mounted for anyone else), -o's directory mounted read-only:
+    root can write through file modes, not to a read-only file system."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to mount a read-only directory")
+    (tmp_path / "model.keras").write_bytes(b"never read")
+    out = tmp_path / "ro"
+    out.mkdir()
+    command = shlex.join([sys.executable, "-c", EXPORT_THEN_SAY_IF_TENSORFLOW_LOADED, str(tmp_path / "model.keras"),
+                          "-o", str(out / "alexnet.onnx")])
+    done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro {out} {out} && {command}"], cwd=ROOT,
+                          env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert done.stderr.splitlines() == [f"alexnet-export: error: output directory {out} is not writable: "
+                                        "choose another path"], done.stderr
+    assert done.stdout.split() == ["tensorflow", "not", "imported", "2"]
+    assert not list(out.iterdir())
