@@ -46,7 +46,6 @@ def usable_cpus() -> int:
 
 
 @functools.cache
-@functools.cache
 def preload_cuda() -> None:
     """Load the CUDA and cuDNN libraries of NVIDIA's pip wheels (onnxruntime.preload_dlls), once per process:
     without them onnxruntime-gpu's CUDA provider falls back to the CPU, silently. It print()s what it cannot find
