@@ -12,6 +12,8 @@ summary.json (config, environment, per-epoch metrics, throughput, test accuracy)
 progress.json (epoch, step, images so far; every --log-every steps), tensorboard/, samples.png.
 Exit status: 0 done, 2 bad input (one line), 75 stopped by SIGUSR1/SIGTERM after writing a
 checkpoint (run again with --resume). `--help` and bad flags answer without loading TensorFlow.
+TensorFlow's native start-up lines (absl, oneDNN, CUDA) are kept off stderr, so an error is the
+last line there (`toolkit.cli.quiet_native_stderr`); --verbose shows them.
 """
 from __future__ import annotations
 
@@ -70,12 +72,18 @@ def parser() -> argparse.ArgumentParser:
                    "e.g. python -m slurm.launch --elastic)")
     p.add_argument("--commit-every", type=int, default=d.commit_every,
                    help="elastic: steps between in-memory commits; a lost rank rolls the others back to the last one")
+    # SUPPRESS: not a TrainConfig field, so absent from the parsed options unless given.
+    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show TensorFlow's native log lines on stderr")
     return p
 
 
 def _main(argv) -> int:
-    args = parser().parse_args(argv)
-    cfg = TrainConfig(**vars(args))
+    options = vars(parser().parse_args(argv))
+    verbose = options.pop("verbose", False)
+    cfg = TrainConfig(**options)
+    if not verbose:
+        cli.quiet_native_stderr()
     from alexnet import devices
 
     # Before Horovod pins a GPU per rank; imports TensorFlow only where an NVIDIA driver is loaded (or for cpu).

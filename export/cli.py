@@ -11,6 +11,8 @@ environment, every comparison). Exit status: 0 all checks passed, 1 a check fail
 
 Parsing and validating the options imports neither TensorFlow nor onnxruntime (export.job),
 so --help and bad input are answered at once; the job itself (export.pipeline) imports them.
+TensorFlow's native start-up lines (absl, oneDNN, CUDA) are kept out of stderr, so an error is
+the last line there (`toolkit.cli.quiet_native_stderr`); --verbose shows them.
 """
 from __future__ import annotations
 
@@ -72,11 +74,13 @@ def parser() -> cli.ArgumentParser:
                    f"(default: all: {','.join(REWRITES)}; export/rewrite.py says what each does)")
     p.add_argument("--no-rewrite", type=_names, action="extend", default=[], metavar="NAME",
                    help="leave out this rewrite (repeatable, or comma-separated)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's native log lines on stderr")
     return p
 
 
 def _main(argv) -> int:
     args = vars(parser().parse_args(argv))
+    verbose = args.pop("verbose")
     if args["variants"] == ["none"]:
         args["variants"] = []
     if args["variants"] is not None:
@@ -85,6 +89,8 @@ def _main(argv) -> int:
         args["rewrites"] = () if args["rewrites"] == ["none"] else tuple(args["rewrites"])
     args["no_rewrite"] = tuple(args["no_rewrite"])
     job = ExportJob(**args)
+    if not verbose:
+        cli.quiet_native_stderr()
     # TensorFlow and onnxruntime come with the pipeline: imported only for a valid job.
     from export.pipeline import run
 

@@ -12,8 +12,10 @@ traceback and no usage dump. A check the user asked for that does not hold is `C
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+import warnings
 from typing import Callable, NoReturn, Sequence
 
 OK_EXIT = 0
@@ -54,6 +56,20 @@ def console(stderr: bool = False, **kwargs):
 
     probe = Console(stderr=stderr, **kwargs)
     return probe if probe.is_terminal else Console(stderr=stderr, width=160, **kwargs)
+
+
+def quiet_native_stderr() -> None:
+    """Drop what native code writes straight to file descriptor 2 (TensorFlow's absl, oneDNN and CUDA lines, which
+    TF_CPP_MIN_LOG_LEVEL cannot hide: the first print before TensorFlow reads it) and Python's warnings, while
+    `sys.stderr` (the toolkit's messages, progress, tracebacks) stays where stderr was: a one-line error is then
+    the last line. Call it before TensorFlow is imported; commands skip it with --verbose, which shows them."""
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    sys.stderr = open(terminal, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    warnings.simplefilter("ignore")
 
 
 def run(prog: str, main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
