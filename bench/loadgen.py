@@ -273,6 +273,7 @@ def staged(final: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)     # left by a run killed between the two renames
     if final.exists():
         final.rename(old)
     tmp.rename(final)

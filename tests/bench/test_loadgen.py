@@ -102,6 +102,8 @@ def test_a_failed_test_leaves_no_logs_and_keeps_the_older_ones(tmp_path):
             (tmp / "half").write_text("")
             raise UsageError("stopped")
     assert [p.name for p in tmp_path.iterdir()] == ["r.mlperf"] and (final / "old").read_text() == "kept"
+    (tmp_path / ".r.mlperf.old").mkdir()           # left by a run killed between its two renames
+    (tmp_path / ".r.mlperf.old" / "stale").write_text("")
     with loadgen.staged(final) as tmp:
         (tmp / "new").write_text("")
     assert [p.name for p in final.iterdir()] == ["new"] and [p.name for p in tmp_path.iterdir()] == ["r.mlperf"]
