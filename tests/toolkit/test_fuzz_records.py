@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-import tracemalloc
 import types
 import typing
 from pathlib import Path
@@ -22,6 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT, run_module, summary_for
+from tests.toolkit.test_idx import traced
 from tests.toolkit.test_runs import _export_record
 from toolkit import cli
 from toolkit.cli import UsageError
@@ -163,12 +163,7 @@ def _idx(ndim: int, dims: list[int], data: bytes) -> bytes:
 def test_the_idx_reader_returns_what_the_header_promises_or_refuses_in_one_line(tmp_path, raw, zipped):
     path = tmp_path / ("data.gz" if zipped else "data")
     path.write_bytes(gzip.compress(raw) if zipped else raw)
-    tracemalloc.start()
-    try:
-        array = _refused_in_one_line(lambda: read_idx(path))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    array, peak = traced(lambda: _refused_in_one_line(lambda: read_idx(path)))
     assert peak < (1 << 20) + 4 * len(raw), f"{peak} bytes allocated for a {len(raw)}-byte file"
     if array is not None:
         header = 4 + 4 * array.ndim

@@ -11,6 +11,15 @@ from toolkit.cli import UsageError
 from toolkit.idx import MAX_IDX_BYTES, parse_idx, read_idx
 
 
+def traced(call):
+    """(what `call()` returned, the peak bytes Python allocated while it ran)."""
+    tracemalloc.start()
+    try:
+        return call(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def _header(*dims: int) -> bytes:
     return b"\x00\x00\x08" + bytes([len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
 
@@ -42,11 +51,6 @@ def test_a_gzip_bomb_is_never_decompressed_past_what_the_header_promises(tmp_pat
     """64 MB of zeros behind a header promising 16 bytes, 64 kB gzipped: the reader used to decompress all of it."""
     path = tmp_path / "bomb.gz"
     path.write_bytes(gzip.compress(_header(4, 4) + bytes(64 << 20)))
-    tracemalloc.start()
-    try:
-        with pytest.raises(UsageError, match=r"promises 28 bytes for shape \(4, 4\), the file holds more"):
-            read_idx(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    refused, peak = traced(lambda: pytest.raises(UsageError, read_idx, path))
+    refused.match(r"promises 28 bytes for shape \(4, 4\), the file holds more")
     assert peak < 4 << 20, f"{peak} bytes allocated"

@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tracemalloc
 import zipfile
 
 import pytest
 
 from tests.conftest import ROOT, cli_env
+from tests.toolkit.test_idx import traced
 from toolkit.cli import UsageError
 from toolkit.kerasfile import custom_modules, load_keras
 
@@ -71,11 +71,6 @@ def test_a_config_that_unpacks_past_the_bound_is_refused_unread(tmp_path):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("config.json", "{" + " " * (64 << 20) + "}")
     assert path.stat().st_size < 1 << 20
-    tracemalloc.start()
-    try:
-        with pytest.raises(UsageError, match=r"holds a config.json of 67108866 bytes unpacked, more than the 16777216"):
-            load_keras(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    refused, peak = traced(lambda: pytest.raises(UsageError, load_keras, path))
+    refused.match(r"holds a config.json of 67108866 bytes unpacked, more than the 16777216")
     assert peak < 4 << 20, f"{peak} bytes allocated"

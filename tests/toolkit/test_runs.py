@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import summary_for
 from toolkit.cli import UsageError
+from toolkit.files import sha256_file
 from toolkit.runs import (
     EXPORT_SCHEMA,
     EXPORT_VERSION,
@@ -25,7 +26,6 @@ from toolkit.runs import (
     export_record_path,
     variant_path,
 )
-from toolkit.files import sha256_file
 
 
 def test_every_artifact_is_named_by_the_run_directory():
