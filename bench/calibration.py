@@ -24,7 +24,6 @@ Exit status 1 when a bound is missed (the rows marked MISSED).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -33,6 +32,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from bench import stats
+from toolkit import cli
 
 COVERAGE_FLOOR = 0.93
 FALSE_CEILING = 0.05
@@ -313,12 +313,12 @@ def render(rows: Sequence[Result]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.calibration", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m bench.calibration", description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=2000, help="trials per case (at least 1000 for the bounds)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.trials < 10:
-        parser.error(f"--trials {args.trials}: give at least 10 (1000 for the bounds to mean anything)")
+        raise cli.UsageError(f"--trials {args.trials}: give at least 10 (1000 for the bounds to mean anything)")
     rows = table(args.trials, args.seed)
     print(render(rows))
     missed = failures(rows)
@@ -327,4 +327,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run("python -m bench.calibration", main))

@@ -5,6 +5,8 @@ Seeded: the table is the same on every machine and every run, so a bound missed 
 or bench/check.py, not chance.
 """
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -68,6 +70,8 @@ def test_the_command_prints_the_table_and_refuses_too_few_trials(capsys):
     out = capsys.readouterr().out
     assert out.startswith("| method | case | measure | value | bound |")
     assert f"{len(calibration.table(20, 1))} rows, 20 trials each" in out and status in (0, 1)
-    with pytest.raises(SystemExit) as refused:
-        calibration.main(["--trials", "5"])
-    assert refused.value.code == 2 and "at least 10" in capsys.readouterr().err
+    refused = subprocess.run([sys.executable, "-m", "bench.calibration", "--trials", "5"], capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr == "python -m bench.calibration: error: --trials 5: give at least 10 (1000 for the bounds " \
+                             "to mean anything)\n"
