@@ -3,19 +3,21 @@
 Pure functions of measured values (numpy arrays in, numbers and small dataclasses out); every
 interval is a 95% confidence interval. Run times on a shared machine are not independent (they
 come in slow and fast stretches; a queue's latencies follow each other), so every interval of a
-series assumes only that the series is stationary and that its dependence dies out within a
-batch of n/10 consecutive values. Each function says what it assumes and the smallest n it is used for;
-`python -m bench.calibration` measures every one against known truth (README: statistics).
+series assumes only that the series is stationary, and cuts it into batches whose length comes from
+its estimated autocorrelation time (`chosen_batches`). Each function says what it assumes and the
+smallest n it is used for; `python -m bench.calibration` measures every one against known truth
+(README: statistics).
 
   * `mean_interval`: Student's t interval of the mean of independent values (n >= 2: rounds,
     runs, batch means).
-  * `batch_means_interval`: the mean of a correlated series: t over the means of 10 consecutive
-    batches (n >= 4; fewer batches below 20 values). `throughput_interval` inverts it for samples/s;
-    `rate_interval` does the same for the completions in 10 equal time windows.
+  * `batch_means_interval`: the mean of a correlated series: t over the means of at most 10
+    consecutive batches, fewer and longer where the series is correlated (n >= 4).
+    `throughput_interval` inverts it for samples/s; `rate_interval` is t over the completions
+    in 10 equal time windows.
   * `percentile_interval`: the population's q-quantile: order statistics whose ranks are widened
     for dependence. The count of values below the quantile has variance n x the long-run variance of
     the indicator "value <= quantile", estimated by batch means of that indicator; the ranks are
-    n q -+ t(9) x its square root, never narrower than the exact binomial ranks of independent values
+    n q -+ t(b-1) x its square root, never narrower than the exact binomial ranks of independent values
     (`order_statistic_ranks`). A side is None where no rank of n qualifies (p99 from a few hundred
     correlated latencies has no upper bound).
   * `mean_ratio`, `quantile_ratio`: the ratio between two separately measured series, within-run only
