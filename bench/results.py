@@ -88,14 +88,15 @@ Changelog, a line a version (every older version loads; what a file lacks is abs
         the intended Poisson process); "queueing" is now only the wait while every worker is busy (all computed
         from the timeline, older files' too); "peak_check" (a --find-peak peak re-checked, bench/scenarios.py
         PeakCheck; else null); "loadgen" (`load --engine loadgen`: MLPerf LoadGen's verdict of each load row and
-        its log files, bench/loadgen.py; else [])
+        its log files, bench/loadgen.py; else []); compare's config "turn_order" (mirrored rounds, A B B A; older:
+        fixed order); check's config "results" and "baselines" (each side's runs; "result" and "baseline" join
+        them); a comparison from one run a side has verdict "no verdict (one run a side)" and regression null
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import functools
-import json
 import math
 import statistics
 from pathlib import Path
