@@ -139,8 +139,9 @@ def test_rows_write_their_intervals_and_rounds():
     row = Row.from_times(label="x", engine="onnxruntime", model="m.onnx", batch=2, providers=["CPU"], times_s=times)
     doc = json.loads(json.dumps(row.to_json()))
     assert doc["rounds"] == [] and doc["cv"] == pytest.approx(statistics.stdev(row.times_ms) / row.latency.mean)
-    # P(Binomial(30, 1/2) <= 9) = 0.021 <= 0.025 < P(<= 10); P(<= 19) = 0.951 < 0.975 <= P(<= 20): ranks 10 and 21.
-    assert doc["ci95"]["p50"] == [10.0, 21.0] and doc["ci95"]["p99"][1] is None  # 30 runs cannot bound a p99
+    # P(Binomial(30, 1/2) <= 9) = 0.021 <= 0.025 < P(<= 10); P(<= 19) = 0.951 < 0.975 <= P(<= 20): ranks 10 and 21
+    # for independent values; this series repeats a pattern every few runs, which bench/stats.py widens it for.
+    assert doc["ci95"]["p50"] == [8.0, 23.0] and doc["ci95"]["p99"][1] is None  # 30 runs cannot bound a p99
     low, high = doc["ci95"]["samples_per_second"]
     assert low < row.throughput.samples_per_second < high
     assert Row.from_json(doc) == row
