@@ -43,7 +43,7 @@ from bench.inputs import InputConfig
 from bench.measure import load_average, unsettled
 from bench.resources import clocks, used_since
 from bench.results import Resources
-from bench.runner import Progress, RunConfig, Stage
+from bench.runner import FRESH_STRETCH, Progress, RunConfig, Stage
 from bench.scenarios import OFFLINE, SERVER, LoadRow, LoadSettings, PeakCheck, Timeline
 from toolkit.cli import UsageError
 from toolkit.environment import usable_cpus
@@ -85,7 +85,10 @@ def warm_up(run: Callable[[Any], Any], feeds: Sequence[Any], count: int) -> Cali
 def closed_loop(run: Callable[[Any], Any], feeds: Sequence[Any], settings: LoadSettings, samples: int,
                 progress: Progress | None = None) -> Timeline:
     """Single-/multi-stream: issue the next query when the previous completes, until the minimum duration
-    (of issue times, as LoadGen counts it) and count are met, then on while --until-stable asks."""
+    (of issue times, as LoadGen counts it) and count are met, then on while --until-stable asks. Once
+    --until-stable is satisfied, those queries only decided the length (their interval is too narrow,
+    bench/runner.py): a fresh stretch of FRESH_STRETCH x as many follows, and only it is returned, its times
+    from its own start (cut short by --max-time like the rest)."""
     cycle = itertools.cycle(feeds)
     intended: list[float] = []
     issued: list[float] = []
@@ -93,6 +96,7 @@ def closed_loop(run: Callable[[Any], Any], feeds: Sequence[Any], settings: LoadS
     start = last = CLOCK()
     deadline, cap = settings.duration_s, settings.max_time_s
     next_report = 0.0
+    fresh = 0        # with --until-stable: where the fresh stretch starts, once stable
     while True:
         issue = CLOCK()
         run(next(cycle))
@@ -101,15 +105,21 @@ def closed_loop(run: Callable[[Any], Any], feeds: Sequence[Any], settings: LoadS
         issued.append(issue - start)
         done.append(end - start)
         last = end
-        if len(done) >= settings.queries and issued[-1] >= deadline:
-            if settings.until_stable is None or done[-1] >= cap or scenarios.stable(
-                    (np.asarray(done) - np.asarray(issued)) * 1000, settings.percentile, settings.until_stable):
+        if fresh:
+            if len(done) >= fresh + math.ceil(FRESH_STRETCH * fresh) or done[-1] >= cap:
                 break
+        elif len(done) >= settings.queries and issued[-1] >= deadline:
+            if settings.until_stable is None or done[-1] >= cap:
+                break
+            if scenarios.stable((np.asarray(done) - np.asarray(issued)) * 1000, settings.percentile,
+                                settings.until_stable):
+                fresh = len(done)
             deadline = issued[-1] + STABILITY_INTERVAL_S
         if progress is not None and done[-1] >= next_report:
             progress(len(done), done[-1])
             next_report = done[-1] + 0.1
-    return Timeline.of(samples, intended, issued, issued, done)
+    origin = done[fresh - 1] if fresh else 0.0
+    return Timeline.of(samples, *([t - origin for t in column[fresh:]] for column in (intended, issued, issued, done)))
 
 
 class _Workers:

@@ -212,7 +212,25 @@ def test_until_stable_runs_on_to_the_cap_and_stops_when_stable(helper_models, mo
                for w in outcome.warnings)
     monkeypatch.setattr(scenarios, "stable", lambda *args: True)
     (at_once,) = run(helper_models["fixed"], settings).rows
-    assert at_once.timeline.issued[-2] < 0.05 or at_once.queries == 64  # it stopped as soon as the minimums held
+    # Stable as soon as the minimums held (64 queries and 0.05 s); those queries only decided the length: the
+    # result is a fresh stretch of 1.5x as many, its times from its own start.
+    assert at_once.queries >= 96 and at_once.timeline.intended[0] == 0.0 and at_once.timeline.issued[-1] >= 0.05
+
+
+def test_until_stable_returns_a_fresh_stretch_of_queries(monkeypatch):
+    """The first 100 queries take 1/1024 s (stable at once: the minimum count), every later one 2/1024 s (binary
+    fractions: the clock adds them exactly): the 150 latencies returned are all 2/1024 s."""
+    clock = [0.0]
+    monkeypatch.setattr(load, "CLOCK", lambda: clock[0])
+    calls = []
+
+    def query(feed):
+        calls.append(feed)
+        clock[0] += (1 if len(calls) <= 100 else 2) / 1024
+    settings = LoadSettings(SINGLE_STREAM, min_duration_s=0.0, min_queries=100, until_stable=1.0, max_time_s=10.0)
+    timeline = load.closed_loop(query, ["x"], settings, samples=1)
+    assert len(timeline) == 150 and timeline.done[-1] == 150 * 2 / 1024
+    assert list(np.asarray(timeline.done) - np.asarray(timeline.issued)) == [2 / 1024] * 150
 
 
 def test_an_error_in_a_worker_reaches_the_caller():
