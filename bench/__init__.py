@@ -20,7 +20,8 @@ Modules:
   calibration  every interval and verdict against known truth: coverage, false verdicts, power
   scenarios MLPerf LoadGen's scenarios, rules, early stopping, validity, peak search; LoadRow (pure)
   load      the load generator: single-/multi-stream loops, Poisson server with worker threads, offline
-  check     verdicts on pairs of results, and the regression check `bench check`
+  check     verdicts from repeated runs or interleaved rounds, and the regression check `bench check`
+  aa        the A/A benchmark: identical runs through `bench check`, counting false regressions
   train     Horovod training throughput and scaling (runs alexnet.train under horovodrun)
   cli       `bench` / `python -m bench`
 
