@@ -22,6 +22,8 @@ directory beside OUT to write the whole set in; `StagedSet.commit` then writes t
 variants that this one does not make. Killed before the record's rename, the old set is whole;
 after the last file's, the new one; in between, the record's hashes disagree with the files and
 readers (`toolkit.runs.ExportRecord.read`, `check_exported_file`) refuse the set in one line.
+A staging directory is named for its host and process: the next export to the same output
+removes those of processes that are gone from this host (killed exports leave one each).
 
     with staged("runs/alexnet/alexnet.onnx") as stage:
         write(converted, stage.path("alexnet.onnx"), source, nchw=False)
@@ -30,9 +32,11 @@ readers (`toolkit.runs.ExportRecord.read`, `check_exported_file`) refuse the set
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,11 +138,33 @@ class StagedSet:
         fsync_path(self.output.parent)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _remove_leftovers(output: Path, host: str) -> None:
+    """Staging directories of `output` whose process (on this host) is gone: what killed exports left."""
+    prefix = f".{output.name}."
+    for directory in output.parent.glob(f"{glob.escape(prefix)}*.export"):
+        owner = directory.name[len(prefix):-len(".export")].rsplit(".", 2)
+        if len(owner) == 3 and owner[0] == host and owner[1].isdigit() and not _alive(int(owner[1])):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged(output: str | os.PathLike) -> Iterator[StagedSet]:
     """A `StagedSet` for `output`; its directory is removed when the block ends, committed or not."""
     output = Path(output)
-    directory = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".export", dir=output.parent))
+    host = socket.gethostname()
+    _remove_leftovers(output, host)
+    directory = Path(tempfile.mkdtemp(prefix=f".{output.name}.{host}.{os.getpid()}.", suffix=".export",
+                                      dir=output.parent))
     try:
         yield StagedSet(output, directory)
     finally:

@@ -164,3 +164,22 @@ def test_a_reexport_without_a_variant_removes_the_old_one(models, old_set, tmp_p
     record = _export(models[1], out, variants=())
     assert [f.name for f in record.files] == ["alexnet.onnx"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["alexnet.onnx", "alexnet.onnx.json"]
+
+
+def test_the_next_export_removes_what_killed_exports_left_on_this_host(tmp_path):
+    """Each kill leaves a staging directory (hundreds of MB for AlexNet); a live export's is kept."""
+    import socket
+
+    from export.writing import staged
+
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    owners = {"killed here": f"{host}.{dead}", "alive here": f"{host}.{os.getpid()}", "elsewhere": f"other.{dead}"}
+    leftovers = {why: tmp_path / f".alexnet.onnx.{owner}.abc123.export" for why, owner in owners.items()}
+    for directory in leftovers.values():
+        directory.mkdir()
+        (directory / "alexnet.onnx").write_bytes(b"half an export")
+    with staged(tmp_path / "alexnet.onnx") as stage:
+        assert stage.directory.name.startswith(f".alexnet.onnx.{host}.{os.getpid()}.")
+    assert sorted(tmp_path.iterdir()) == sorted([leftovers["alive here"], leftovers["elsewhere"]])
