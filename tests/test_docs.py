@@ -299,14 +299,14 @@ def test_a_command_that_does_not_exist_planted_in_a_copy_fails_the_check(tmp_pat
 
 def test_a_help_block_that_differs_from_the_real_help_fails_the_check(tmp_path):
     copy = copy_of_docs(ROOT, tmp_path)
-    guide, argv, shown = help_blocks(copy)[0]
+    already = help_problems(copy)  # a drift in the tree is the first test's failure, not this one's
+    guide, argv, shown = next(block for block in help_blocks(copy)
+                              if not any(f"`{' '.join(block[1])}` differs" in problem for problem in already))
     block = "\n".join(shown)
     text = guide.read_text()
     assert text.count(block) == 1
-    differs = f"`{' '.join(argv)}` differs from the real output"
-    assert not [problem for problem in help_problems(copy) if differs in problem]
     guide.write_text(text.replace(block, block + " (an option since removed)"))
-    assert [problem for problem in help_problems(copy) if differs in problem]
+    assert [problem for problem in help_problems(copy) if f"`{' '.join(argv)}` differs" in problem]
 
 
 def test_commands_are_read_from_console_prompts_and_bash_lines_without_continuations():
