@@ -36,7 +36,9 @@ would kill the ranks 5 s later) or passes the signal to srun (which forwards it 
 A rank only gets the signal once it has installed a handler for it (SigCgt in
 /proc/PID/status): before that, SIGUSR1 would kill it instead of checkpointing it.
 
-Exit status: the first failing rank's (75 = preempted, checkpoint written), not horovodrun's 1.
+Exit status: the first failing rank's (75 = preempted, checkpoint written), not horovodrun's 1;
+`--status-file FILE` writes it to FILE too, for the job script (bash 5.2's `wait PID` returns -1
+instead of the status when the child exits while one of the script's traps runs).
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ import psutil
 from slurm.render import LAUNCHERS
 from toolkit import cli
 from toolkit.cli import ArgumentParser, UsageError
+from toolkit.files import write_text_atomic
 
 FORWARDED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 # The signal the trainer handles as "checkpoint and exit 75".
@@ -419,11 +422,16 @@ def _main(argv: Sequence[str] | None) -> int:
                         "allocation (default: every node of the allocation)")
     parser.add_argument("--rejoin-after", type=int, default=Elastic.rejoin_after,
                         help="--elastic: seconds before a lost host is tried again, doubling each time (0: never)")
+    parser.add_argument("--status-file", help="also write the exit status to this file (the job script reads it: "
+                        "bash can lose a child's status when the child exits while a trap runs)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the per-rank command, after --")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     elastic = Elastic(args.min_np, args.hosts_file, args.rejoin_after) if args.elastic else None
-    return Launch(args.launcher, command, args.network_interface, elastic).run()
+    status = Launch(args.launcher, command, args.network_interface, elastic).run()
+    if args.status_file:
+        write_text_atomic(args.status_file, f"{status}\n")
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -114,9 +114,11 @@ def test_a_failed_rank_is_named_in_the_last_line_and_its_status_is_the_launchers
         (tmp_path / f).chmod(0o755)
     env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node[1-3]",
            "SLURM_TASKS_PER_NODE": "1(x3)"}
-    proc = subprocess.run([sys.executable, "-m", "slurm.launch", "--", "python", "-m", "alexnet.train"], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "slurm.launch", "--status-file", str(tmp_path / "status"), "--",
+                           "python", "-m", "alexnet.train"], env=env, capture_output=True, text=True)
     assert proc.returncode == 255
+    # Also for the job script, where bash may lose it.
+    assert (tmp_path / "status").read_text() == "255\n"
     assert proc.stderr.splitlines()[-1] == (
         "slurm.launch: error: rank 2 on node3 failed first (ssh lost the connection: the node, its network or its "
         "sshd went away); the other ranks were stopped; run the job again to resume from its last checkpoint")

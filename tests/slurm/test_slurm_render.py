@@ -126,16 +126,18 @@ def _run_script(script: str, tmp_path: Path, env: dict[str, str]) -> list[str]:
 def test_train_script_passes_hostile_arguments_literally(tmp_path):
     args = ["--output-dir", *HOSTILE]
     script = render(TrainJob(resources(venv="venv"), args))
-    argv = _run_script(script, tmp_path, {"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1"})
-    assert argv == ["-m", "slurm.launch", "--launcher", "horovodrun", "--", "python", "-m", "alexnet.train",
-                    *args, "--resume"]
+    argv = _run_script(script, tmp_path, {"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1", "TMPDIR": str(tmp_path)})
+    status_file = f"{tmp_path}/slurm-launch-7-0.status"
+    assert argv == ["-m", "slurm.launch", "--launcher", "horovodrun", "--status-file", status_file, "--", "python",
+                    "-m", "alexnet.train", *args, "--resume"]
 
 
 def test_elastic_training_is_launched_elastic(tmp_path):
     script = render(TrainJob(resources(venv="venv"), ["--epochs", "2"], elastic=True))
-    argv = _run_script(script, tmp_path, {"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1"})
-    assert argv == ["-m", "slurm.launch", "--launcher", "horovodrun", "--elastic", "--", "python", "-m",
-                    "alexnet.train", "--elastic", "--epochs", "2", "--resume"]
+    argv = _run_script(script, tmp_path, {"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1", "TMPDIR": str(tmp_path)})
+    assert argv == ["-m", "slurm.launch", "--launcher", "horovodrun", "--elastic", "--status-file",
+                    f"{tmp_path}/slurm-launch-7-0.status", "--", "python", "-m", "alexnet.train", "--elastic",
+                    "--epochs", "2", "--resume"]
     # Given by hand too: passed once.
     assert TrainJob(resources(), ["--elastic"], elastic=True).args == ["--elastic", "--resume"]
 
@@ -157,26 +159,42 @@ def test_export_script_passes_paths_literally(tmp_path):
 
 
 # A stand-in venv whose `python` asks the job script to stop (as SLURM would signal it), then stops
-# like the trainer: checkpoint (when CKPT is set), exit 75.
+# like the trainer: checkpoint (when CKPT is set), exit 75, which it also writes to --status-file as
+# slurm.launch does.
 _STOPPING_VENV = """python() {
-    trap '[[ -n ${CKPT:-} ]] && echo "$CKPT" > run/checkpoint.npz; exit 75' USR1
+    local status_file=/dev/null
+    while (( $# )); do [[ $1 == --status-file ]] && status_file=$2; shift; done
+    trap '[[ -n ${CKPT:-} ]] && echo "$CKPT" > run/checkpoint.npz; echo 75 > "$status_file"; exit 75' USR1
     kill -USR1 $$
     while :; do sleep 0.1 & wait $!; done
 }
 """
 
 
+# As SLURM at a time limit: SIGTERM to every process of the job at once, so the launcher ends while the
+# job script's trap still waits for squeue's answer.
+_TERMINATED_VENV = """python() {
+    local status_file=/dev/null
+    while (( $# )); do [[ $1 == --status-file ]] && status_file=$2; shift; done
+    trap 'echo "$CKPT" > run/checkpoint.npz; echo 75 > "$status_file"; exit 75' TERM
+    kill -TERM $$ $BASHPID
+    while :; do sleep 0.1 & wait $!; done
+}
+"""
+
+
 def _stop_script(tmp_path: Path, left: str, restarts: int, checkpoint: str, reason: str = "None",
-                 **job) -> tuple[str, str]:
+                 venv: str = _STOPPING_VENV, **job) -> tuple[str, str]:
     """Run a train script that is signalled once; squeue says `reason`|`left` (%r|%L).
     Returns (its stderr, what scontrol got)."""
     (tmp_path / "venv" / "bin").mkdir(parents=True)
-    (tmp_path / "venv" / "bin" / "activate").write_text(_STOPPING_VENV)
+    (tmp_path / "venv" / "bin" / "activate").write_text(venv)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.npz").write_text("old\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "squeue").write_text(f"#!/bin/sh\necho '{reason}|{left}'\n")
+    # The controller takes a moment to answer.
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\nsleep 0.1\necho '{reason}|{left}'\n")
     (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.txt\n')
     for tool in ("squeue", "scontrol"):
         (bin_dir / tool).chmod(0o755)
@@ -184,7 +202,7 @@ def _stop_script(tmp_path: Path, left: str, restarts: int, checkpoint: str, reas
     script.write_text(render(TrainJob(resources(venv="venv"), ["--output-dir", "run"], signal_seconds=120, **job)))
     proc = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True,
                           env={"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1",
-                               "SLURM_RESTART_COUNT": str(restarts), "CKPT": checkpoint})
+                               "SLURM_RESTART_COUNT": str(restarts), "CKPT": checkpoint, "TMPDIR": str(tmp_path)})
     assert proc.returncode == 75, proc.stderr
     calls = tmp_path / "scontrol.txt"
     return proc.stderr, calls.read_text() if calls.exists() else ""
@@ -215,6 +233,16 @@ def test_no_requeue_past_the_cap_or_without_progress(tmp_path, restarts, checkpo
     assert err == (f"job script: run {restarts}: SIGUSR1: the ranks write a checkpoint and stop\n"
                    f"job script: run {restarts}: preempted (SIGUSR1 with 540 s left); {note}\n")
     assert requeued == ""
+
+
+def test_the_launchers_status_survives_it_ending_while_a_trap_runs(tmp_path):
+    # bash 5.2 loses the status of a child that exits while a trap runs (`wait` gives -1): without
+    # --status-file the script then exited 255 without its note or requeue, in most of these runs.
+    for run in range(10):
+        (tmp_path / str(run)).mkdir()
+        err, requeued = _stop_script(tmp_path / str(run), "9:00", 0, "new", venv=_TERMINATED_VENV)
+        assert err.endswith("; checkpoint written; requeued (1 of at most 3) to resume from it\n"), (run, err)
+        assert requeued == "requeue 7\n"
 
 
 def test_a_run_past_the_cap_stops_before_training(tmp_path):

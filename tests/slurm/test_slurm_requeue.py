@@ -20,19 +20,22 @@ import pytest
 
 pytestmark = pytest.mark.slurm
 
-# The job script runs `python -m slurm.launch ... -- python -m alexnet.train ARGS`, `python -m export
+# The job script runs `python -m slurm.launch ... --status-file FILE -- python -m alexnet.train ARGS` (the
+# stand-in writes its exit status to FILE, as slurm.launch does), `python -m export
 # MODEL -o ONNX ...` and `python -m bench MODE --model ONNX ... --json RESULT ...`.
 # --fake-progress: advance (each stop appends to the checkpoint), constant (each stop writes the
 # same bytes: no training since the last start), finish (write model.keras and exit 0), finish-when-resumed
 # (advance in the first run, finish in a requeued one).
 FAKE_VENV = r"""
 _train() {
-    local out=runs/alexnet progress=advance
+    local out=runs/alexnet progress=advance status_file=/dev/null
     while (( $# )); do
         case $1 in
             --output-dir) out=$2; shift;;
+            --status-file) status_file=$2; shift;;
             --fake-progress) progress=$2; shift;;
-            --dataset) [[ $2 == nope ]] && { echo "alexnet.train: error: unknown dataset 'nope'" >&2; return 2; }
+            --dataset) [[ $2 == nope ]] && { echo "alexnet.train: error: unknown dataset 'nope'" >&2
+                                            echo 2 > "$status_file"; return 2; }
                        shift;;
         esac
         shift
@@ -41,10 +44,11 @@ _train() {
     if [[ $progress == finish-when-resumed ]]; then
         (( ${SLURM_RESTART_COUNT:-0} )) && progress=finish || progress=advance
     fi
-    if [[ $progress == finish ]]; then echo model > "$out/model.keras"; return 0; fi
+    if [[ $progress == finish ]]; then echo model > "$out/model.keras"; echo 0 > "$status_file"; return 0; fi
     _stop() {
         if [[ $progress == advance ]]; then echo "run ${SLURM_RESTART_COUNT:-0}" >> "$out/checkpoint.npz"
         else echo "epoch 0 step 0" > "$out/checkpoint.npz"; fi
+        echo 75 > "$status_file"
         exit 75
     }
     trap _stop USR1 TERM
@@ -60,6 +64,8 @@ python() {
 }
 """
 TIMEOUT_S = 120
+# How long a SLURM client waits for the controller's answer (slurm.conf's MessageTimeout, default 10 s).
+MESSAGE_TIMEOUT_S = 10
 TIME = ("--time", "10", "--signal-seconds", "60")
 
 
@@ -139,9 +145,14 @@ def test_a_timeout_is_told_apart_from_a_preemption(slurm_cluster, workdir):
     timed_out = train(slurm_cluster, workdir, "--max-requeues", "0", "--", "--output-dir", "a")
     preempted = train(slurm_cluster, workdir, "--max-requeues", "0", "--", "--output-dir", "b")
     wait_for(workdir / "a" / "running-0")
-    # The time limit, now: SLURM ends the job at its next periodic check (up to 30 s), without waiting
-    # for the 1-minute minimum --time allows.
-    slurm_cluster.run("scontrol", "update", f"JobId={timed_out}", "EndTime=now")
+    # The time limit, soon: SLURM ends the job at its first periodic check after it (up to 30 s), without
+    # waiting for the 1-minute minimum --time allows. Not EndTime=now: scontrol resolves "now" itself,
+    # and the controller refuses an end time already past when it handles the request ("Invalid time
+    # specified"), which on a busy machine is often a second later. The margin is MessageTimeout's
+    # default (10 s): a request that takes longer fails anyway.
+    ended = slurm_cluster.run("scontrol", "update", f"JobId={timed_out}", f"EndTime=now+{MESSAGE_TIMEOUT_S}",
+                              check=False)
+    assert ended.returncode == 0, ended.stderr
     preempt(slurm_cluster, preempted, workdir / "b", 0)
 
     result = slurm_cluster.status(timed_out, "--wait", "--timeout", str(TIMEOUT_S))

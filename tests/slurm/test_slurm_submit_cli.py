@@ -35,7 +35,8 @@ def test_dry_run_of_an_elastic_training_job_matches_the_golden_file():
     proc = submit(*ELASTIC_COMMAND)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ELASTIC_GOLDEN.read_text()
-    assert ("python -m slurm.launch --launcher horovodrun --elastic -- python -m alexnet.train --elastic "
+    assert ("python -m slurm.launch --launcher horovodrun --elastic --status-file \"$launcher_status\" -- \\\n"
+            "    python -m alexnet.train --elastic "
             "--dataset fashion_mnist") in proc.stdout
 
 
@@ -117,7 +118,7 @@ def test_nodelist_file_and_network_interface_go_into_the_script(tmp_path):
     proc = submit("train", "--nodes", "3", "--nodelist", str(hosts), "--network-interface", "ib0", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert "#SBATCH --nodelist='node[1-2],node7'  " in proc.stdout
-    assert "slurm.launch --launcher horovodrun --network-interface ib0 -- python -m alexnet.train" in proc.stdout
+    assert "slurm.launch --launcher horovodrun --network-interface ib0 --status-file" in proc.stdout
     (tmp_path / "empty").write_text("# nothing\n")
     proc = submit("train", "--nodelist", str(tmp_path / "empty"), "--dry-run")
     assert proc.returncode == 2 and "names no hosts" in proc.stderr
