@@ -5,7 +5,6 @@
     bench sweep --batch 1,8,32,128,256 --plot-dir .   # both, per batch size; table + plots
     bench compare --batch 1,32,256                    # onnxruntime vs TensorFlow, float32/float16/int8
     bench train -np 1,2                               # Horovod training img/s and scaling efficiency
-    bench allreduce -np 2,3 --sizes 1K..256M          # Horovod all-reduce time, algbw, busbw per message size
     bench overhead --model m.onnx                     # the harness vs a bare session.run loop
     bench peak                                        # float32/int8 matrix-multiply peak -> runs/bench-peak.json
     bench load --scenario server --qps 100 --latency-bound-ms 50   # MLPerf LoadGen scenarios, VALID/INVALID
@@ -30,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 from pathlib import Path
@@ -51,8 +51,8 @@ from bench.session import (
     with_default_entries,
 )
 from toolkit import cli
-from toolkit.environment import usable_cpus
-from toolkit.files import require_parent_dir, write_json_atomic
+from toolkit.environment import THREADS_PER_CPU, thread_limit, usable_cpus
+from toolkit.files import require_output_dir, require_parent_dir, write_json_atomic
 from toolkit.runs import ExportRecord, RunDir
 
 PROG = "bench"
@@ -66,6 +66,30 @@ def _batch_list(text: str) -> tuple[int, ...]:
     if not values or any(v < 1 for v in values):
         raise cli.UsageError(f"--batch {text}: batch sizes must be >= 1")
     return values
+
+
+def _number(low: float, *, above: bool = False):
+    """An argparse type: a finite float >= `low` (> `low` if `above`). A NaN compares false with every bound, so
+    `--min-time nan` would pass a `< 0` check and never reach its deadline; infinity never ends either."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number {'>' if above else '>='} {low:g}")
+        return value
+    return parse
+
+
+SECONDS = _number(0)           # a duration: 0 or more
+POSITIVE = _number(0, above=True)
+
+
+def _force_option(p) -> None:
+    p.add_argument("--force", action="store_true",
+                   help=f"start more threads than {THREADS_PER_CPU} per usable CPU, and allocate inputs over half "
+                        "the memory available (both refused otherwise)")
 
 
 def _measuring_options(default_batch: str | None, batch_help: str, measurement: bool = True,
@@ -118,10 +142,11 @@ def _measuring_options(default_batch: str | None, batch_help: str, measurement: 
                    help="onnxruntime session config entry (repeatable; default: "
                         f"{', '.join(f'{k}={v}' for k, v in DEFAULT_ENTRIES)}, each overridable), "
                         "e.g. session.intra_op.allow_spinning=1")
+    _force_option(g)
     if measurement:
         g = p.add_argument_group("measurement")
         g.add_argument("--warmup", type=int, default=RunConfig.warmup, help="warm-up iterations, not measured")
-        g.add_argument("--min-time", type=float, default=RunConfig.min_time,
+        g.add_argument("--min-time", type=SECONDS, default=RunConfig.min_time,
                        help="measure at least this many seconds")
         g.add_argument("--min-iterations", type=int, default=RunConfig.min_iterations,
                        help="... and at least this many iterations")
@@ -140,8 +165,9 @@ def _peak_options() -> argparse.ArgumentParser:
     p.add_argument("--session-config", action="append", default=[], metavar="KEY=VALUE",
                    help="onnxruntime session config entry (repeatable), as for the other subcommands")
     p.add_argument("--warmup", type=int, default=2, help="warm-up runs per kernel, not measured")
-    p.add_argument("--min-time", type=float, default=6.0, help="measure each kernel at least this many seconds")
+    p.add_argument("--min-time", type=SECONDS, default=6.0, help="measure each kernel at least this many seconds")
     p.add_argument("--min-iterations", type=int, default=6, help="... and at least this many runs")
+    _force_option(p)
     _output_options(p)
     p.set_defaults(json=str(DEFAULT_PEAK))
     return p
@@ -169,10 +195,10 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
 def _stability_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("stability")
-    g.add_argument("--until-stable", type=float, metavar="PCT",
+    g.add_argument("--until-stable", type=POSITIVE, metavar="PCT",
                    help="after the minimums, run on until the throughput's 95%% confidence interval is within "
                         "+-PCT%% of it (bench/stats.py: batch means)")
-    g.add_argument("--max-time", type=float, default=RunConfig.max_time, help="... but no longer than this (s)")
+    g.add_argument("--max-time", type=SECONDS, default=RunConfig.max_time, help="... but no longer than this (s)")
 
 
 def _load_options(p: argparse.ArgumentParser) -> None:
@@ -181,8 +207,8 @@ def _load_options(p: argparse.ArgumentParser) -> None:
                    help="single-stream: one query at a time, p90 latency; multi-stream: queries of --batch (8) "
                         "samples, p99; server: Poisson arrivals at --qps, p99 within --latency-bound-ms; "
                         "offline: every sample at once, samples/s")
-    g.add_argument("--qps", type=float, help="server: mean arrival rate, queries per second")
-    g.add_argument("--latency-bound-ms", type=float,
+    g.add_argument("--qps", type=POSITIVE, help="server: mean arrival rate, queries per second")
+    g.add_argument("--latency-bound-ms", type=POSITIVE,
                    help=f"server: the p99 latency bound (default: LoadGen's {scenarios.DEFAULT_LATENCY_BOUND_MS:g})")
     g.add_argument("--concurrency", type=int, default=1,
                    help="server, offline: queries in flight at once, each on a worker thread over one shared session")
@@ -193,15 +219,16 @@ def _load_options(p: argparse.ArgumentParser) -> None:
                    help=f"minimums: quick ({scenarios.MIN_DURATION_S['quick']:g} s, LoadGen's query counts), mlperf "
                         f"(LoadGen's: {scenarios.MIN_DURATION_S['mlperf']:g} s, multi-stream 662 queries, offline "
                         f"{scenarios.MIN_OFFLINE_SAMPLES['mlperf']:,} samples)")
-    g.add_argument("--min-duration", type=float, help="seconds (default: the rules')")
+    g.add_argument("--min-duration", type=SECONDS, help="seconds (default: the rules')")
     g.add_argument("--min-queries", type=int, help="query count; offline: sample count (default: the rules')")
     g.add_argument("--warmup", type=int, default=RunConfig.warmup,
                    help="warm-up queries, one at a time (at least 1: the bound check and offline's sample count "
                         "use them)")
-    g.add_argument("--expected-qps", type=float, help="offline: samples/s to size the run for (default: the warm-up's)")
-    g.add_argument("--until-stable", type=float, metavar="PCT",
+    g.add_argument("--expected-qps", type=POSITIVE,
+                   help="offline: samples/s to size the run for (default: the warm-up's)")
+    g.add_argument("--until-stable", type=POSITIVE, metavar="PCT",
                    help="single-/multi-stream: run on until the percentile's 95%% interval is within +-PCT%% of it")
-    g.add_argument("--max-time", type=float, default=60.0, help="... but no longer than this (s)")
+    g.add_argument("--max-time", type=SECONDS, default=60.0, help="... but no longer than this (s)")
     g.add_argument("--engine", default="bench", choices=("bench", "loadgen"),
                    help="the load generator: bench's own, or MLPerf's LoadGen (mlcommons-loadgen; its official "
                         "logs go beside --json, in STEM.mlperf/; bench/loadgen.py)")
@@ -219,7 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_commands(sub, fmt)
     _add_overhead_and_peak(sub, fmt)
     _add_train_and_load(sub, fmt)
-    _add_allreduce_command(sub, fmt)
     _add_result_commands(sub, fmt)
     return parser
 
@@ -282,17 +308,17 @@ def _add_search_commands(sub, fmt) -> None:
                        formatter_class=fmt, parents=[_measuring_options(
                            None, "batch sizes to try (default: the model's fixed batch, else 1,8,32)", config=False)])
     tune_defaults, search = _tune_defaults()
-    p.add_argument("--latency-budget-ms", type=float, help="the highest p99 latency (ms per run) allowed")
+    p.add_argument("--latency-budget-ms", type=POSITIVE, help="the highest p99 latency (ms per run) allowed")
     p.add_argument("-o", "--output", dest="settings_file", metavar="TUNED.json",
                    help="settings file to write; default: STEM.tuned.json beside the model")
     p.add_argument("--passes", type=int, default=tune_defaults.passes, help="coordinate-descent passes at most")
-    p.add_argument("--min-gain", type=float, default=tune_defaults.min_gain,
+    p.add_argument("--min-gain", type=SECONDS, default=tune_defaults.min_gain,
                    help="a value replaces the current one only if this much better (a fraction: noise margin)")
     p.add_argument("--candidates", type=int, default=tune_defaults.candidates,
                    help="the best settings of the search confirmed against the starting point")
     p.add_argument("--rounds", type=int, default=tune_defaults.rounds,
                    help="interleaved rounds of the confirmation")
-    p.add_argument("--confirm-time", type=float, default=tune_defaults.confirm_time,
+    p.add_argument("--confirm-time", type=POSITIVE, default=tune_defaults.confirm_time,
                    help="seconds of confirmation per setting, over all rounds")
     p.set_defaults(warmup=search.warmup, min_time=search.min_time, min_iterations=search.min_iterations)
 
@@ -319,7 +345,7 @@ def _add_train_and_load(sub, fmt) -> None:
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps per throughput interval")
     p.add_argument("--precision", default=d.precision, help="as alexnet.train --precision")
-    p.add_argument("--timeout", type=float, default=d.timeout_s, help="seconds allowed per world size")
+    p.add_argument("--timeout", type=POSITIVE, default=d.timeout_s, help="seconds allowed per world size")
     p.add_argument("--keep-dir", help="keep each run's output (npN/summary.json, model) in this directory")
     _output_options(p)
     p = sub.add_parser("load", help="MLPerf LoadGen scenarios: single-stream, multi-stream, server, offline; "
@@ -327,20 +353,6 @@ def _add_train_and_load(sub, fmt) -> None:
                        parents=[_measuring_options(None, "samples per query (default: the model's fixed batch, else "
                                                          "1; multi-stream 8; offline 32, per run)", measurement=False)])
     _load_options(p)
-
-
-def _add_allreduce_command(sub, fmt) -> None:
-    p = sub.add_parser("allreduce", help="Horovod all-reduce time, algorithm and bus bandwidth per message size "
-                                         "(nccl-tests, OSU)", formatter_class=fmt)
-    p.add_argument("-np", dest="nps", default="2", help="world sizes (>= 2), comma-separated")
-    p.add_argument("--sizes", default="1K..256M", help="bytes: a list (1K,64K,1M) or LOW..HIGH stepped by --factor; "
-                                                       "K, M, G are powers of 1024")
-    p.add_argument("--factor", type=int, default=4, help="LOW..HIGH: each size this many times the last")
-    p.add_argument("--iterations", type=int, default=20, help="timed all-reduces per size")
-    p.add_argument("--warmup", type=int, default=5, help="untimed all-reduces per size, first")
-    p.add_argument("--mpi", action="store_true", help="Horovod's MPI controller (horovodrun --mpi) instead of Gloo")
-    p.add_argument("--timeout", type=POSITIVE, default=1800.0, help="seconds allowed per world size")
-    _output_options(p)
 
 
 def _add_result_commands(sub, fmt) -> None:
@@ -407,14 +419,15 @@ def _session_config(args) -> SessionConfig:
                          trt_fp16=args.trt_fp16, trt_int8=args.trt_int8, trt_workspace_mb=args.trt_workspace_mb,
                          trt_cache_dir=args.trt_cache_dir, trt_timing_cache_dir=args.trt_timing_cache_dir,
                          entries=with_default_entries(inputs_lib.parse_assignments(
-                             args.session_config, "session-config", "session.intra_op.allow_spinning=1")))
+                             args.session_config, "session-config", "session.intra_op.allow_spinning=1")),
+                         force=args.force)
 
 
 def _input_config(args) -> InputConfig:
     return InputConfig(dims=tuple(inputs_lib.parse_dims(args.dim).items()),
                        shapes=tuple(inputs_lib.parse_shapes(args.shape).items()), seed=args.seed,
                        distinct=args.distinct_inputs, int_range=inputs_lib.parse_int_range(args.int_range),
-                       images=args.images)
+                       images=args.images, force=args.force)
 
 
 def _config_record(args, **parts: Any) -> dict[str, Any]:
@@ -433,6 +446,8 @@ class _Output:
             raise cli.UsageError(f"--top {self.top} must be >= 1")
         self.json = require_parent_dir(args.json) if args.json else None
         self.csv = report.csv_path(args.csv) if args.csv else None
+        plot_dir = getattr(args, "plot_dir", None)
+        self.plot_dir = require_output_dir(plot_dir, "--plot-dir") if plot_dir else None
         self.out = cli.console()
         self.err = cli.console(stderr=True)
 
@@ -450,6 +465,8 @@ class _Output:
             write_json_atomic(self.json, result.to_json())
         if self.csv:
             report.write_csv(report.tables(result, self.top), self.csv)
+        if self.plot_dir:  # last: the measurement is on disk whatever a plot does
+            report.plot([result], self.plot_dir)
         return 0
 
 
@@ -502,10 +519,7 @@ def _single_batch(text: str | None) -> int | None:
 
 
 def _cmd_sweep(args) -> results.BenchResult:
-    result = _measure_cmd(args, "sweep", _batch_list(args.batch), 1)
-    if args.plot_dir:
-        report.plot([result], args.plot_dir)
-    return result
+    return _measure_cmd(args, "sweep", _batch_list(args.batch), 1)
 
 
 def _cmd_overhead(args) -> results.BenchResult:
@@ -558,7 +572,7 @@ def _cmd_peak(args) -> results.BenchResult:
 
     session_config = SessionConfig(entries=with_default_entries(inputs_lib.parse_assignments(
         args.session_config, "session-config", "session.intra_op.allow_spinning=1")),
-        intra_op_threads=args.intra_op_threads)
+        intra_op_threads=args.intra_op_threads, force=args.force)
     with args.output.progress() as progress:
         return peak.run_peak(shapes=peak.parse_shapes(args.shapes), session_config=session_config,
                              run_config=_run_config(args), rounds=args.rounds, progress=progress.step,
@@ -583,7 +597,8 @@ def _cmd_tune(args) -> results.BenchResult:
     from bench import tune, tuned
 
     model = Path(args.model) if args.model else default_model()
-    output = require_parent_dir(args.settings_file) if args.settings_file else tuned.default_path(model)
+    output = require_parent_dir(args.settings_file or tuned.default_path(model))
+    tuned.check_location(output, model)
     options = tune.TuneOptions(budget_ms=args.latency_budget_ms, passes=args.passes, min_gain=args.min_gain,
                                candidates=args.candidates, rounds=args.rounds, confirm_time=args.confirm_time)
     with args.output.progress() as progress:
@@ -604,19 +619,6 @@ def _cmd_train(args) -> results.BenchResult:
     return train.run(config, keep_dir=args.keep_dir, on_done=done)
 
 
-def _cmd_allreduce(args) -> results.BenchResult:
-    from bench import allreduce
-    config = allreduce.AllreduceConfig(nps=_batch_list(args.nps), sizes=allreduce.parse_sizes(args.sizes, args.factor),
-                                       iterations=args.iterations, warmup=args.warmup,
-                                       controller="mpi" if args.mpi else "gloo", timeout_s=args.timeout,
-                                       link=os.environ.get(allreduce.LINK_VARIABLE) or None)
-
-    def done(rows: Sequence[results.AllreduceRow]) -> None:
-        if not args.quiet and rows:
-            args.output.err.print(f"-np {rows[0].np}: busbw {rows[-1].busbw_gb_s:.3f} GB/s at {rows[-1].bytes:,} bytes")
-    return allreduce.run(config, on_done=done)
-
-
 def _cmd_load(args) -> results.BenchResult:
     from bench.engines import OnnxEngine
     from bench.load import run_load
@@ -624,6 +626,9 @@ def _cmd_load(args) -> results.BenchResult:
 
     if args.warmup < 0:
         raise cli.UsageError(f"--warmup {args.warmup} must be >= 0")
+    if args.concurrency > thread_limit() and not args.force:
+        raise cli.UsageError(f"--concurrency {args.concurrency} starts a thread per query in flight, more than "
+                             f"{thread_limit()} ({THREADS_PER_CPU} per usable CPU): lower it, or pass --force")
     session_config, inputs = _session_config(args), _input_config(args)
     batch = _single_batch(args.batch)
     settings = scenarios.LoadSettings(
@@ -685,8 +690,8 @@ def _cmd_report(args) -> int:
     if args.html and Path(args.html).suffix.lower() != ".html":
         raise cli.UsageError(f"--html {args.html}: the page's name must end in .html, e.g. report.html")
     exports = [report.check_export_path(path) for path in [*args.export, *([args.html] if args.html else [])]]
-    if args.plot_dir and not Path(args.plot_dir).is_dir():
-        raise cli.UsageError(f"plot directory {args.plot_dir} does not exist: create it or choose another")
+    if args.plot_dir:
+        require_output_dir(args.plot_dir, "--plot-dir")
     if args.compare:
         report.comparison_tables(loaded[0], loaded[1])  # refuses runs that share no rows
     run = _run_dir(args)
@@ -705,7 +710,6 @@ def _cmd_report(args) -> int:
 
 COMMANDS = {"throughput": _cmd_throughput, "latency": _cmd_latency, "sweep": _cmd_sweep,
             "compare": _cmd_compare, "overhead": _cmd_overhead, "train": _cmd_train, "load": _cmd_load,
-            "allreduce": _cmd_allreduce,
             "check": _cmd_check, "profile": _cmd_profile, "tune": _cmd_tune, "peak": _cmd_peak}
 
 

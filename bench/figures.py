@@ -17,7 +17,8 @@ two side by side.
 Series are named by engine and variant ("onnxruntime int8", "tensorflow float32"; a sweep's
 rows, labelled by engine alone, get the model's file name: "onnxruntime alexnet.onnx"), with
 the result's kind added only where two results would give the same name, and keep one colour
-in every figure.
+in every figure. Text from results files (labels, model file names) is shown as written: matplotlib
+would read a `$...$` in it as mathtext (and fail on what is not valid TeX), so `plain` escapes it.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bench.results import BenchResult, Row, Tune
+from toolkit.cli import visible
 from toolkit.runs import TrainSummary
 
 # A CDF drawn from more points than this is drawn from this many quantiles instead (min and max
@@ -76,21 +78,29 @@ def _figure():
     return figure, figure.subplots()
 
 
+def plain(text: str) -> str:
+    """`text` as matplotlib draws it literally: every `$` escaped, so nothing in it is parsed as mathtext, and
+    control characters (no font has them) written out."""
+    return visible(text).replace("$", r"\$")
+
+
 def _legend_below(axis, columns: int = 2) -> None:
     """Under the plot: a legend inside would cover the data, and one beside it would squeeze it on a phone."""
-    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=columns, fontsize=9, frameon=False)
+    handles, labels = axis.get_legend_handles_labels()
+    axis.legend(handles, [plain(label) for label in labels], loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                ncol=columns, fontsize=9, frameon=False)
 
 
 def _finish(figure: Figure, axis, *, xlabel: str, title: str, ylabel: str | None = None, from_zero: bool = False,
             columns: int = 2) -> Figure:
     """Every figure's last steps: axis labels (the y axis from 0 if `from_zero`), title, a light grid, the legend
     below in `columns`."""
-    axis.set_xlabel(xlabel)
+    axis.set_xlabel(plain(xlabel))
     if ylabel is not None:
-        axis.set_ylabel(ylabel)
+        axis.set_ylabel(plain(ylabel))
     if from_zero:
         axis.set_ylim(bottom=0)
-    axis.set_title(title)
+    axis.set_title(plain(title))
     axis.grid(True, alpha=0.3)
     _legend_below(axis, columns)
     return figure
@@ -150,7 +160,8 @@ def train_scaling(result: BenchResult) -> Figure:
     figure, axis = _figure()
     rows = result.train
     nps = [t.np for t in rows]
-    errors = [0.0 if t.total.mean_ci95 is None else t.total.mean_ci95[1] - t.total.mean for t in rows]
+    # Never below 0 (matplotlib refuses that): a hand-edited file's interval may not hold its mean.
+    errors = [0.0 if t.total.mean_ci95 is None else max(0.0, t.total.mean_ci95[1] - t.total.mean) for t in rows]
     axis.errorbar(nps, [t.total.mean for t in rows], yerr=errors, marker="o", capsize=4,
                   label="measured (95% confidence interval of the mean)")
     axis.plot(nps, [rows[0].per_rank.mean * n for n in nps], linestyle="--", label="linear scaling")

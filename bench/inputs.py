@@ -6,6 +6,8 @@ other dynamic axes are given by name (`--dim seq=128`) or a whole shape per inpu
 Data is fresh random (seeded), never zeros: zeros hit fast paths (denormal-free, sparse,
 cached) that real inputs do not. `distinct` feeds are generated and cycled so consecutive
 runs do not see the very same buffers. Real images: an IDX file (Fashion-MNIST's format).
+Their size is checked before anything is allocated: feeds that would take more than half the memory
+available (the model's activations and outputs need the rest) are refused unless forced (`--force`).
 
     specs = input_specs(session)
     shapes = resolve_shapes(specs, batch=32, dims={"seq": 128})
@@ -22,6 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from toolkit.cli import UsageError
+from toolkit.environment import available_memory_bytes
 from toolkit.idx import read_idx
 
 ORT_DTYPES = {
@@ -60,6 +63,7 @@ class InputConfig:
     distinct: int = 4
     int_range: tuple[int, int] = (1, 100)
     images: str | None = None
+    force: bool = False             # allocate feeds larger than the memory check allows
 
     def __post_init__(self):
         if self.distinct < 1:
@@ -69,7 +73,7 @@ class InputConfig:
         shapes = resolve_shapes(specs, batch, dict(self.dims), dict(self.shapes))
         images = read_idx_images(self.images) if self.images else None
         return make_feeds(specs, shapes, seed=self.seed, distinct=self.distinct, int_range=self.int_range,
-                          images=images)
+                          images=images, force=self.force)
 
 
 def input_specs(session) -> list[InputSpec]:
@@ -214,10 +218,13 @@ def parse_int_range(text: str) -> tuple[int, int]:
 
 def make_feeds(specs: Sequence[InputSpec], shapes: Mapping[str, tuple[int, ...]], *, seed: int = 0,
                distinct: int = 4, int_range: tuple[int, int] = (1, 100),
-               images: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
-    """`distinct` independent feeds; with `images`, the image input takes consecutive real images."""
+               images: np.ndarray | None = None, force: bool = False) -> list[dict[str, np.ndarray]]:
+    """`distinct` independent feeds; with `images`, the image input takes consecutive real images.
+    `force`: allocate them even where `check_memory` refuses."""
     if distinct < 1:
         raise UsageError(f"--distinct-inputs {distinct} must be >= 1")
+    if not force:
+        check_memory(feed_bytes(specs, shapes) * distinct, distinct, available_memory_bytes())
     rng = np.random.default_rng(seed)
     image_input = _image_input(specs, shapes, images) if images is not None else None
     feeds = []
@@ -231,6 +238,19 @@ def make_feeds(specs: Sequence[InputSpec], shapes: Mapping[str, tuple[int, ...]]
                 feed[spec.name] = random_array(rng, shape, dtype, int_range)
         feeds.append(feed)
     return feeds
+
+
+def feed_bytes(specs: Sequence[InputSpec], shapes: Mapping[str, tuple[int, ...]]) -> int:
+    """The bytes of one feed, computed from the shapes (nothing allocated)."""
+    return sum(math.prod(shapes[s.name]) * np.dtype(s.numpy_dtype).itemsize for s in specs)
+
+
+def check_memory(total: int, distinct: int, available: int | None) -> None:
+    """Refuse feeds of `total` bytes over half the `available` memory (None: unknown, not checked)."""
+    if available is not None and total > available // 2:
+        raise UsageError(f"the inputs would take {total / 2**30:,.1f} GiB ({distinct} distinct feeds), more than half "
+                         f"the {available / 2**30:,.1f} GiB of memory available: lower --batch, the model's input "
+                         "sizes (--dim/--shape) or --distinct-inputs, or pass --force to allocate them anyway")
 
 
 def _image_input(specs: Sequence[InputSpec], shapes: Mapping[str, tuple[int, ...]], images: np.ndarray) -> str:

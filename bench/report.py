@@ -25,6 +25,11 @@ the table's `name`).
     report.export(doc, "runs/alexnet/report.md", plot_files=files); report.export(doc, "runs/alexnet/report.html")
     report.export(doc, "runs/alexnet/sweep.csv", results=[r])
 
+Text from files (labels, model names, notes) is escaped for each renderer: control characters shown as
+`\\x1b` on the terminal and in .txt/.svg (an ANSI or OSC sequence from a JSON string would otherwise drive the
+terminal), HTML escaped in Markdown (a viewer that renders HTML would run it) and the page, `$` for
+matplotlib (bench/figures.py).
+
 A new result kind gets its section by adding a builder to RESULT_SECTIONS (kind -> Section);
 bench sweep, compare, load, profile, tune, ... show their progress through `MeasureProgress`.
 """
@@ -51,7 +56,7 @@ from bench.runner import Progress as ProgressCallback
 from bench.runner import RunConfig
 from bench.scenarios import ARRIVALS_ALPHA, LoadRow, headline_rows
 from bench.stats import Comparison, Interval
-from toolkit.cli import UsageError
+from toolkit.cli import UsageError, visible
 from toolkit.files import atomic_path, require_parent_dir, write_text_atomic
 from toolkit.runs import ExportRecord, TrainSummary, now_utc
 
@@ -148,41 +153,6 @@ def train_table(result: BenchResult) -> TableData:
     return TableData("bench train (Horovod, synthetic data; img/s: mean over intervals +- the 95% confidence "
                      "interval of the mean, Student's t; 1.96 sd: ~95% of intervals lie within the mean +- this, "
                      "if normal)", columns, rows)
-
-
-def _size(size: int) -> str:
-    """Bytes as nccl-tests' -b/-e take them: the largest power-of-1024 unit that divides them."""
-    for unit, scale in (("G", 2 ** 30), ("M", 2 ** 20), ("K", 2 ** 10)):
-        if size % scale == 0:
-            return f"{size // scale}{unit}"
-    return str(size)
-
-
-def allreduce_table(result: BenchResult) -> TableData:
-    columns = ("np", "size", "count", "time us", "algbw GB/s", "busbw GB/s", "lat avg us", "lat min us",
-               "lat max us", "wrong")
-    rows = []
-    for r in result.allreduce:
-        latency = r.latency_us or {}
-        rows.append((str(r.np), _size(r.bytes), str(r.count), "-" if r.time_us is None else f"{r.time_us:.1f}",
-                     "-" if r.algbw_gb_s is None else f"{r.algbw_gb_s:.3g}",
-                     "-" if r.busbw_gb_s is None else f"{r.busbw_gb_s:.3g}",
-                     *(f"{latency[k]:.1f}" if k in latency else "-" for k in ("avg", "min", "max")), str(r.wrong)))
-    return TableData("bench allreduce (Horovod, float32 sum; time: the slowest rank's, mean over iterations; "
-                     "algbw = bytes / time, busbw = algbw x 2(n-1)/n as nccl-tests; latency over ranks as "
-                     "osu_allreduce; GB/s = 1e9 bytes/s)", columns, tuple(rows))
-
-
-def allreduce_facts(result: BenchResult) -> list[tuple[str, str]]:
-    """The bus bandwidth at the largest message of each world size: what a link's rate is compared with."""
-    largest = {}
-    for row in result.allreduce:
-        if row.busbw_gb_s is not None and row.bytes >= largest.get(row.np, row).bytes:
-            largest[row.np] = row
-    link = result.config.get("link")
-    return [(f"all-reduce -np {np}", f"busbw {row.busbw_gb_s:.3f} GB/s ({row.busbw_gb_s * 8:.2f} Gb/s) at "
-                                     f"{_size(row.bytes)}" + (f"; link {link}" if link else ""))
-            for np, row in sorted(largest.items())]
 
 
 def _interval(interval: Interval | None, fmt) -> str:
@@ -327,8 +297,6 @@ def tables(result: BenchResult, top: int = DEFAULT_TOP) -> list[TableData]:
     """Every table of a result; `top`: the operators and nodes a profile's tables show."""
     if result.kind == "train":
         return [train_table(result)]
-    if result.kind == "allreduce":
-        return [allreduce_table(result)]
     if result.kind == "peak":
         used = resources_table(result)
         return [peak_table(result)] + ([used] if used is not None else [])
@@ -544,22 +512,31 @@ def _numeric(column: str) -> bool:
     return column in NUMERIC or "/s" in column or " ms" in column
 
 
-def to_rich(data: TableData) -> Table:
+def _text(text: str, style: str = "") -> Text:
     # Text, not markup: "[low, high]" cells and titles must print as written.
-    table = Table(title=Text(data.title), title_justify="left", box=box.SIMPLE_HEAD)
+    return Text(visible(text), style=style)
+
+
+def to_rich(data: TableData) -> Table:
+    table = Table(title=_text(data.title), title_justify="left", box=box.SIMPLE_HEAD)
     for column in data.columns:
-        table.add_column(Text(column), justify="right" if _numeric(column) else "left")
+        table.add_column(_text(column), justify="right" if _numeric(column) else "left")
     for row in data.rows:
-        table.add_row(*map(Text, row))
+        table.add_row(*map(_text, row))
     return table
+
+
+def _md(text: str) -> str:
+    """Text for Markdown: HTML escaped (a viewer that renders HTML would run it), on one line."""
+    return html.escape(text, quote=False).replace("\n", " ")
 
 
 def to_markdown(data: TableData) -> str:
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(_md(c).replace("|", "\\|") for c in cells) + " |"
     align = ["---:" if _numeric(c) else "---" for c in data.columns]
-    table = "\n".join([f"**{data.title}**", "", line(data.columns), line(align), *map(line, data.rows)])
-    return "\n\n".join([table, *(f"_{c}_" for c in data.caption)])  # a paragraph per caption line
+    table = "\n".join([f"**{_md(data.title)}**", "", line(data.columns), line(align), *map(line, data.rows)])
+    return "\n\n".join([table, *(f"_{_md(c)}_" for c in data.caption)])  # a paragraph per caption line
 
 
 
@@ -592,14 +569,14 @@ def header_lines(result: BenchResult) -> list[str]:
 
 
 def renderables(result: BenchResult, top: int = DEFAULT_TOP) -> list:
-    items: list = [Text(line, style="dim") for line in header_lines(result)]
+    items: list = [_text(line, style="dim") for line in header_lines(result)]
     if result.fallback:
-        items.append(Text(f"warning: {result.fallback}", style="bold yellow"))
-    items.extend(Text(f"warning: {w}", style="bold yellow") for w in result.warnings)
+        items.append(_text(f"warning: {result.fallback}", style="bold yellow"))
+    items.extend(_text(f"warning: {w}", style="bold yellow") for w in result.warnings)
     for table in tables(result, top):
         # Captions as lines of their own: the console's width, not the table's.
-        items.extend([to_rich(table), *(Text(line) for line in table.caption)])
-    items.extend(Text(f"note: {n}") for n in result.notes)
+        items.extend([to_rich(table), *(_text(line) for line in table.caption)])
+    items.extend(_text(f"note: {n}") for n in result.notes)
     return items
 
 
@@ -888,8 +865,7 @@ RESULT_SECTIONS: dict[str, Callable[[BenchResult, int], Section]] = {
     "throughput": inference_section, "latency": inference_section, "sweep": inference_section,
     "compare": inference_section, "overhead": inference_section, "train": train_bench_section,
     "load": load_section, "check": check_section, "profile": inference_section, "tune": tune_section,
-    "gpucheck": gpucheck_section,
-    "allreduce": lambda result, index: _bench_section(result, index, allreduce_facts(result))}
+    "gpucheck": gpucheck_section}
 # Kinds whose rows are engines measured at batch sizes (the overhead check's rows are not).
 PLOTTED_KINDS = ("throughput", "latency", "sweep", "compare", "gpucheck")
 
@@ -936,8 +912,6 @@ def overview_section(results: Sequence[BenchResult], summary: TrainSummary | Non
             facts.append((f"check against {result.config['baseline']}", check_verdict(result)))
         elif result.kind == "tune":
             facts.extend((f"tune: {key}", value) for key, value in tune_facts(result)[:2])
-        elif result.kind == "allreduce":
-            facts.extend(allreduce_facts(result))
         facts.extend(profile_facts(result))
     return Section("At a glance", "summary", tuple(facts)) if facts else None
 
@@ -1011,20 +985,21 @@ def plot(results: Sequence[BenchResult], directory: str | Path) -> list[Path]:
 def to_markdown_document(doc: Document, plot_files: dict[str, Path] | None = None,
                          directory: Path = Path(".")) -> str:
     """Markdown; plots link to `plot_files` by paths relative to `directory` (where the Markdown file goes)."""
-    parts = [f"# {doc.title}", f"_{_when(doc.created)}; from {', '.join(doc.sources) or 'the results given'}_"]
+    sources = _md(", ".join(doc.sources) or "the results given")
+    parts = [f"# {_md(doc.title)}", f"_{_when(doc.created)}; from {sources}_"]
     if doc.plots and plot_files is None:
         parts.append("_(plots: write the report with --plot-dir to embed them)_")
     for section in doc.sections:
-        parts.append(f"## {section.title}")
+        parts.append(f"## {_md(section.title)}")
         if section.facts:
-            parts.append("\n".join(f"- **{key}:** {value}" for key, value in section.facts))
-        parts.extend(f"> **warning:** {warning}" for warning in section.warnings)
+            parts.append("\n".join(f"- **{_md(key)}:** {_md(value)}" for key, value in section.facts))
+        parts.extend(f"> **warning:** {_md(warning)}" for warning in section.warnings)
         if plot_files is not None:
-            parts.extend(f"![{p.title}]({Path(os.path.relpath(plot_files[p.name], directory)).as_posix()})"
+            parts.extend(f"![{_md(p.title)}]({Path(os.path.relpath(plot_files[p.name], directory)).as_posix()})"
                          for p in section.plots)
         parts.extend(map(to_markdown, section.tables))
         if section.notes:
-            parts.append("\n".join(f"- note: {note}" for note in section.notes))
+            parts.append("\n".join(f"- note: {_md(note)}" for note in section.notes))
     return "\n\n".join(parts) + "\n"
 
 

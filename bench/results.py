@@ -10,7 +10,7 @@ JSON schema (version 6), written by `bench ... --json PATH` (and scripts/gpu-che
     {
       "schema": "alexnet-toolkit/bench", "version": 6,
       "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train" | "load" | "check"
-              | "profile" | "tune" | "gpucheck" | "peak" | "allreduce",
+              | "profile" | "tune" | "gpucheck" | "peak",
       "created": ISO-8601 UTC,
       "model": {"path", "inputs": [{"name", "dtype", "shape"}]} | null,
       "requested_providers": ["cpu", ...],    # what the user asked for
@@ -31,8 +31,6 @@ JSON schema (version 6), written by `bench ... --json PATH` (and scripts/gpu-che
               | null,                       # the `bench peak` result the rows are compared with
       "train": [{"np", "total": SPREAD, "per_rank": SPREAD, "efficiency",
                  "intervals": [total img/s per interval]}],                 # kind "train"
-      "allreduce": [{"np", "bytes", "count", "wrong", "times_us": [[per iteration] per rank], "time_us",
-                     "algbw_gb_s", "busbw_gb_s", "latency_us": {"avg", "min", "max"}}],   # kind "allreduce"
       "load": [LOAD_ROW],                                                   # kind "load"
       "peak_check": {"found", "upper" | null, "rechecks": [[qps, passed]], "confirmed" | null} | null,
                                                                             # kind "load" with --find-peak
@@ -92,9 +90,7 @@ Changelog, a line a version (every older version loads; what a file lacks is abs
         PeakCheck; else null); "loadgen" (`load --engine loadgen`: MLPerf LoadGen's verdict of each load row and
         its log files, bench/loadgen.py; else []); compare's config "turn_order" (mirrored rounds, A B B A; older:
         fixed order); check's config "results" and "baselines" (each side's runs; "result" and "baseline" join
-        them); a comparison from one run a side has verdict "no verdict (one run a side)" and regression null;
-        kind "allreduce" and its "allreduce" rows (`bench allreduce`, bench/allreduce.py: "time_us", "algbw_gb_s",
-        "busbw_gb_s" and "latency_us" are computed from "times_us"; else [])
+        them); a comparison from one run a side has verdict "no verdict (one run a side)" and regression null
 """
 from __future__ import annotations
 
@@ -111,11 +107,13 @@ from bench.loadgen import LoadGenLog
 from bench.scenarios import LoadRow, PeakCheck
 from bench.stats import Comparison, Interval
 from toolkit.cli import UsageError
+from toolkit.files import read_json
+from toolkit.runs import decode, decode_value
 
 SCHEMA = "alexnet-toolkit/bench"
 SCHEMA_VERSION = 6
 KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check", "profile", "tune",
-         "gpucheck", "peak", "allreduce")
+         "gpucheck", "peak")
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -272,15 +270,13 @@ class Row:
                 "gop_per_s": self.gops, "peak_gop_per_s": self.peak_gops, "peak_fraction": self.peak_fraction}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Row":
-        return cls(label=obj["label"], engine=obj["engine"], model=obj["model"], batch=int(obj["batch"]),
-                   providers=tuple(obj["providers"]), latency=Latency(**obj["latency_ms"]),
-                   throughput=Throughput(**obj["throughput"]), times_ms=tuple(obj["times_ms"]),
-                   ratio=obj.get("ratio"), rounds=tuple(obj.get("rounds", ())),
-                   resources=Resources.from_json(obj["resources"]) if obj.get("resources") else None,
-                   device_times=DeviceTimes.from_json(obj["device_times"]) if obj.get("device_times") else None,
-                   ops_per_sample=obj.get("ops_per_sample"), precision=obj.get("precision"),
-                   peak_gops=obj.get("peak_gop_per_s"))
+    def from_json(cls, obj: Any, where: str = "row") -> "Row":
+        obj = _object(obj, where)
+        if not obj.get("times_ms"):
+            raise ValueError(f"{where}.times_ms holds no run times")
+        renamed = {field: obj[key] for field, key in (("latency", "latency_ms"), ("peak_gops", "peak_gop_per_s"))
+                   if key in obj}
+        return decode(cls, {**obj, **renamed}, where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,13 +308,13 @@ class Spread:
                 "mean_ci95": None if self.mean_ci95 is None else list(self.mean_ci95)}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any], values: Sequence[float], version: int) -> "Spread":
+    def from_json(cls, obj: Any, values: Sequence[float], version: int, where: str = "spread") -> "Spread":
         """`values`: the intervals this spread summarises, for version 1, which had no confidence interval."""
+        obj = _object(obj, where)
         if version == 1:
-            return cls(mean=obj["mean"], half_range95=obj["ci95"], mean_ci95=cls.from_values(values).mean_ci95)
-        ci = obj["mean_ci95"]
-        return cls(mean=obj["mean"], half_range95=obj["half_range95"],
-                   mean_ci95=None if ci is None else (float(ci[0]), float(ci[1])))
+            spread = decode(cls, {"mean": obj["mean"], "half_range95": obj["ci95"], "mean_ci95": None}, where)
+            return dataclasses.replace(spread, mean_ci95=cls.from_values(values).mean_ci95)
+        return decode(cls, obj, where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,75 +340,15 @@ class TrainRow:
                 "efficiency": self.efficiency, "intervals": list(self.intervals)}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any], version: int) -> "TrainRow":
-        np, intervals = int(obj["np"]), tuple(obj["intervals"])
-        return cls(np=np, total=Spread.from_json(obj["total"], intervals, version),
-                   per_rank=Spread.from_json(obj["per_rank"], [v / np for v in intervals], version),
-                   efficiency=obj["efficiency"], intervals=intervals)
-
-
-@dataclasses.dataclass(frozen=True)
-class AllreduceRow:
-    """All-reduce of one message size at one world size, as nccl-tests and the OSU micro-benchmarks report it.
-
-    `times_us[r][i]`: rank r's i-th timed all-reduce. An all-reduce is done when its slowest rank is, so
-    `time_us` is the mean over iterations of the slowest rank's time (nccl-tests' `-a 3`; its default
-    averages the ranks instead). nccl-tests' PERFORMANCE.md: algbw = bytes / time; for all-reduce
-    busbw = algbw x 2(n-1)/n, the bytes each rank's link carries in a ring, so that busbw is comparable
-    with the link rate whatever n. `latency_us`: each rank's mean over the iterations, then the average,
-    minimum and maximum over ranks (osu_allreduce's Avg, Min, Max Latency). `wrong`: elements of the
-    checked sum that were wrong (nccl-tests' #wrong; a wrong size is not timed).
-    """
-
-    np: int
-    bytes: int
-    count: int
-    wrong: int
-    times_us: tuple[tuple[float, ...], ...]
-
-    def __post_init__(self):
-        if self.np < 1 or self.bytes < 1 or any(len(r) != len(self.times_us[0]) for r in self.times_us):
-            raise ValueError(f"all-reduce row np {self.np}, {self.bytes} bytes: needs np >= 1, bytes >= 1 and "
-                             "as many times for every rank")
-
-    @classmethod
-    def from_seconds(cls, np: int, size: int, count: int, wrong: int,
-                     times_s: Sequence[Sequence[float]]) -> "AllreduceRow":
-        return cls(np=np, bytes=size, count=count, wrong=wrong,
-                   times_us=tuple(tuple(round(t * 1e6, 3) for t in rank) for rank in times_s))
-
-    @property
-    def time_us(self) -> float | None:
-        if not self.times_us or not self.times_us[0]:
-            return None
-        return statistics.fmean(max(iteration) for iteration in zip(*self.times_us))
-
-    @property
-    def algbw_gb_s(self) -> float | None:
-        return None if not self.time_us else self.bytes / (self.time_us * 1e-6) / 1e9
-
-    @property
-    def busbw_gb_s(self) -> float | None:
-        algbw = self.algbw_gb_s
-        return None if algbw is None else algbw * 2 * (self.np - 1) / self.np
-
-    @property
-    def latency_us(self) -> dict[str, float] | None:
-        if self.time_us is None:
-            return None
-        means = [statistics.fmean(rank) for rank in self.times_us]
-        return {"avg": statistics.fmean(means), "min": min(means), "max": max(means)}
-
-    @classmethod
-    def from_json(cls, obj: Any) -> "AllreduceRow":
-        """The measured fields; time, bandwidths and latency are computed from them again."""
-        return cls(np=int(obj["np"]), bytes=int(obj["bytes"]), count=int(obj["count"]), wrong=int(obj["wrong"]),
-                   times_us=tuple(tuple(float(t) for t in rank) for rank in obj["times_us"]))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"np": self.np, "bytes": self.bytes, "count": self.count, "wrong": self.wrong,
-                "times_us": [list(rank) for rank in self.times_us], "time_us": self.time_us,
-                "algbw_gb_s": self.algbw_gb_s, "busbw_gb_s": self.busbw_gb_s, "latency_us": self.latency_us}
+    def from_json(cls, obj: Any, version: int, where: str = "train") -> "TrainRow":
+        obj = _object(obj, where)
+        np = decode_value(int, obj["np"], f"{where}.np")
+        intervals = decode_value(tuple[float, ...], obj["intervals"], f"{where}.intervals")
+        if np < 1 or not intervals:
+            raise ValueError(f"{where} needs np >= 1 and at least one interval")
+        return decode(cls, {**obj, "total": Spread.from_json(obj["total"], intervals, version, f"{where}.total"),
+                            "per_rank": Spread.from_json(obj["per_rank"], [v / np for v in intervals], version,
+                                                         f"{where}.per_rank")}, where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -446,7 +382,6 @@ class BenchResult:
     environment: dict[str, Any]
     rows: tuple[Row, ...] = ()
     train: tuple[TrainRow, ...] = ()
-    allreduce: tuple[AllreduceRow, ...] = ()  # kind "allreduce" (schema version 6)
     model: dict[str, Any] | None = None
     requested_providers: tuple[str, ...] = ()
     providers: tuple[str, ...] = ()
@@ -478,7 +413,6 @@ class BenchResult:
             doc["latency_ms"] = dataclasses.asdict(self.rows[0].latency)
         doc["rows"] = [row.to_json() for row in self.rows]
         doc["train"] = [row.to_json() for row in self.train]
-        doc["allreduce"] = [row.to_json() for row in self.allreduce]
         doc["load"] = [row.to_json() for row in self.load]
         doc["comparisons"] = [c.to_json() for c in self.comparisons]
         doc["profiles"] = [profile.to_json() for profile in self.profiles]
@@ -504,40 +438,102 @@ class BenchResult:
         if version < 1:
             raise UsageError(f"{source} has unknown schema version {version}: pass a file written by `bench`")
         try:
-            return cls(kind=doc["kind"], config=doc["config"], environment=doc["environment"],
-                       rows=tuple(Row.from_json(r) for r in doc["rows"]),
-                       train=tuple(TrainRow.from_json(r, version) for r in doc["train"]),
-                       allreduce=tuple(AllreduceRow.from_json(r) for r in doc.get("allreduce", ())),
-                       model=doc.get("model"), requested_providers=tuple(doc["requested_providers"]),
-                       providers=tuple(doc["providers"]), fallback=doc.get("fallback"),
-                       notes=tuple(doc.get("notes", ())), created=doc["created"],
-                       load=tuple(LoadRow.from_json(r) for r in doc.get("load", ())),
-                       comparisons=tuple(Comparison.from_json(c) for c in doc.get("comparisons", ())),
-                       warnings=tuple(doc.get("warnings", ())),
-                       profiles=tuple(Profile.from_json(p) for p in doc.get("profiles", ())),
-                       tune=Tune.from_json(doc["tune"]) if doc.get("tune") else None,
-                       checks=tuple(Check(**c) for c in doc.get("checks", ())),
-                       peak_check=PeakCheck.from_json(doc["peak_check"]) if doc.get("peak_check") else None,
-                       loadgen=tuple(LoadGenLog.from_json(g) for g in doc.get("loadgen", ())),
-                       peak=None if doc.get("peak") is None else Peak(**doc["peak"]))
-        except (KeyError, TypeError, ValueError) as exc:
+            return decode(cls, {**doc, **_built_parts(doc, version)}, "results")
+        except (LookupError, TypeError, ValueError, ArithmeticError, UsageError) as exc:
             raise UsageError(f"{source} is a malformed bench results file ({type(exc).__name__}: {exc}): "
                              "re-run the benchmark with --json") from None
 
 
+# What bench reads from a result's free-form records (report, check, peak), declared so that loading checks it:
+# the records themselves stay dicts, every option and version as written.
+
+@dataclasses.dataclass(frozen=True)
+class _InputView:
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelView:
+    path: str
+    inputs: tuple[_InputView, ...] = ()
+    outputs: tuple[Any, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class _CpuView:
+    model: str = "?"
+    usable_cores: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _EnvironmentView:
+    cpu: _CpuView = _CpuView()
+    gpus: tuple[dict[str, str], ...] = ()
+    packages: dict[str, str] = dataclasses.field(default_factory=dict)
+    hostname: str = "?"
+    python: str = "?"
+    memory_bytes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _SessionView:
+    intra_op_threads: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _ConfigView:
+    session: _SessionView = _SessionView()
+
+
+@dataclasses.dataclass(frozen=True)
+class _CheckConfigView:
+    result: str
+    baseline: str
+    max_slowdown: float
+
+
+def _object(obj: Any, where: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise TypeError(f"{where} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _list(obj: Any, where: str) -> list[Any]:
+    if not isinstance(obj, list):
+        raise TypeError(f"{where} must be a list, got {type(obj).__name__}")
+    return obj
+
+
+def _built_parts(doc: dict[str, Any], version: int) -> dict[str, Any]:
+    """The parts of a results document whose JSON differs from their dataclass (renamed fields, versions,
+    what a reader re-derives), built by their own readers; `decode` checks the rest against BenchResult."""
+    for key in ("kind", "config", "environment", "requested_providers", "providers", "created"):
+        doc[key]  # required in every version (KeyError names it)
+    decode_value(_ModelView | None, doc.get("model"), "model")
+    decode(_EnvironmentView, doc["environment"], "environment")
+    decode(_CheckConfigView if doc["kind"] == "check" else _ConfigView, doc["config"], "config")
+    return {"rows": [Row.from_json(r, f"rows[{i}]") for i, r in enumerate(_list(doc["rows"], "rows"))],
+            "train": [TrainRow.from_json(r, version, f"train[{i}]")
+                      for i, r in enumerate(_list(doc["train"], "train"))],
+            "load": [LoadRow.from_json(r) for r in _list(doc.get("load", []), "load")],
+            "peak_check": PeakCheck.from_json(doc["peak_check"]) if doc.get("peak_check") is not None else None,
+            "loadgen": [LoadGenLog.from_json(g) for g in _list(doc.get("loadgen", []), "loadgen")],
+            "comparisons": [_comparison(c, f"comparisons[{i}]")
+                            for i, c in enumerate(_list(doc.get("comparisons", []), "comparisons"))],
+            "tune": Tune.from_json(doc["tune"]) if doc.get("tune") is not None else None}
+
+
+def _comparison(obj: Any, where: str) -> Comparison:
+    obj = _object(obj, where)
+    pair = decode_value(tuple[float | None, float | None] | None, obj["interval"], f"{where}.interval")
+    return decode(Comparison, {**obj, "interval": None if pair is None else Interval(*pair)}, where)
+
+
 def load(path: str | Path) -> BenchResult:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UsageError(f"results file {path} does not exist: pass a file written by `bench ... --json`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read results file {path} ({exc}): pass a bench JSON file") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"results file {path} is not valid JSON ({exc.msg} at line {exc.lineno}): "
-                         "pass a file written by `bench ... --json`") from None
+    doc = read_json(path, "results file", "pass a file written by `bench ... --json`")
     return BenchResult.from_json(doc, source=str(path))
 
 
@@ -582,12 +578,14 @@ class Resources:
         return {**dataclasses.asdict(self), "cpu_utilisation": self.cpu_utilisation}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Resources":
-        return cls(**{f.name: obj[f.name] for f in dataclasses.fields(cls) if f.name in obj})
+    def from_json(cls, obj: Any) -> "Resources":
+        return decode(cls, obj, "resources")
 
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
+    if doc["kind"] == "tune" and doc.get("tune") is None:
+        raise ValueError('a "tune" result holds its search: "tune" is missing')
     """One kernel execution read from a runtime's trace: the input of `Profile.from_kernels`, not stored."""
 
     node: str
@@ -609,10 +607,6 @@ class OpTime:
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "providers": list(self.providers)}
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "OpTime":
-        return cls(**{**obj, "providers": tuple(obj["providers"])})
 
 
 def _aggregate(kernels: Sequence[Kernel], key) -> tuple[OpTime, ...]:
@@ -694,12 +688,8 @@ class Profile:
                 "nodes": [n.to_json() for n in self.nodes]}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Profile":
-        return cls(label=obj["label"], engine=obj["engine"], batch=int(obj["batch"]), runs=int(obj["runs"]),
-                   wall_ms=obj["wall_ms"], runtime_ms=obj["runtime_ms"], overlapping=bool(obj["overlapping"]),
-                   session_providers=tuple(obj["session_providers"]),
-                   ops=tuple(OpTime.from_json(o) for o in obj["ops"]),
-                   nodes=tuple(OpTime.from_json(n) for n in obj["nodes"]))
+    def from_json(cls, obj: Any) -> "Profile":
+        return decode(cls, obj, "profile")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -744,10 +734,6 @@ class TunePoint:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "TunePoint":
-        return cls(**{**obj, "setting": Setting(**obj["setting"])})
-
 
 @dataclasses.dataclass(frozen=True)
 class Tune:
@@ -780,11 +766,11 @@ class Tune:
                 "confirmed": [{"label": label, "setting": dataclasses.asdict(s)} for label, s in self.confirmed]}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Tune":
-        return cls(points=tuple(TunePoint.from_json(p) for p in obj["points"]), budget_ms=obj["budget_ms"],
-                   defaults=Setting(**obj["defaults"]), chosen=Setting(**obj["chosen"]),
-                   config_path=obj["config_path"], search_seconds=obj["search_seconds"],
-                   confirmed=tuple((c["label"], Setting(**c["setting"])) for c in obj["confirmed"]))
+    def from_json(cls, obj: Any) -> "Tune":
+        obj = _object(obj, "tune")
+        confirmed = [_object(c, f"tune.confirmed[{i}]")
+                     for i, c in enumerate(_list(obj["confirmed"], "tune.confirmed"))]
+        return decode(cls, {**obj, "confirmed": [(c["label"], c["setting"]) for c in confirmed]}, "tune")
 
 
 # ---- Schema version 5: where GPU time goes, and the GPU check's verdicts ----
@@ -810,8 +796,6 @@ class DeviceTimes:
     @classmethod
     def from_times(cls, h2d_s: Sequence[float], compute_s: Sequence[float], d2h_s: Sequence[float], *,
                    input_bytes: int, output_bytes: int, method: str) -> "DeviceTimes":
-        if not h2d_s or not len(h2d_s) == len(compute_s) == len(d2h_s):
-            raise ValueError("a device-time split needs the same number (> 0) of H2D, compute and D2H times")
         return cls(h2d_ms=_ms_of(h2d_s), compute_ms=_ms_of(compute_s), d2h_ms=_ms_of(d2h_s),
                    input_bytes=input_bytes, output_bytes=output_bytes, method=method)
 
@@ -838,11 +822,6 @@ class DeviceTimes:
         return {**dataclasses.asdict(self), "h2d_ms": list(self.h2d_ms), "compute_ms": list(self.compute_ms),
                 "d2h_ms": list(self.d2h_ms)}
 
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "DeviceTimes":
-        return cls(h2d_ms=tuple(obj["h2d_ms"]), compute_ms=tuple(obj["compute_ms"]), d2h_ms=tuple(obj["d2h_ms"]),
-                   input_bytes=int(obj["input_bytes"]), output_bytes=int(obj["output_bytes"]), method=obj["method"])
-
 
 @dataclasses.dataclass(frozen=True)
 class Check:
@@ -856,3 +835,7 @@ class Check:
     value: float | None = None
     limit: float | None = None
     detail: str = ""
+    def __post_init__(self):
+        if not self.h2d_ms or not len(self.h2d_ms) == len(self.compute_ms) == len(self.d2h_ms):
+            raise ValueError("a device-time split needs the same number (> 0) of H2D, compute and D2H times")
+

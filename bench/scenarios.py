@@ -321,10 +321,6 @@ class Timeline:
         return {"samples": self.samples, **{k: list(getattr(self, k)) for k in ("intended", "issued", "started",
                                                                                  "done")}}
 
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Timeline":
-        return cls(int(obj["samples"]), *(tuple(obj[k]) for k in ("intended", "issued", "started", "done")))
-
 
 @dataclasses.dataclass(frozen=True)
 class Summary:
@@ -622,11 +618,17 @@ class LoadRow:
     def from_json(cls, obj: dict[str, Any]) -> "LoadRow":
         """Re-derived from the recorded inputs, so a file always agrees with the rules that read it."""
         from bench.results import Resources
+        from toolkit.runs import decode, decode_value
 
-        settings = LoadSettings(**obj["settings"])
-        return cls.from_timeline(settings, Timeline.from_json(obj["timeline"]), overloaded=obj["overloaded"],
-                                 scheduled=obj["scheduled"], peak=obj["peak"],
-                                 resources=Resources.from_json(obj["resources"]) if obj.get("resources") else None)
+        if not isinstance(obj, dict):
+            raise TypeError(f"a load row must be a JSON object, got {type(obj).__name__}")
+        flags = {k: decode_value(hint, obj[k], f"load.{k}")
+                 for k, hint in (("overloaded", bool), ("scheduled", int | None), ("peak", bool))}
+        timeline = decode(Timeline, obj["timeline"], "load.timeline")
+        if len({len(getattr(timeline, c)) for c in ("intended", "issued", "started", "done")}) != 1:
+            raise ValueError("load.timeline's columns differ in length")
+        return cls.from_timeline(decode(LoadSettings, obj["settings"], "load.settings"), timeline, **flags,
+                                 resources=decode_value(Resources | None, obj.get("resources"), "load.resources"))
 
 
 def validity_reasons(settings: LoadSettings, duration: float, *, count: int, metric_value: float,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from toolkit.cli import CheckFailed, UsageError, short_error
 from toolkit.constants import PROVIDERS, SHORT_NAMES
-from toolkit.environment import preload_cuda, usable_cpus
+from toolkit.environment import THREADS_PER_CPU, preload_cuda, thread_limit, usable_cpus
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,12 +100,18 @@ class SessionConfig:
     trt_timing_cache_dir: str | None = None
     # onnxruntime session config entries, e.g. ("session.intra_op.allow_spinning", "1")
     entries: tuple[tuple[str, str], ...] = DEFAULT_ENTRIES
+    force: bool = False       # start more threads than toolkit.environment.thread_limit() allows
 
     def __post_init__(self):
         parse_providers(",".join(self.providers))
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
             raise UsageError("thread counts must be >= 0 (0 = onnxruntime's default): fix --intra-op-threads/"
                              "--inter-op-threads")
+        most = max(self.intra_op_threads, self.inter_op_threads)
+        if most > thread_limit() and not self.force:
+            raise UsageError(f"{most} threads per pool is more than {THREADS_PER_CPU} per usable CPU ({thread_limit()} "
+                             "here): lower --intra-op-threads/--inter-op-threads (or the settings file's), or pass "
+                             "--force to start them anyway")
         if self.graph_optimization not in GRAPH_OPTIMIZATION:
             raise UsageError(f"unknown graph optimisation level {self.graph_optimization!r}: choose from "
                              f"{', '.join(GRAPH_OPTIMIZATION)}")

@@ -13,7 +13,9 @@ batch. A file tuned for another model is refused: the file names the model and t
 bytes (of the .onnx file itself; external data files are not hashed), and `--model` must be that
 model or the variant the tune chose.
 
-JSON (schema "alexnet-toolkit/bench-config", version 1; paths relative to the file's directory):
+JSON (schema "alexnet-toolkit/bench-config", version 1; paths relative to the file's directory, beside or below
+it, as ONNX external data: an absolute path or one with `..` is refused, so a file handed on cannot make bench
+read or run a model elsewhere on the machine; `bench tune -o` therefore writes it beside the model or above):
     {"schema", "version", "created",
      "model": {"path", "sha256"},                  # the model that was tuned
      "run": {"path", "sha256", "variant"},          # the file the chosen setting runs
@@ -27,13 +29,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
 
+from bench.session import EXECUTION_MODES, GRAPH_OPTIMIZATION, parse_providers
 from toolkit.cli import UsageError
 from toolkit.files import read_json, schema_version, sha256_file, write_json_atomic
-from toolkit.runs import now_utc
+from toolkit.runs import decode, now_utc
 
 SCHEMA = "alexnet-toolkit/bench-config"
 VERSION = 1
@@ -67,6 +71,25 @@ class TunedConfig:
     machine: dict[str, Any]
     created: str = dataclasses.field(default_factory=now_utc)
 
+    def __post_init__(self):
+        """ValueError (`from_json` makes it the file's one line) for values no session could run with."""
+        problems = [f"{name} {value} must be >= {low}" for name, value, low in (
+            ("batch", self.batch, 1), ("intra_op_threads", self.intra_op_threads, 0),
+            ("inter_op_threads", self.inter_op_threads, 0)) if value < low]
+        budget = self.latency_budget_ms
+        if budget is not None and not (math.isfinite(budget) and budget > 0):
+            problems.append(f"latency_budget_ms {budget} must be a number > 0 or null")
+        for name, value, known in (("graph_optimization", self.graph_optimization, GRAPH_OPTIMIZATION),
+                                   ("execution_mode", self.execution_mode, EXECUTION_MODES)):
+            if value not in known:
+                problems.append(f"{name} {value!r} is not one of {', '.join(known)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        try:
+            parse_providers(self.provider)
+        except UsageError as exc:
+            raise ValueError(f"provider {self.provider!r}: {exc}") from None
+
     def to_json(self, directory: Path) -> dict[str, Any]:
         def relative(path: Path) -> str:
             return os.path.relpath(path.resolve(), directory.resolve())
@@ -82,14 +105,41 @@ class TunedConfig:
     def from_json(cls, doc: Any, directory: Path, source: str) -> "TunedConfig":
         schema_version(doc, SCHEMA, VERSION, source, "bench settings file", FIX)
         try:
+            model, run = decode(_File, doc["model"], "model"), decode(_RunFile, doc["run"], "run")
             fields = {k: v for k, v in doc.items() if k not in ("schema", "version", "model", "run")}
-            return cls(model=directory / doc["model"]["path"], model_sha256=doc["model"]["sha256"],
-                       run=directory / doc["run"]["path"], run_sha256=doc["run"]["sha256"],
-                       variant=doc["run"]["variant"], **{**fields, "session_entries": tuple(
-                           (str(k), str(v)) for k, v in doc["session_entries"])})
+            return decode(cls, {**fields, "model": _beside(directory, model.path, "model.path", source),
+                                "model_sha256": model.sha256, "run": _beside(directory, run.path, "run.path", source),
+                                "run_sha256": run.sha256, "variant": run.variant}, "settings")
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{source} is a malformed bench settings file ({type(exc).__name__}: {exc}): "
                              "re-run `bench tune`") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class _File:
+    path: str
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunFile(_File):
+    variant: str
+
+
+def _beside(directory: Path, path: str, where: str, source: str) -> Path:
+    """`path` from the file, relative to its directory and staying in it or below (module docstring)."""
+    if Path(path).is_absolute() or ".." in Path(path).parts:
+        raise UsageError(f"{source}: {where} {path!r} leaves the settings file's directory: a settings file "
+                         "names models beside it or below it; re-run `bench tune` with -o beside the model")
+    return directory / path
+
+
+def check_location(settings_file: Path, model: Path) -> None:
+    """`bench tune`'s refusal, before it measures, to write a file whose model path `read` would refuse."""
+    relative = os.path.relpath(Path(model).resolve(), Path(settings_file).resolve().parent)
+    if ".." in Path(relative).parts:
+        raise UsageError(f"settings file {settings_file} is not beside or above {model}: a settings file names "
+                         f"its model by a path below it; write it to {default_path(model)} (leave -o out)")
 
 
 def write(path: str | os.PathLike, config: TunedConfig) -> None:

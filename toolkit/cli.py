@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 import sys
+import unicodedata
 import warnings
 from typing import Callable, NoReturn, Sequence
 
@@ -38,6 +39,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def visible(text: str, keep: str = "\n") -> str:
+    """`text` with its control characters (ESC, BEL, CR, C1, ...) but those in `keep` written out as `\\x1b`:
+    an ANSI or OSC sequence that came from a file cannot drive the terminal it is printed to."""
+    return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" and c not in keep else c for c in text)
 
 
 def short_error(exc: BaseException) -> str:
@@ -77,10 +84,10 @@ def run(prog: str, main: Callable[[Sequence[str] | None], int | None], argv: Seq
     try:
         return int(main(argv) or OK_EXIT)
     except UsageError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {visible(str(exc), keep='')}", file=sys.stderr)  # one line, whatever a file held
         return USAGE_EXIT
     except CheckFailed as exc:
-        print(f"{prog}: check failed: {exc}", file=sys.stderr)
+        print(f"{prog}: check failed: {visible(str(exc), keep='')}", file=sys.stderr)
         return CHECK_FAILED_EXIT
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -7,6 +7,8 @@ has onnxruntime.
     from toolkit import environment
     environment.collect(world_size=2)      # host, CPU, GPUs, memory, versions, SLURM job
     environment.usable_cpus()              # CPUs this process may run on (affinity mask)
+    environment.thread_limit()             # the most threads a command starts without --force
+    environment.available_memory_bytes()   # what can be allocated without swapping (MemAvailable)
     environment.preload_cuda()             # before any onnxruntime CUDA session (onnxruntime-gpu)
 """
 from __future__ import annotations
@@ -43,6 +45,27 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         return os.cpu_count() or 1
+
+
+# Threads per usable CPU a command may start without --force: a few per CPU lets a user oversubscribe on
+# purpose (spinning off, I/O waits); 100,000 threads on 2 CPUs kept a shared machine at load ~600 for minutes.
+THREADS_PER_CPU = 8
+
+
+def thread_limit() -> int:
+    return THREADS_PER_CPU * usable_cpus()
+
+
+def available_memory_bytes() -> int | None:
+    """Memory that can be allocated without swapping: /proc/meminfo's MemAvailable (None where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 @functools.cache

@@ -5,6 +5,7 @@ under the final name: readers see the old file or the new one, nothing between. 
 fsync'ed before the rename and its directory after it, so a power loss or a node crash right
 after a checkpoint was "written" cannot leave an empty or missing file behind either.
 
+    require_parent_dir("out/result.json"); require_output_dir("plots", "--plot-dir")   # before any work
     with atomic_path("model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     write_json_atomic("summary.json", summary.to_json())
@@ -25,11 +26,27 @@ from toolkit.cli import UsageError
 
 
 def require_parent_dir(path: str | os.PathLike) -> Path:
-    """The output's directory must exist: creating a typo'd tree silently hides the mistake."""
+    """The output's directory must exist (creating a typo'd tree silently hides the mistake) and take a new
+    file (writes go to a temporary name there, then a rename), and the output must not be a directory.
+    Callers check every output before any work, so a refusal costs nothing and leaves nothing written."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"output directory {parent} does not exist: create it or choose another path")
+    if path.is_dir():
+        raise UsageError(f"output {path} is a directory: give a file name, e.g. {path / 'out'}{path.suffix}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"output directory {parent} is not writable: choose another path")
+    return path
+
+
+def require_output_dir(path: str | os.PathLike, option: str) -> Path:
+    """A directory outputs go into (`option` names it in the refusal): existing and writable."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UsageError(f"{option} {path} is not an existing directory: create it or choose another")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path} is not writable: choose another directory")
     return path
 
 
@@ -91,6 +108,8 @@ def read_json(path: str | os.PathLike, what: str, fix: str) -> Any:
         raise UsageError(f"cannot read {what} {path} ({exc}): {fix}") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{what} {path} is not valid JSON ({exc.msg} at line {exc.lineno}): {fix}") from None
+    except (RecursionError, ValueError) as exc:  # nested too deep; an integer of more than 4300 digits
+        raise UsageError(f"{what} {path} is not JSON this can read ({type(exc).__name__}): {fix}") from None
 
 
 def schema_version(doc: Any, schema: str, newest: int, source: str, what: str, fix: str) -> int:

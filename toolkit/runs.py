@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 import types
 import typing
@@ -71,34 +72,95 @@ def now_utc() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _from_json(cls, obj: Any):
-    """Build dataclass `cls` from its JSON form: nested dataclasses and tuples of them included."""
+def _kind(value: Any) -> str:
+    """A JSON value's type as the file's author would name it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    return {int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__)
+
+
+@functools.cache
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def decode(cls, obj: Any, where: str = ""):
+    """Build dataclass `cls` from its JSON form, every value checked against its field's type hint: nested
+    dataclasses, tuples (of any length, or fixed), dicts, unions and Optional included. A missing required
+    field is a KeyError, a value of the wrong type a TypeError naming where it is (`rows[2].latency.mean`);
+    keys the class does not have are ignored (fields a reader derives). An instance of `cls` passes as it is:
+    a reader that rebuilds part of a document itself hands that part over built."""
+    where = where or cls.__name__
+    if isinstance(obj, cls):
+        return obj
     if not isinstance(obj, dict):
-        raise TypeError(f"{cls.__name__} must be a JSON object, got {type(obj).__name__}")
-    hints = typing.get_type_hints(cls)
+        raise TypeError(f"{where} must be a JSON object, got {_kind(obj)}")
+    hints = _hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
         if f.name not in obj:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise KeyError(f.name)
             continue
-        values[f.name] = _value(hints[f.name], obj[f.name])
+        values[f.name] = decode_value(hints[f.name], obj[f.name], f"{where}.{f.name}")
     return cls(**values)
 
 
-def _value(hint, value):
+def decode_value(hint: Any, value: Any, where: str) -> Any:
+    """One JSON value as type `hint` (see `decode`); TypeError naming `where` when it is not one."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
     if dataclasses.is_dataclass(hint):
-        return _from_json(hint, value)
+        return decode(hint, value, where)
     if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        present = [a for a in args if a is not type(None)]
-        return _value(present[0], value) if len(present) == 1 else value
+        return _union(args, value, where)
     if origin is tuple:
-        item = args[0]
-        return tuple(_value(item, v) for v in value)
-    return value
+        return _sequence(args, value, where)
+    if origin is list:
+        return list(_sequence((args[0], Ellipsis), value, where))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{where} must be a JSON object, got {_kind(value)}")
+        item = args[1] if args else Any
+        return {k: decode_value(item, v, f"{where}[{k!r}]") for k, v in value.items()}
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            raise TypeError(f"{where} is a number too large for a float") from None
+    if hint in (int, str, bool) and type(value) is hint:
+        return value
+    if hint not in (int, float, str, bool) and isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise TypeError(f"{where} must be {getattr(hint, '__name__', hint)}, got {_kind(value)}")
+
+
+def _union(args: tuple, value: Any, where: str) -> Any:
+    if value is None and type(None) in args:
+        return None
+    options = [a for a in args if a is not type(None)]
+    for option in options[:-1]:
+        try:
+            return decode_value(option, value, where)
+        except TypeError:
+            continue
+    return decode_value(options[-1], value, where)
+
+
+def _sequence(args: tuple, value: Any, where: str) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{where} must be a list, got {_kind(value)}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(decode_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if len(value) != len(args):
+        raise TypeError(f"{where} must hold {len(args)} values, got {len(value)}")
+    return tuple(decode_value(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
 
 
 def to_json(obj) -> dict[str, Any]:
@@ -110,7 +172,7 @@ def _versioned(cls, doc: Any, source: str, *, schema: str, version: int, what: s
     """Build `cls` from a versioned document: one line naming the problem when it is not one this reads."""
     schema_version(doc, schema, version, source, what, fix)
     try:
-        return _from_json(cls, {k: v for k, v in doc.items() if k not in ("schema", "version")})
+        return decode(cls, {k: v for k, v in doc.items() if k not in ("schema", "version")})
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{source} is a malformed {what} ({type(exc).__name__}: {exc}): {fix}") from None
 
@@ -488,6 +550,6 @@ class RunDir:
     def read_progress(self) -> TrainProgress | None:
         """The last progress written, or None before the first (or for a file being replaced)."""
         try:
-            return _from_json(TrainProgress, read_json(self.progress, "progress file", "wait for training to start"))
+            return decode(TrainProgress, read_json(self.progress, "progress file", "wait for training to start"))
         except (UsageError, KeyError, TypeError):
             return None

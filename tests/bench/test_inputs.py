@@ -109,3 +109,22 @@ def test_images_that_fit_no_input_are_refused(tmp_path):
         f.write(b"\x00\x00\x08\x01" + (4).to_bytes(4, "big") + bytes(4))  # a valid 1-d IDX: labels
     with pytest.raises(UsageError, match="not an IDX3"):
         inputs.read_idx_images(bad)
+
+
+@pytest.mark.parametrize("specs, batch", [
+    ([InputSpec("x", "tensor(float)", ("batch", 28, 28, 1))], 1_000_000_000),   # --batch 1000000000
+    ([InputSpec("x", "tensor(float)", (1, 2**31 - 1))], 1),                     # a fixed dimension of 2^31-1
+])
+def test_inputs_larger_than_the_memory_are_refused_before_allocating(specs, batch):
+    with pytest.raises(UsageError, match="more than half the .* GiB of memory available: .* pass --force") as refused:
+        inputs.InputConfig().feeds(specs, batch)
+    assert "\n" not in str(refused.value)
+
+
+def test_the_memory_check_counts_every_distinct_feed_and_force_allocates_anyway(monkeypatch):
+    specs = [InputSpec("x", "tensor(float)", ("batch", 256))]   # 1 KiB a sample
+    monkeypatch.setattr(inputs, "available_memory_bytes", lambda: 16 * 2**10 * 2)
+    assert len(inputs.InputConfig(distinct=2).feeds(specs, 8)) == 2       # 16 KiB: half of 32 KiB
+    with pytest.raises(UsageError, match=r"\(3 distinct feeds\)"):
+        inputs.InputConfig(distinct=3).feeds(specs, 8)
+    assert len(inputs.InputConfig(distinct=3, force=True).feeds(specs, 8)) == 3

@@ -472,3 +472,33 @@ def test_one_latency_figure_per_batch_with_one_cdf_per_engine():
                       "onnxruntime int8: p50 1 ms, p99 1 ms", "tensorflow float32: p50 4.5 ms, p99 4.99 ms"]
     x, y = figures._cdf_points(list(range(1000)))
     assert len(x) == figures.CDF_POINTS and (x[0], x[-1], y[-1]) == (0, 999, 1.0)
+
+
+HOSTILE_LABEL = "cpu $\\undefined$ <script>alert(1)</script> \x1b]0;title\x07\x1b[31mred"
+
+
+def hostile_result() -> BenchResult:
+    """Text a results file may hold: mathtext that is not valid TeX, HTML, an OSC and an ANSI escape sequence."""
+    result = fixed_result()
+    rows = tuple(dataclasses.replace(row, label=label, model="m$\\frac$.onnx")
+                 for row, label in zip(result.rows, (HOSTILE_LABEL, "onnxruntime")))
+    return dataclasses.replace(result, rows=rows, notes=("<img src=x onerror=alert(1)>",),
+                               warnings=("\x1b[2J cleared",))
+
+
+def test_plots_draw_dollar_signs_from_files_as_written(tmp_path):
+    doc = report.document([hostile_result()])
+    written = report.write_plots(doc, tmp_path)
+    assert written and all(path.stat().st_size > 0 for path in written.values())
+
+
+def test_markdown_escapes_html_from_files(tmp_path):
+    markdown = report.to_markdown_document(report.document([hostile_result()]))
+    assert "<script>" not in markdown and "<img" not in markdown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown and "&lt;img src=x onerror=alert(1)&gt;" in markdown
+
+
+def test_the_terminal_gets_escape_sequences_from_files_written_out():
+    text = report.render_text([hostile_result()], width=400)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b]0;title\\x07\\x1b[31mred" in text and "warning: \\x1b[2J cleared" in text

@@ -215,3 +215,23 @@ def test_a_console_error_would_be_seen(tmp_path):
         assert driver.execute_script(IMAGES)[0][1] == 0   # an image that does not decode has no natural size
     finally:
         driver.quit()
+
+
+@pytest.mark.parametrize("outputs, message", [
+    (["--export", "{out}/a.md", "--html", "{out}/b.html"], "output {out}/b.html is a directory"),
+    (["--export", "{out}/a.md", "--export", "{out}/b.html"], "output {out}/b.html is a directory"),
+    (["--export", "{out}/a.md", "--plot-dir", "{out}/a.txt"], "--plot-dir {out}/a.txt is not an existing directory"),
+])
+def test_an_output_that_cannot_be_written_is_refused_before_any_is_written(bench, tmp_path, outputs, message):
+    """a.md first, then a path that is a directory (or a plot directory that is a file): one line, nothing written."""
+    source = tmp_path / "in" / "r.json"
+    source.parent.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "sweep-v3.json", source)
+    out = tmp_path / "out"
+    (out / "b.html").mkdir(parents=True)
+    (out / "a.txt").write_text("")
+    done = bench("report", source, *(a.format(out=out) for a in outputs))
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: error: ") and message.format(out=out) in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.html"] and not any((out / "b.html").iterdir())

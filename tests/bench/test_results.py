@@ -174,3 +174,38 @@ def test_loader_refuses_non_json_and_missing(tmp_path):
         results.load(tmp_path / "bad.json")
     with pytest.raises(UsageError, match="does not exist"):
         results.load(tmp_path / "missing.json")
+
+
+def _set(doc, path: tuple, value):
+    """`doc` with the value at `path` (keys and list indices) replaced."""
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("rows", 0, "latency_ms", "mean"), "fast", "rows[0].latency.mean must be float, got a string"),
+    (("environment",), ["host", "cpu"], "environment must be a JSON object, got a list"),
+    (("environment", "cpu"), "Xeon", "environment.cpu must be a JSON object, got a string"),
+    (("rows", 1, "label"), {"a": 1}, "rows[1].label must be str, got an object"),
+    (("rows", 0, "throughput", "samples_per_second"), None, "samples_per_second must be float, got null"),
+    (("created",), 20260101, "results.created must be str, got a number"),
+    (("rows", 0, "batch"), 1e300, "rows[0].batch must be int, got a number"),
+    (("model", "path"), ["a"], "model.path must be str, got a list"),
+])
+def test_values_of_the_wrong_type_are_refused_in_one_line_naming_where(tmp_path, path, value, message):
+    path_ = tmp_path / "r.json"
+    path_.write_text(json.dumps(_set(json.loads((DATA / "sweep-v3.json").read_text()), path, value)))
+    with pytest.raises(UsageError, match="malformed bench results file") as refused:
+        results.load(path_)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("text", ['{"schema": "alexnet-toolkit/bench", "config": ' + "[" * 200_000 + "]" * 200_000
+                                  + "}", '{"version": ' + "9" * 5000 + "}"])
+def test_json_nested_too_deep_or_with_huge_numbers_is_one_line(tmp_path, text):
+    (tmp_path / "r.json").write_text(text)
+    with pytest.raises(UsageError, match="is not JSON this can read"):
+        results.load(tmp_path / "r.json")

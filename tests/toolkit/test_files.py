@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,6 +58,47 @@ def test_output_directory_must_exist(tmp_path):
         files.require_parent_dir(tmp_path / "missing" / "out.json")
     assert files.require_parent_dir(tmp_path / "out.json") == tmp_path / "out.json"
     assert files.require_parent_dir("relative.json") == Path("relative.json")
+
+
+def test_an_output_onto_a_directory_is_refused(tmp_path):
+    (tmp_path / "r.json").mkdir()
+    with pytest.raises(UsageError, match=r"output .*r.json is a directory: give a file name, e.g. .*r.json/out.json"):
+        files.require_parent_dir(tmp_path / "r.json")
+    with pytest.raises(UsageError, match="--plot-dir .*r.json/x is not an existing directory"):
+        files.require_output_dir(tmp_path / "r.json" / "x", "--plot-dir")
+    assert files.require_output_dir(tmp_path, "--plot-dir") == tmp_path
+
+
+REFUSALS = """
+import sys
+from toolkit import files
+from toolkit.cli import UsageError
+for check in (lambda: files.require_parent_dir(sys.argv[1] + "/out.json"),
+              lambda: files.require_output_dir(sys.argv[1], "--plot-dir")):
+    try:
+        check()
+    except UsageError as exc:
+        print(exc)
+"""
+
+
+def test_an_output_in_a_read_only_directory_is_refused():
+    """As a user who cannot write there: root writes anywhere, so as root the check runs as nobody (setpriv)."""
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    if drop and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux) to drop to an unprivileged user")
+    base = Path(tempfile.mkdtemp(prefix="read-only-"))   # not under pytest's 0700 directory: nobody reads this
+    try:
+        base.chmod(0o755)
+        (base / "ro").mkdir(mode=0o555)
+        (base / "ro").chmod(0o555)
+        done = subprocess.run([*drop, sys.executable, "-c", REFUSALS, str(base / "ro")], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    finally:
+        shutil.rmtree(base)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"output directory {base / 'ro'} is not writable: choose another path",
+                                        f"--plot-dir {base / 'ro'} is not writable: choose another directory"]
 
 
 @pytest.mark.parametrize("content,message", [
