@@ -34,7 +34,7 @@ python -m export "$out/model.keras" -o "$out/alexnet.onnx" --samples 2000
 
 echo "== 3/4 bench: onnxruntime sweep, then variants vs TensorFlow"
 bench sweep --model "$out/alexnet.onnx" --batch 1,8,32,128 --min-time 2 --json "$out/bench-sweep.json"
-bench compare --model "$out/alexnet.onnx" --batch 1,32 --min-time 2 --rounds 1 \
+bench compare --model "$out/alexnet.onnx" --batch 1,32 --min-time 2 --rounds 3 \
     --json "$out/bench-compare.json"
 
 echo "== 4/4 report: $out/report.html (open it in a browser), $out/report.md, $out/plots/"
