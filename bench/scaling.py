@@ -111,7 +111,7 @@ def h100_inputs(gradient_bytes: float, rate_bits: float = 400e9, latency_s: floa
 
 def render(inputs: ScalingInputs, predictions: Sequence[Prediction]) -> str:
     lines = [f"inputs: forward {inputs.forward_s * 1e3:.3f} ms, backward {inputs.backward_s * 1e3:.3f} ms, "
-             f"gradients {inputs.gradient_bytes / 1e6:.1f} MB, link {inputs.bandwidth_bytes_per_s * 8 / 1e9:g} Gb/s "
+             f"gradients {inputs.gradient_bytes / 1e6:.1f} MB, link {inputs.bandwidth_bytes_per_s * 8 / 1e9:.3g} Gb/s "
              f"({inputs.bandwidth_bytes_per_s / 1e9:.3g} GB/s) one way, latency {inputs.latency_s * 1e6:g} us a hop",
              f"{'np':>5} {'comm ms':>9} {'eff':>7} {'overlap':>8} {'fp16':>7} {'both':>7}"]
     by_np: dict[int, dict[tuple[bool, bool], Prediction]] = {}
