@@ -5,6 +5,7 @@
     bench sweep --batch 1,8,32,128,256 --plot-dir .   # both, per batch size; table + plots
     bench compare --batch 1,32,256                    # onnxruntime vs TensorFlow, float32/float16/int8
     bench train -np 1,2                               # Horovod training img/s and scaling efficiency
+    bench allreduce -np 2,3 --sizes 1K..256M          # Horovod all-reduce time, algbw, busbw per message size
     bench overhead --model m.onnx                     # the harness vs a bare session.run loop
     bench peak                                        # float32/int8 matrix-multiply peak -> runs/bench-peak.json
     bench load --scenario server --qps 100 --latency-bound-ms 50   # MLPerf LoadGen scenarios, VALID/INVALID
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_commands(sub, fmt)
     _add_overhead_and_peak(sub, fmt)
     _add_train_and_load(sub, fmt)
+    _add_allreduce_command(sub, fmt)
     _add_result_commands(sub, fmt)
     return parser
 
@@ -353,6 +355,20 @@ def _add_train_and_load(sub, fmt) -> None:
                        parents=[_measuring_options(None, "samples per query (default: the model's fixed batch, else "
                                                          "1; multi-stream 8; offline 32, per run)", measurement=False)])
     _load_options(p)
+
+
+def _add_allreduce_command(sub, fmt) -> None:
+    p = sub.add_parser("allreduce", help="Horovod all-reduce time, algorithm and bus bandwidth per message size "
+                                         "(nccl-tests, OSU)", formatter_class=fmt)
+    p.add_argument("-np", dest="nps", default="2", help="world sizes (>= 2), comma-separated")
+    p.add_argument("--sizes", default="1K..256M", help="bytes: a list (1K,64K,1M) or LOW..HIGH stepped by --factor; "
+                                                       "K, M, G are powers of 1024")
+    p.add_argument("--factor", type=int, default=4, help="LOW..HIGH: each size this many times the last")
+    p.add_argument("--iterations", type=int, default=20, help="timed all-reduces per size")
+    p.add_argument("--warmup", type=int, default=5, help="untimed all-reduces per size, first")
+    p.add_argument("--mpi", action="store_true", help="Horovod's MPI controller (horovodrun --mpi) instead of Gloo")
+    p.add_argument("--timeout", type=POSITIVE, default=1800.0, help="seconds allowed per world size")
+    _output_options(p)
 
 
 def _add_result_commands(sub, fmt) -> None:
@@ -619,6 +635,19 @@ def _cmd_train(args) -> results.BenchResult:
     return train.run(config, keep_dir=args.keep_dir, on_done=done)
 
 
+def _cmd_allreduce(args) -> results.BenchResult:
+    from bench import allreduce
+    config = allreduce.AllreduceConfig(nps=_batch_list(args.nps), sizes=allreduce.parse_sizes(args.sizes, args.factor),
+                                       iterations=args.iterations, warmup=args.warmup,
+                                       controller="mpi" if args.mpi else "gloo", timeout_s=args.timeout,
+                                       link=os.environ.get(allreduce.LINK_VARIABLE) or None)
+
+    def done(rows: Sequence[results.AllreduceRow]) -> None:
+        if not args.quiet and rows:
+            args.output.err.print(f"-np {rows[0].np}: busbw {rows[-1].busbw_gb_s:.3f} GB/s at {rows[-1].bytes:,} bytes")
+    return allreduce.run(config, on_done=done)
+
+
 def _cmd_load(args) -> results.BenchResult:
     from bench.engines import OnnxEngine
     from bench.load import run_load
@@ -710,6 +739,7 @@ def _cmd_report(args) -> int:
 
 COMMANDS = {"throughput": _cmd_throughput, "latency": _cmd_latency, "sweep": _cmd_sweep,
             "compare": _cmd_compare, "overhead": _cmd_overhead, "train": _cmd_train, "load": _cmd_load,
+            "allreduce": _cmd_allreduce,
             "check": _cmd_check, "profile": _cmd_profile, "tune": _cmd_tune, "peak": _cmd_peak}
 
 

@@ -155,6 +155,41 @@ def train_table(result: BenchResult) -> TableData:
                      "if normal)", columns, rows)
 
 
+def _size(size: int) -> str:
+    """Bytes as nccl-tests' -b/-e take them: the largest power-of-1024 unit that divides them."""
+    for unit, scale in (("G", 2 ** 30), ("M", 2 ** 20), ("K", 2 ** 10)):
+        if size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
+
+
+def allreduce_table(result: BenchResult) -> TableData:
+    columns = ("np", "size", "count", "time us", "algbw GB/s", "busbw GB/s", "lat avg us", "lat min us",
+               "lat max us", "wrong")
+    rows = []
+    for r in result.allreduce:
+        latency = r.latency_us or {}
+        rows.append((str(r.np), _size(r.bytes), str(r.count), "-" if r.time_us is None else f"{r.time_us:.1f}",
+                     "-" if r.algbw_gb_s is None else f"{r.algbw_gb_s:.3g}",
+                     "-" if r.busbw_gb_s is None else f"{r.busbw_gb_s:.3g}",
+                     *(f"{latency[k]:.1f}" if k in latency else "-" for k in ("avg", "min", "max")), str(r.wrong)))
+    return TableData("bench allreduce (Horovod, float32 sum; time: the slowest rank's, mean over iterations; "
+                     "algbw = bytes / time, busbw = algbw x 2(n-1)/n as nccl-tests; latency over ranks as "
+                     "osu_allreduce; GB/s = 1e9 bytes/s)", columns, tuple(rows))
+
+
+def allreduce_facts(result: BenchResult) -> list[tuple[str, str]]:
+    """The bus bandwidth at the largest message of each world size: what a link's rate is compared with."""
+    largest = {}
+    for row in result.allreduce:
+        if row.busbw_gb_s is not None and row.bytes >= largest.get(row.np, row).bytes:
+            largest[row.np] = row
+    link = result.config.get("link")
+    return [(f"all-reduce -np {np}", f"busbw {row.busbw_gb_s:.3f} GB/s ({row.busbw_gb_s * 8:.2f} Gb/s) at "
+                                     f"{_size(row.bytes)}" + (f"; link {link}" if link else ""))
+            for np, row in sorted(largest.items())]
+
+
 def _interval(interval: Interval | None, fmt) -> str:
     """[low, high]; ? for a side the data cannot bound; - for no interval."""
     if interval is None:
@@ -297,6 +332,8 @@ def tables(result: BenchResult, top: int = DEFAULT_TOP) -> list[TableData]:
     """Every table of a result; `top`: the operators and nodes a profile's tables show."""
     if result.kind == "train":
         return [train_table(result)]
+    if result.kind == "allreduce":
+        return [allreduce_table(result)]
     if result.kind == "peak":
         used = resources_table(result)
         return [peak_table(result)] + ([used] if used is not None else [])
@@ -865,7 +902,8 @@ RESULT_SECTIONS: dict[str, Callable[[BenchResult, int], Section]] = {
     "throughput": inference_section, "latency": inference_section, "sweep": inference_section,
     "compare": inference_section, "overhead": inference_section, "train": train_bench_section,
     "load": load_section, "check": check_section, "profile": inference_section, "tune": tune_section,
-    "gpucheck": gpucheck_section}
+    "gpucheck": gpucheck_section,
+    "allreduce": lambda result, index: _bench_section(result, index, allreduce_facts(result))}
 # Kinds whose rows are engines measured at batch sizes (the overhead check's rows are not).
 PLOTTED_KINDS = ("throughput", "latency", "sweep", "compare", "gpucheck")
 
@@ -912,6 +950,8 @@ def overview_section(results: Sequence[BenchResult], summary: TrainSummary | Non
             facts.append((f"check against {result.config['baseline']}", check_verdict(result)))
         elif result.kind == "tune":
             facts.extend((f"tune: {key}", value) for key, value in tune_facts(result)[:2])
+        elif result.kind == "allreduce":
+            facts.extend(allreduce_facts(result))
         facts.extend(profile_facts(result))
     return Section("At a glance", "summary", tuple(facts)) if facts else None
 

@@ -10,7 +10,7 @@ JSON schema (version 6), written by `bench ... --json PATH` (and scripts/gpu-che
     {
       "schema": "alexnet-toolkit/bench", "version": 6,
       "kind": "throughput" | "latency" | "sweep" | "compare" | "overhead" | "train" | "load" | "check"
-              | "profile" | "tune" | "gpucheck" | "peak",
+              | "profile" | "tune" | "gpucheck" | "peak" | "allreduce",
       "created": ISO-8601 UTC,
       "model": {"path", "inputs": [{"name", "dtype", "shape"}]} | null,
       "requested_providers": ["cpu", ...],    # what the user asked for
@@ -31,6 +31,8 @@ JSON schema (version 6), written by `bench ... --json PATH` (and scripts/gpu-che
               | null,                       # the `bench peak` result the rows are compared with
       "train": [{"np", "total": SPREAD, "per_rank": SPREAD, "efficiency",
                  "intervals": [total img/s per interval]}],                 # kind "train"
+      "allreduce": [{"np", "bytes", "count", "wrong", "times_us": [[per iteration] per rank], "time_us",
+                     "algbw_gb_s", "busbw_gb_s", "latency_us": {"avg", "min", "max"}}],   # kind "allreduce"
       "load": [LOAD_ROW],                                                   # kind "load"
       "peak_check": {"found", "upper" | null, "rechecks": [[qps, passed]], "confirmed" | null} | null,
                                                                             # kind "load" with --find-peak
@@ -90,7 +92,9 @@ Changelog, a line a version (every older version loads; what a file lacks is abs
         PeakCheck; else null); "loadgen" (`load --engine loadgen`: MLPerf LoadGen's verdict of each load row and
         its log files, bench/loadgen.py; else []); compare's config "turn_order" (mirrored rounds, A B B A; older:
         fixed order); check's config "results" and "baselines" (each side's runs; "result" and "baseline" join
-        them); a comparison from one run a side has verdict "no verdict (one run a side)" and regression null
+        them); a comparison from one run a side has verdict "no verdict (one run a side)" and regression null;
+        kind "allreduce" and its "allreduce" rows (`bench allreduce`, bench/allreduce.py: "time_us", "algbw_gb_s",
+        "busbw_gb_s" and "latency_us" are computed from "times_us"; else [])
 """
 from __future__ import annotations
 
@@ -113,7 +117,7 @@ from toolkit.runs import decode, decode_value
 SCHEMA = "alexnet-toolkit/bench"
 SCHEMA_VERSION = 6
 KINDS = ("throughput", "latency", "sweep", "compare", "overhead", "train", "load", "check", "profile", "tune",
-         "gpucheck", "peak")
+         "gpucheck", "peak", "allreduce")
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -352,6 +356,70 @@ class TrainRow:
 
 
 @dataclasses.dataclass(frozen=True)
+class AllreduceRow:
+    """All-reduce of one message size at one world size, as nccl-tests and the OSU micro-benchmarks report it.
+
+    `times_us[r][i]`: rank r's i-th timed all-reduce. An all-reduce is done when its slowest rank is, so
+    `time_us` is the mean over iterations of the slowest rank's time (nccl-tests' `-a 3`; its default
+    averages the ranks instead). nccl-tests' PERFORMANCE.md: algbw = bytes / time; for all-reduce
+    busbw = algbw x 2(n-1)/n, the bytes each rank's link carries in a ring, so that busbw is comparable
+    with the link rate whatever n. `latency_us`: each rank's mean over the iterations, then the average,
+    minimum and maximum over ranks (osu_allreduce's Avg, Min, Max Latency). `wrong`: elements of the
+    checked sum that were wrong (nccl-tests' #wrong; a wrong size is not timed).
+    """
+
+    np: int
+    bytes: int
+    count: int
+    wrong: int
+    times_us: tuple[tuple[float, ...], ...]
+
+    def __post_init__(self):
+        if self.np < 1 or self.bytes < 1 or any(len(r) != len(self.times_us[0]) for r in self.times_us):
+            raise ValueError(f"all-reduce row np {self.np}, {self.bytes} bytes: needs np >= 1, bytes >= 1 and "
+                             "as many times for every rank")
+
+    @classmethod
+    def from_seconds(cls, np: int, size: int, count: int, wrong: int,
+                     times_s: Sequence[Sequence[float]]) -> "AllreduceRow":
+        return cls(np=np, bytes=size, count=count, wrong=wrong,
+                   times_us=tuple(tuple(round(t * 1e6, 3) for t in rank) for rank in times_s))
+
+    @property
+    def time_us(self) -> float | None:
+        if not self.times_us or not self.times_us[0]:
+            return None
+        return statistics.fmean(max(iteration) for iteration in zip(*self.times_us))
+
+    @property
+    def algbw_gb_s(self) -> float | None:
+        return None if not self.time_us else self.bytes / (self.time_us * 1e-6) / 1e9
+
+    @property
+    def busbw_gb_s(self) -> float | None:
+        algbw = self.algbw_gb_s
+        return None if algbw is None else algbw * 2 * (self.np - 1) / self.np
+
+    @property
+    def latency_us(self) -> dict[str, float] | None:
+        if self.time_us is None:
+            return None
+        means = [statistics.fmean(rank) for rank in self.times_us]
+        return {"avg": statistics.fmean(means), "min": min(means), "max": max(means)}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "AllreduceRow":
+        """The measured fields; time, bandwidths and latency are computed from them again."""
+        return cls(np=int(obj["np"]), bytes=int(obj["bytes"]), count=int(obj["count"]), wrong=int(obj["wrong"]),
+                   times_us=tuple(tuple(float(t) for t in rank) for rank in obj["times_us"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"np": self.np, "bytes": self.bytes, "count": self.count, "wrong": self.wrong,
+                "times_us": [list(rank) for rank in self.times_us], "time_us": self.time_us,
+                "algbw_gb_s": self.algbw_gb_s, "busbw_gb_s": self.busbw_gb_s, "latency_us": self.latency_us}
+
+
+@dataclasses.dataclass(frozen=True)
 class Peak:
     """The machine's attainable rate per precision (GOP/s), from a `bench peak` result: its best kernel's."""
 
@@ -382,6 +450,7 @@ class BenchResult:
     environment: dict[str, Any]
     rows: tuple[Row, ...] = ()
     train: tuple[TrainRow, ...] = ()
+    allreduce: tuple[AllreduceRow, ...] = ()  # kind "allreduce" (schema version 6)
     model: dict[str, Any] | None = None
     requested_providers: tuple[str, ...] = ()
     providers: tuple[str, ...] = ()
@@ -413,6 +482,7 @@ class BenchResult:
             doc["latency_ms"] = dataclasses.asdict(self.rows[0].latency)
         doc["rows"] = [row.to_json() for row in self.rows]
         doc["train"] = [row.to_json() for row in self.train]
+        doc["allreduce"] = [row.to_json() for row in self.allreduce]
         doc["load"] = [row.to_json() for row in self.load]
         doc["comparisons"] = [c.to_json() for c in self.comparisons]
         doc["profiles"] = [profile.to_json() for profile in self.profiles]
@@ -514,10 +584,13 @@ def _built_parts(doc: dict[str, Any], version: int) -> dict[str, Any]:
     decode_value(_ModelView | None, doc.get("model"), "model")
     decode(_EnvironmentView, doc["environment"], "environment")
     decode(_CheckConfigView if doc["kind"] == "check" else _ConfigView, doc["config"], "config")
+    if doc["kind"] == "tune" and doc.get("tune") is None:
+        raise ValueError('a "tune" result holds its search: "tune" is missing')
     return {"rows": [Row.from_json(r, f"rows[{i}]") for i, r in enumerate(_list(doc["rows"], "rows"))],
             "train": [TrainRow.from_json(r, version, f"train[{i}]")
                       for i, r in enumerate(_list(doc["train"], "train"))],
             "load": [LoadRow.from_json(r) for r in _list(doc.get("load", []), "load")],
+            "allreduce": [AllreduceRow.from_json(r) for r in _list(doc.get("allreduce", []), "allreduce")],
             "peak_check": PeakCheck.from_json(doc["peak_check"]) if doc.get("peak_check") is not None else None,
             "loadgen": [LoadGenLog.from_json(g) for g in _list(doc.get("loadgen", []), "loadgen")],
             "comparisons": [_comparison(c, f"comparisons[{i}]")
@@ -584,8 +657,6 @@ class Resources:
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
-    if doc["kind"] == "tune" and doc.get("tune") is None:
-        raise ValueError('a "tune" result holds its search: "tune" is missing')
     """One kernel execution read from a runtime's trace: the input of `Profile.from_kernels`, not stored."""
 
     node: str
@@ -793,6 +864,10 @@ class DeviceTimes:
     output_bytes: int
     method: str
 
+    def __post_init__(self):
+        if not self.h2d_ms or not len(self.h2d_ms) == len(self.compute_ms) == len(self.d2h_ms):
+            raise ValueError("a device-time split needs the same number (> 0) of H2D, compute and D2H times")
+
     @classmethod
     def from_times(cls, h2d_s: Sequence[float], compute_s: Sequence[float], d2h_s: Sequence[float], *,
                    input_bytes: int, output_bytes: int, method: str) -> "DeviceTimes":
@@ -835,7 +910,3 @@ class Check:
     value: float | None = None
     limit: float | None = None
     detail: str = ""
-    def __post_init__(self):
-        if not self.h2d_ms or not len(self.h2d_ms) == len(self.compute_ms) == len(self.d2h_ms):
-            raise ValueError("a device-time split needs the same number (> 0) of H2D, compute and D2H times")
-

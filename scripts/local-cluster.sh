@@ -3,6 +3,7 @@
 # (hostname, network, PIDs) with its own slurmd and sshd: what the `multinode` tests run on.
 #
 #   scripts/local-cluster.sh up [--nodes 3]                # start it (a few seconds; needs root)
+#   scripts/local-cluster.sh up --nodes 3 --link 1gbit     # ... each node's link shaped to 1 Gbit/s (tc tbf)
 #   scripts/local-cluster.sh exec sinfo -N                 # run a command on its login node
 #   scripts/local-cluster.sh exec .venv/bin/slurm-submit train --nodes 3 --gpus-per-node 0 ...
 #   scripts/local-cluster.sh exec --node node2 ps -ef      # ... or on a compute node (no command: a shell)

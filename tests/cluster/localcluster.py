@@ -1,6 +1,7 @@
 """A SLURM cluster of several nodes on one machine: each node has its own namespaces, slurmd and sshd.
 
     scripts/local-cluster.sh up [--nodes 3]             # start it (a few seconds); prints how to use it
+    scripts/local-cluster.sh up --nodes 3 --link 1gbit  # ... with every node's link shaped to 1 Gbit/s each way
     scripts/local-cluster.sh exec sinfo -N              # a command on the login node (sbatch, slurm-submit, ...)
     scripts/local-cluster.sh exec --node node2 ps -ef   # ... or on a compute node
     scripts/local-cluster.sh down                       # stop it; nothing is left behind
@@ -19,6 +20,12 @@ login node); every compute node runs slurmd and sshd (port 22 of its own network
 node also has a `docker0` with the same address on each, as Docker leaves on many hosts: an
 interface that exists everywhere and reaches nothing, on which Open MPI's TCP transport hangs
 unless told which network to use (slurm.launch does).
+
+`--link RATE` (tc's units: 100mbit, 1gbit) shapes each compute node's link in both directions
+with a token bucket (`tc qdisc ... tbf`; netem's qdisc is not available here): the node's eth0
+(what it sends) and its peer on the bridge (what it receives). The rate is in the state file and
+in every command's and job's environment as LOCAL_CLUSTER_LINK, which `bench allreduce` records.
+The qdiscs live on the node's links, so they go with them.
 
 ssh is set up as on a cluster with a shared home: the nodes' /etc/passwd gives root the home
 CLUSTER_DIR/home, whose .ssh holds the user key, authorized_keys and known_hosts (every node's
@@ -74,6 +81,7 @@ PREFIX = "local-cluster-"
 BRIDGE = "lc-br"
 OWNER_FILE = "owner"
 STATE_FILE = "state.json"
+LINK_VARIABLE = "LOCAL_CLUSTER_LINK"
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
@@ -121,12 +129,23 @@ def free_subnets(count: int) -> list[ipaddress.IPv4Network]:
     return free[:count]
 
 
-def cluster_env(conf: Path) -> dict[str, str]:
+def cluster_env(conf: Path, link: str | None = None) -> dict[str, str]:
     """The environment of commands run on the cluster (jobs inherit it from sbatch)."""
     return {**os.environ, "SLURM_CONF": str(conf), "PATH": SEARCH_PATH,
             # Every node shares this machine's cores: an MPI rank that spins waiting for a message takes
             # the core from the rank it waits for (3 ranks on 2 cores trained 2x slower without this).
-            "OMPI_MCA_mpi_yield_when_idle": "1"}
+            "OMPI_MCA_mpi_yield_when_idle": "1",
+            # So that what is measured on a shaped cluster can say so (bench allreduce records it).
+            **({LINK_VARIABLE: link} if link else {})}
+
+
+def tbf_qdisc(device: str, link: str) -> list[str]:
+    """tc's arguments shaping `device` to `link` (e.g. 1gbit): a token bucket whose burst is 5 ms of the rate.
+
+    A burst under rate/HZ cannot reach the rate; 5 ms covers HZ 250 and up. 50 ms of queue absorbs TCP's bursts."""
+    from bench.scaling import parse_rate
+    burst = max(int(parse_rate(link) / 8 * 0.005), 16 * 1024)
+    return ["qdisc", "add", "dev", device, "root", "tbf", "rate", link, "burst", str(burst), "latency", "50ms"]
 
 
 def real_memory_mb() -> int:
@@ -277,8 +296,8 @@ class Node:
 class Cluster(Controller):
     """A running cluster: `login(...)` runs a command on the login node, `on(node, ...)` on any node."""
 
-    def __init__(self, root: Path, size: int = 3):
-        self.root, self.size = root, size
+    def __init__(self, root: Path, size: int = 3, link: str | None = None):
+        self.root, self.size, self.link = root, size, link
         self.subnet, trap = free_subnets(2)
         # Like the docker0 many hosts have: the same address on every node, reaching nothing.
         self.trap_network = str(trap)
@@ -290,7 +309,7 @@ class Cluster(Controller):
         self.nodes: dict[str, Node] = {}
         self.gone: list[Node] = []      # nodes killed or stopped: checked for leftovers too
         self.conf = root / "etc" / "slurm.conf"
-        self.env = cluster_env(self.conf)
+        self.env = cluster_env(self.conf, link)
 
     @property
     def compute_nodes(self) -> list[str]:
@@ -299,8 +318,8 @@ class Cluster(Controller):
     # ---- starting
 
     @classmethod
-    def start(cls, root: Path, size: int = 3) -> "Cluster":
-        cluster = cls(root, size)
+    def start(cls, root: Path, size: int = 3, link: str | None = None) -> "Cluster":
+        cluster = cls(root, size, link)
         try:
             cluster._write_files()
             cluster._start_node(LOGIN)
@@ -426,6 +445,19 @@ class Cluster(Controller):
                         # The trap for launchers that use every interface (Open MPI does, and hangs).
                         "link add docker0 type veth peer name docker0-peer", f"addr add {self.trap} dev docker0",
                         "link set docker0 up", "link set docker0-peer up"])
+        if self.link:
+            self._tc(node, tbf_qdisc("eth0", self.link))
+            self._tc(self.nodes[LOGIN], tbf_qdisc(f"lc-{node.name}", self.link))
+
+    def _tc(self, node: Node, args: Sequence[str]) -> None:
+        subprocess.run(["nsenter", f"--target={node.init}", "--net", "tc", *args], text=True, check=True,
+                       capture_output=True)
+
+    def qdiscs(self, name: str) -> tuple[str, str]:
+        """`tc qdisc show` of a compute node's link at both ends: its eth0, and its peer on the login's bridge."""
+        show = [["nsenter", f"--target={self.nodes[n].init}", "--net", "tc", "qdisc", "show", "dev", dev]
+                for n, dev in ((name, "eth0"), (LOGIN, f"lc-{name}"))]
+        return tuple(subprocess.run(c, text=True, check=True, capture_output=True).stdout for c in show)
 
     def _dead(self) -> str | None:
         dead = [n.name for n in self.nodes.values() if n.unshare.poll() is not None]
@@ -537,12 +569,12 @@ def own(root: Path) -> None:
 
 # ---------------------------------------------------------------- scripts/local-cluster.sh
 
-def _serve(directory: Path, size: int) -> int:
+def _serve(directory: Path, size: int, link: str | None = None) -> int:
     """Run a cluster in `directory` until SIGTERM or SIGINT (what `up` starts in the background)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    cluster = Cluster.start(directory, size)
+    cluster = Cluster.start(directory, size, link)
     state = {"nodes": {n.name: n.init for n in cluster.nodes.values()}, "addresses": cluster.addresses,
-             "slurm_conf": str(cluster.conf)}
+             "slurm_conf": str(cluster.conf), "link": link}
     (directory / STATE_FILE).write_text(json.dumps(state))
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     cluster.stop()
@@ -555,7 +587,7 @@ def private_parent(directory: Path) -> Path | None:
                  if parent.is_dir() and not parent.stat().st_mode & stat.S_IXOTH), None)
 
 
-def _up(directory: Path, size: int) -> int:
+def _up(directory: Path, size: int, link: str | None = None) -> int:
     if directory.exists() and not remove_if_orphaned(directory):
         print(f"local-cluster: already up in {directory} (`scripts/local-cluster.sh down` stops it)", file=sys.stderr)
         return 2
@@ -570,7 +602,8 @@ def _up(directory: Path, size: int) -> int:
     # Read back through this handle: a server that fails to start removes the directory, its log with it.
     log = open(directory / "serve.log", "w+")
     server = subprocess.Popen([sys.executable, "-m", "tests.cluster.localcluster", "serve", "--dir", str(directory),
-                               "--nodes", str(size)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               "--nodes", str(size), *(["--link", link] if link else [])],
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     # The server owns the directory from now on (its death makes it stale).
     (directory / OWNER_FILE).write_text(str(server.pid))
@@ -583,7 +616,8 @@ def _up(directory: Path, size: int) -> int:
             return 1
         time.sleep(0.2)
     state = json.loads((directory / STATE_FILE).read_text())
-    print(f"local-cluster: up in {directory}: login + {size} nodes on {', '.join(sorted(state['addresses'].values()))}")
+    print(f"local-cluster: up in {directory}: login + {size} nodes on {', '.join(sorted(state['addresses'].values()))}"
+          + (f"; each node's link shaped to {link} each way ({LINK_VARIABLE})" if link else ""))
     print("  scripts/local-cluster.sh exec sinfo -N         (commands run on the login node; SLURM_CONF is set)\n"
           "  scripts/local-cluster.sh exec --node node1 CMD (on a compute node)\n"
           "  scripts/local-cluster.sh down")
@@ -621,7 +655,8 @@ def _exec(directory: Path, node: str, argv: Sequence[str]) -> int:
     if node not in state["nodes"]:
         raise SystemExit(f"local-cluster: no node {node!r}: choose one of {', '.join(state['nodes'])}")
     os.execvpe("nsenter", ["nsenter", f"--target={state['nodes'][node]}", "--pid", "--mount", "--net", "--uts",
-                           f"--wd={os.getcwd()}", "--", *(argv or ["bash"])], cluster_env(Path(state["slurm_conf"])))
+                           f"--wd={os.getcwd()}", "--", *(argv or ["bash"])],
+               cluster_env(Path(state["slurm_conf"]), state.get("link")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -636,6 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = sub.add_parser(name, help="start a cluster" if name == "up" else argparse.SUPPRESS)
         p.add_argument("--nodes", type=int, default=3, help="compute nodes (default 3)")
         p.add_argument("--dir", type=Path, default=argparse.SUPPRESS)
+        p.add_argument("--link", help="shape each node's link to this rate each way, tc's units (e.g. 1gbit)")
     sub.add_parser("down", help="stop it and remove its files")
     run = sub.add_parser("exec", help="run a command (default bash) on the login node or --node")
     run.add_argument("--node", default=LOGIN)
@@ -643,10 +679,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action in ("up", "serve") and not 1 <= args.nodes <= 200:
         parser.error(f"--nodes {args.nodes}: give 1 to 200")
+    if getattr(args, "link", None):
+        from bench.scaling import parse_rate
+        from toolkit.cli import UsageError
+        try:
+            parse_rate(args.link)
+        except UsageError as exc:
+            parser.error(f"--link: {exc}")
     if args.action == "up":
-        return _up(args.dir, args.nodes)
+        return _up(args.dir, args.nodes, args.link)
     if args.action == "serve":
-        return _serve(args.dir, args.nodes)
+        return _serve(args.dir, args.nodes, args.link)
     if args.action == "down":
         return _down(args.dir)
     return _exec(args.dir, args.node, args.command[1:] if args.command[:1] == ["--"] else args.command)
