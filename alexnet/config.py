@@ -42,6 +42,7 @@ class TrainConfig:
     progress: bool = True
     elastic: bool = False                # Horovod elastic: ranks may leave and join (alexnet.distributed)
     commit_every: int = 10               # elastic: steps between commits, what a lost rank can cost
+    log_samples: str | None = None       # each rank logs what it trained there (alexnet.record.SampleLog)
 
     def __post_init__(self):
         def need(ok: bool, message: str):

@@ -328,6 +328,49 @@ def elastic_coverage(n: int, seed: int, epoch: int, batch_size: int,
     return int(np.count_nonzero(counts[covered] == 0)), int(np.maximum(counts - 1, 0).sum())
 
 
+@dataclass(frozen=True)
+class Dealing:
+    """How an epoch's images are dealt to ranks, as every checkpoint records it: a fixed world deals
+    by rank and step (`epoch_order`), an elastic one by position in one global order (`elastic_share`).
+
+    A run resuming an epoch stopped mid-way must deal the rest of it so that, with what was already
+    trained, every image of the epoch is trained once. The order depends on the seed and the number
+    of images; a fixed world's steps also on the ranks and the batch size (its step counts batches
+    of them). Only an elastic epoch, dealt by position, can be taken up by a world of another size.
+    """
+
+    elastic: bool
+    ranks: int
+    batch_size: int
+    seed: int
+    images: int                 # training images in an epoch
+
+    def __post_init__(self):
+        if min(self.ranks, self.batch_size, self.images) < 1:
+            raise ValueError(f"ranks, batch_size and images must be at least 1, got {self}")
+
+    def describe(self) -> str:
+        world = "elastic" if self.elastic else f"{self.ranks} rank{'s' if self.ranks > 1 else ''}"
+        return f"{world}, batch {self.batch_size}, seed {self.seed}, {self.images} images"
+
+    def resume_fix(self, now: "Dealing") -> str | None:
+        """How to run so that `now` finishes this dealing's interrupted epoch with every image once
+        (None: `now` does)."""
+        as_written = "as the checkpoint was written"
+        if now.images != self.images:
+            return f"resume with the --dataset/--train-samples/--validation-samples that give {self.images} " \
+                   f"training images, {as_written}"
+        if now.seed != self.seed:
+            return f"resume with --seed {self.seed} {as_written}"
+        if now.batch_size != self.batch_size:
+            return f"resume with --batch-size {self.batch_size} {as_written}"
+        if now.elastic != self.elastic:
+            return f"resume {'with' if self.elastic else 'without'} --elastic {as_written}"
+        if not self.elastic and now.ranks != self.ranks:
+            return f"resume on {self.ranks} ranks (horovodrun -np {self.ranks}) {as_written}"
+        return None
+
+
 def host_preprocess(images, image_size: int):
     """The tutorial's host-side preprocessing: standardise, grey->RGB, resize, as float32."""
     import tensorflow as tf

@@ -7,8 +7,11 @@ writes (summary.json: see toolkit/runs.py for every field).
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import socket
 import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -61,6 +64,48 @@ class Timing:
     def throughput(self, cfg: TrainConfig) -> TrainThroughput:
         return TrainThroughput(images_per_second=self.images_per_second(), interval_images_per_second=tuple(
             self.intervals), warmup_steps=cfg.warmup_steps, log_every=cfg.log_every, global_batch=self.batch)
+
+
+def image_digest(image: np.ndarray) -> str:
+    """A 64-bit digest of one image's bytes, as the model is fed it (uint8 NHWC unless --host-preprocess)."""
+    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=8).hexdigest()
+
+
+class SampleLog:
+    """`--log-samples DIR`: what this rank really trained, for counting coverage independently of the
+    loop's own position records and of the functions that dealt the data.
+
+    Each rank appends to DIR/HOST-PID.jsonl one line per step, {"epoch": E (0-based), "images":
+    [image_digest of each image of the batch it was fed]}. Steps wait in memory until what they
+    trained is kept: a checkpoint, or (--elastic) a commit. Steps a reset rolls back are dropped,
+    never written, and a rank that dies takes its unkept steps with it, so the files of all ranks
+    (and of resumed runs) hold each kept step once: an epoch's digests are the dataset's, each once,
+    when no image was lost or repeated.
+    """
+
+    def __init__(self, directory: str | None):
+        self.path = Path(directory) / f"{socket.gethostname()}-{os.getpid()}.jsonl" if directory else None
+        self.pending: list[str] = []
+
+    def step(self, epoch: int, images) -> None:
+        if self.path is not None:
+            digests = [image_digest(image) for image in np.asarray(images)]
+            self.pending.append(json.dumps({"epoch": epoch, "images": digests}) + "\n")
+
+    def keep(self) -> None:
+        """What was trained since the last keep is part of the kept state now: write it."""
+        if self.path is None or not self.pending:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.writelines(self.pending)
+            f.flush()
+            os.fsync(f.fileno())
+        self.pending = []
+
+    def drop(self) -> None:
+        """What was trained since the last keep was rolled back (an elastic reset)."""
+        self.pending = []
 
 
 def weights_digest(model) -> int:

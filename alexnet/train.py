@@ -14,6 +14,8 @@ Exit status: 0 done, 2 bad input (one line), 75 stopped by SIGUSR1/SIGTERM after
 checkpoint (run again with --resume). `--help` and bad flags answer without loading TensorFlow.
 TensorFlow's native start-up lines (absl, oneDNN, CUDA) are kept off stderr, so an error is the
 last line there (`toolkit.cli.quiet_native_stderr`); --verbose shows them.
+Bad input includes an --output-dir that cannot be written or is another training's (alexnet.rundir:
+OUTPUT_DIR/.writer.lock while a run writes there) and a resume that would skip or repeat images.
 """
 from __future__ import annotations
 
@@ -72,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
                    "e.g. python -m slurm.launch --elastic)")
     p.add_argument("--commit-every", type=int, default=d.commit_every,
                    help="elastic: steps between in-memory commits; a lost rank rolls the others back to the last one")
+    p.add_argument("--log-samples", default=None, metavar="DIR",
+                   help="each rank appends a digest of every image it trained, per kept step, to DIR/HOST-PID.jsonl")
     # SUPPRESS: not a TrainConfig field, so absent from the parsed options unless given.
     p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="show TensorFlow's native log lines on stderr")

@@ -11,7 +11,9 @@ A run's jobs, each in its own unit:
   Learner (here)      the model and optimizer: one step, evaluation, checkpoints, the saved model
   Loop (here)         epochs and steps, in order; checkpoints at epoch ends and on a stop
   ElasticLoop (here)  the same under Horovod elastic (--elastic): commits, and a new world after a reset
-  alexnet.record      throughput, what each rank held, summary.json
+  alexnet.record      throughput, what each rank held, summary.json, what each rank trained (--log-samples)
+  alexnet.rundir      the output directory: writable, room enough, one writer (checked before training)
+  alexnet.checkpoint  the checkpoint, and whether a resume from it trains each image of its epoch once
 """
 from __future__ import annotations
 
@@ -25,10 +27,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet import checkpoint, data, distributed, inputs, precision, record
+from alexnet import checkpoint, data, distributed, inputs, precision, record, rundir
+from alexnet.checkpoint import LoopState
 from alexnet.config import TrainConfig
 from alexnet.model import build_alexnet
 from alexnet.preemption import Preempted, StopFlag
+from toolkit.cli import UsageError
 from toolkit.files import atomic_path
 from toolkit.runs import ElasticReset, EpochRecord, RankRecord, TrainSummary, to_json
 
@@ -67,46 +71,8 @@ def make_optimizer(cfg: TrainConfig, schedule: WarmupSchedule, policy: str):
     return opt
 
 
-@dataclasses.dataclass(frozen=True)
-class LoopState:
-    """Where the loop stands: what a checkpoint holds besides the variables, so --resume continues
-    exactly (same batches, same partial metrics, same history)."""
-
-    epoch: int = 0                                  # epochs finished
-    step: int = 0                                   # steps finished in the epoch under way
-    sums: tuple[float, ...] = (0.0, 0.0, 0.0)       # those steps' (loss x images, correct, images), all ranks
-    history: tuple[dict, ...] = ()                  # each finished epoch's EpochRecord, as JSON
-    images_seen: int = 0                            # trained on, all ranks, since the first run started
-    position: int = 0                               # images of the epoch under way trained, all ranks
-    # --elastic: (start, end, ranks) of the epoch's spans trained by one world, and every reset so far
-    # (ElasticReset as JSON); a world of any size continues the epoch from `position`.
-    segments: tuple[tuple[int, int, int], ...] = ()
-    resets: tuple[dict, ...] = ()
-
-    @property
-    def started(self) -> bool:
-        return bool(self.epoch or self.step)
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "LoopState":
-        return cls(epoch=obj["epoch"], step=obj["step"], sums=tuple(obj["sums"]),
-                   history=tuple(obj["history"]), images_seen=obj["images_seen"],
-                   position=obj.get("position", 0), segments=tuple(map(tuple, obj.get("segments", ()))),
-                   resets=tuple(obj.get("resets", ())))
-
-    def advanced(self, images: int, ranks: int) -> "LoopState":
-        """After one more step of `images` (all ranks) trained by a world of `ranks`."""
-        start, end = self.position, self.position + images
-        last = self.segments[-1] if self.segments else None
-        if last is not None and last[1:] == (start, ranks):
-            segments = self.segments[:-1] + ((last[0], end, ranks),)
-        else:
-            segments = self.segments + ((start, end, ranks),)
-        return dataclasses.replace(self, step=self.step + 1, position=end, images_seen=self.images_seen + images,
-                                   segments=segments)
+def _nbytes(variable) -> int:
+    return int(np.prod(variable.shape)) * np.dtype(variable.dtype).itemsize
 
 
 class Learner:
@@ -172,18 +138,49 @@ class Learner:
         distributed.average_variables(v for v in self.model.non_trainable_variables
                                       if v.dtype.startswith("float"))
 
+    @property
+    def model_bytes(self) -> int:
+        return sum(_nbytes(v) for v in self.model.variables)
+
+    @property
+    def state_bytes(self) -> int:
+        """What a checkpoint of this rank's variables takes on disk, about."""
+        return sum(_nbytes(v) for v in self.variables)
+
+    @property
+    def dealing(self) -> data.Dealing:
+        """How this world deals an epoch's images: what a checkpoint records, and a resume must keep."""
+        return data.Dealing(elastic=self.cfg.elastic, ranks=self.world.size, batch_size=self.cfg.batch_size,
+                            seed=self.cfg.seed, images=len(self.feed.splits.x_train))
+
     def restore(self, path: Path, resume: bool, share: bool = True) -> LoopState:
         """Rank 0's checkpoint (with --resume) or a fresh start, the same on every rank (a collective),
         or (share=False, --elastic) on rank 0 only: ElasticState.sync shares it, at the same point
         of the code for the first ranks as for a host that joins later."""
         state = LoopState()
         if resume and self.world.is_chief and path.exists():
-            state = LoopState.from_json(checkpoint.load(path, self.model, self.optimizer))
+            state = self._resume(checkpoint.open_checkpoint(path))
         if not share:
             return state
         state = distributed.broadcast_object(state)  # Horovod: every rank resumes at rank 0's position
         # Horovod: every rank starts from rank 0's weights and optimizer state (fresh or restored).
         distributed.broadcast_variables(self.variables)
+        return state
+
+    def _resume(self, saved: checkpoint.Checkpoint) -> LoopState:
+        """The saved variables and state, once it is sure that this run finishes the saved epoch with
+        every image trained once (a mid-epoch stop dealt otherwise is refused: UsageError)."""
+        state = saved.state
+        if state.mid_epoch:
+            where = f"{saved.path} stopped in epoch {state.epoch + 1} after step {state.step}"
+            if saved.dealing is None:
+                raise UsageError(f"{where} and does not record how that epoch was dealt to ranks (an older "
+                                 f"version wrote it): resume with that version, or start a new --output-dir")
+            fix = saved.dealing.resume_fix(self.dealing)
+            if fix:
+                raise UsageError(f"{where} dealt as {saved.dealing.describe()}; this run ({self.dealing.describe()}) "
+                                 f"would skip and repeat images: {fix}, or start a new --output-dir")
+        saved.restore(self.model, self.optimizer)
         return state
 
     def checkpoint(self, path: Path, state: LoopState) -> None:
@@ -196,7 +193,7 @@ class Learner:
         """
         self.sync_statistics()
         if self.world.is_chief:
-            checkpoint.save(path, self.model, self.optimizer, state.to_json())
+            checkpoint.save(path, self.model, self.optimizer, state, self.dealing)
 
     def save_model(self, path: Path) -> None:
         """Save for inference: the same weights in a float32-compute copy of the model, so exporters
@@ -220,11 +217,14 @@ class Loop:
     after each step's update and before anything is averaged or saved.
     """
 
+    keeps_at_checkpoint = True   # an epoch's checkpoint keeps its steps (--log-samples writes them)
+
     def __init__(self, cfg: TrainConfig, world: distributed.World, feed: inputs.Feed, learner: Learner,
                  stop: StopFlag, report):
         self.cfg, self.world, self.feed, self.learner, self.stop, self.report = cfg, world, feed, learner, stop, report
         self.timing = record.Timing(cfg.batch_size * world.size, cfg.warmup_steps, cfg.log_every)
         self.checkpoint_path = cfg.run_dir.checkpoint
+        self.samples = record.SampleLog(cfg.log_samples)
 
     def run(self, state: LoopState) -> LoopState:
         """Train from `state` to the last epoch; raises Preempted after a stop's checkpoint."""
@@ -248,6 +248,7 @@ class Loop:
         began = time.perf_counter()
         for images, labels in batches:
             loss_sum, correct = self.learner.train_step(images, labels)
+            self.samples.step(state.epoch, images)
             sums += (loss_sum.numpy(), correct.numpy(), len(labels))
             self.timing.step_done()
             state = self._advanced(state)
@@ -270,6 +271,7 @@ class Loop:
         # Horovod: the other ranks wait for rank 0's checkpoint: when any rank exits, horovodrun
         # SIGTERMs the rest and SIGKILLs them 5 s later, which could cut a 233 MB write short.
         distributed.wait_for_all()
+        self.samples.keep()
         raise Preempted(f"{self.stop.reason()} at epoch {state.epoch + 1} step {state.step}/{last}; "
                         f"checkpoint {self.checkpoint_path}")
 
@@ -287,6 +289,8 @@ class Loop:
                           images_seen=end.images_seen, resets=end.resets)
         self.report.epoch_end(epoch)
         self.learner.checkpoint(self.checkpoint_path, state)
+        if self.keeps_at_checkpoint:
+            self.samples.keep()
         return state
 
     def final_records(self) -> tuple[dict, tuple[RankRecord, ...]]:
@@ -305,9 +309,12 @@ class ElasticLoop(Loop):
     epoch at the commit's image: what a reset costs is the work since that commit, trained again.
     """
 
-    def __init__(self, *args, reporter_factory):
+    # A reset rolls back to the last commit, not to the epoch's checkpoint: only a commit keeps steps.
+    keeps_at_checkpoint = False
+
+    def __init__(self, *args, reporter_factory, lock: rundir.WriterLock):
         super().__init__(*args)
-        self.reporter_factory = reporter_factory
+        self.reporter_factory, self.lock = reporter_factory, lock
         self.elastic: distributed.ElasticState | None = None
         self.since_commit = 0
         self.attempts = 0                      # runs of this rank's loop so far (1 + resets it went through)
@@ -321,6 +328,7 @@ class ElasticLoop(Loop):
 
         @distributed.elastic_run
         def attempt(elastic: distributed.ElasticState):
+            _raise_if_refused(elastic)
             state = self.run(self._rejoin())
             return (state, *self.final_records())
         return attempt(self.elastic)
@@ -351,6 +359,8 @@ class ElasticLoop(Loop):
         # Horovod: a restore or a newcomer gets rank 0's statistics: make them every rank's first.
         self.learner.sync_statistics()
         self.elastic.position = state
+        # Nothing between here and the commit's save() can fail: a restore never undoes kept steps.
+        self.samples.keep()
         self.elastic.commit()  # Horovod: may raise HostsUpdatedInterrupt, on every rank at once
         self.since_commit = 0
 
@@ -361,6 +371,7 @@ class ElasticLoop(Loop):
         mine = (socket.gethostname(), self.attempts, self.world.size, self.elastic.rolled_back, self.last_step_at)
         ranks = distributed.gather_objects(mine)
         self.attempts, self.elastic.rolled_back, self.since_commit = self.attempts + 1, None, 0
+        self.samples.drop()  # trained since the last commit, which every rank now goes on from
         if world != self.world:
             self._resize(world)
         state = self.elastic.position
@@ -389,9 +400,31 @@ class ElasticLoop(Loop):
         self.world, self.feed = world, self.feed.resharded(world)
         self.learner.resize(world, self.feed)
         self.timing.batch = self.cfg.batch_size * world.size
-        if world.is_chief != was_chief:  # only rank 0 reports
+        if world.is_chief != was_chief:  # only rank 0 reports, and writes
             self.report.close()
             self.report = self.reporter_factory(world, self.cfg)
+            if world.is_chief:
+                self.lock.take()  # the same run's: passed on from the chief that was
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """Rank 0's refusal to resume, under --elastic. Nothing collective runs before the elastic loop,
+    where the other ranks already are: they learn of it from the loop's first sync, as they would
+    learn rank 0's position, and stop with the same one line, instead of training on without it."""
+
+    message: str
+
+
+def _raise_if_refused(elastic: distributed.ElasticState) -> None:
+    if isinstance(elastic.position, Refusal):
+        raise UsageError(elastic.position.message)
+
+
+def _refuse_on_every_rank(learner: Learner, message: str) -> None:
+    """Raises the refusal's UsageError here, after sharing it with every rank."""
+    # Horovod: the same sync (variables, then the position) that ElasticLoop.run_elastic starts with.
+    distributed.elastic_run(_raise_if_refused)(distributed.ElasticState(learner.variables, Refusal(message)))
 
 
 def run(cfg: TrainConfig, reporter_factory) -> TrainSummary | None:
@@ -401,26 +434,53 @@ def run(cfg: TrainConfig, reporter_factory) -> TrainSummary | None:
     world = distributed.init()
     with precision.global_policy(precision.detect_and_resolve(cfg.precision)) as policy:
         keras.utils.set_random_seed(cfg.seed)
-        # Everything that can refuse bad input (data, model, checkpoint) runs before the first
-        # file is written, so a refused run leaves nothing behind.
+        # Everything that can refuse bad input (data, model, the output directory, checkpoint, lock)
+        # runs before the first file is written, so a refused run leaves nothing behind.
         feed = inputs.prepare(cfg, world)
         learner = Learner(cfg, world, feed, policy)
-        state = learner.restore(cfg.run_dir.checkpoint, cfg.resume, share=not cfg.elastic)
-        if world.is_chief:
-            cfg.run_dir.root.mkdir(parents=True, exist_ok=True)
-            data.save_sample_grid(feed.splits.x_train, feed.splits.y_train, feed.class_names, cfg.run_dir.samples)
-        args = (cfg, world, feed, learner, stop, reporter_factory(world, cfg))
-        loop = ElasticLoop(*args, reporter_factory=reporter_factory) if cfg.elastic else Loop(*args)
-        loop.report.start(learner, feed, state, cfg.run_dir.checkpoint if state.started else None)
+        lock = rundir.WriterLock(cfg.run_dir)
         try:
+            state = _start(cfg, world, learner, lock)
+        except UsageError as refused:
             if cfg.elastic:
-                state, test, ranks = loop.run_elastic(state)
-            else:
-                state = loop.run(state)
-                test, ranks = loop.final_records()
+                _refuse_on_every_rank(learner, str(refused))
+            raise
+        try:
+            return _train(cfg, world, feed, learner, stop, state, reporter_factory, lock)
         finally:
-            loop.report.close()
-        return _finish(loop, state, test, ranks)
+            lock.release()
+
+
+def _start(cfg: TrainConfig, world: distributed.World, learner: Learner, lock: rundir.WriterLock) -> LoopState:
+    """Where training starts, once rank 0 found the output directory writable, roomy and free, and
+    the checkpoint (with --resume) one to go on from; a UsageError (on rank 0) otherwise."""
+    if world.is_chief:
+        rundir.check_writable(cfg.output_dir)
+    state = learner.restore(cfg.run_dir.checkpoint, cfg.resume, share=not cfg.elastic)
+    if world.is_chief:
+        # Two checkpoints exist while one replaces the other; the model holds the weights again.
+        rundir.check_room(cfg.output_dir, 2 * learner.state_bytes + learner.model_bytes)
+        lock.take()
+    return state
+
+
+def _train(cfg: TrainConfig, world: distributed.World, feed: inputs.Feed, learner: Learner, stop: StopFlag,
+           state: LoopState, reporter_factory, lock: rundir.WriterLock) -> TrainSummary | None:
+    """`run` from the first file written: the loop, to the end or a stop, and rank 0's outputs."""
+    if world.is_chief:
+        data.save_sample_grid(feed.splits.x_train, feed.splits.y_train, feed.class_names, cfg.run_dir.samples)
+    args = (cfg, world, feed, learner, stop, reporter_factory(world, cfg))
+    loop = ElasticLoop(*args, reporter_factory=reporter_factory, lock=lock) if cfg.elastic else Loop(*args)
+    loop.report.start(learner, feed, state, cfg.run_dir.checkpoint if state.started else None)
+    try:
+        if cfg.elastic:
+            state, test, ranks = loop.run_elastic(state)
+        else:
+            state = loop.run(state)
+            test, ranks = loop.final_records()
+    finally:
+        loop.report.close()
+    return _finish(loop, state, test, ranks)
 
 
 def _finish(loop: Loop, state: LoopState, test: dict, ranks: tuple[RankRecord, ...]) -> TrainSummary | None:

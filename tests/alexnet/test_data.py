@@ -215,3 +215,63 @@ def test_sample_grid_png(fashion, tmp_path):
     data.save_sample_grid(fashion.x_train, fashion.y_train, CLASS_NAMES["fashion_mnist"], tmp_path / "s.png")
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["s.png"]
+
+
+# ---------------------------------------------------------------- resuming an epoch stopped mid-way
+
+N, B, STOPPED = 512, 16, 6      # the reported case: 512 images, batch 16, 2 ranks stopped after 6 steps
+
+
+def coverage(*trained: np.ndarray) -> tuple[int, int]:
+    """(never trained, trainings beyond an image's first) over the epoch's N images."""
+    counts = np.bincount(np.concatenate(trained), minlength=N)
+    return int(np.count_nonzero(counts == 0)), int(np.maximum(counts - 1, 0).sum())
+
+
+def fixed_world_trained(ranks: int, steps: int) -> np.ndarray:
+    return np.concatenate([data.epoch_order(N, 0, 0, r, ranks)[:steps * B] for r in range(ranks)])
+
+
+def test_resuming_a_fixed_world_epoch_otherwise_skips_and_repeats_images_so_it_is_refused():
+    before = fixed_world_trained(2, STOPPED)
+    saved = data.Dealing(elastic=False, ranks=2, batch_size=B, seed=0, images=N)
+    # What the loop dealt before it checked: --elastic went on from the position in the global order ...
+    elastic = np.concatenate([data.elastic_share(N, 0, 0, STOPPED * 2 * B, B, r, 2) for r in range(2)])
+    assert coverage(before, elastic) == (128, 128)
+    # ... and one rank from the step in its own, single shard.
+    one_rank = data.epoch_order(N, 0, 0, 0, 1)[STOPPED * B: data.steps_per_epoch(N, B, 1) * B]
+    assert coverage(before, one_rank) == (61, 157)
+    assert saved.resume_fix(data.Dealing(True, 2, B, 0, N)) == \
+        "resume without --elastic as the checkpoint was written"
+    assert saved.resume_fix(data.Dealing(False, 1, B, 0, N)) == \
+        "resume on 2 ranks (horovodrun -np 2) as the checkpoint was written"
+    # The same world, batch and seed take up exactly what is left.
+    rest = np.concatenate([data.epoch_order(N, 0, 0, r, 2)[STOPPED * B: data.steps_per_epoch(N, B, 2) * B]
+                           for r in range(2)])
+    assert coverage(before, rest) == (0, 0) and saved.resume_fix(saved) is None
+
+
+@pytest.mark.parametrize("elastic", [False, True])
+def test_another_batch_size_seed_or_epoch_size_mid_epoch_is_refused_naming_the_one_written(elastic):
+    saved = data.Dealing(elastic, 2, B, 0, N)
+    assert saved.resume_fix(data.Dealing(elastic, 2, 64, 0, N)) == \
+        f"resume with --batch-size {B} as the checkpoint was written"
+    assert saved.resume_fix(data.Dealing(elastic, 2, B, 7, N)) == "resume with --seed 0 as the checkpoint was written"
+    assert "give 512 training images" in saved.resume_fix(data.Dealing(elastic, 2, B, 0, 640))
+    # A fixed world's steps would walk another shard order (64) or another seed's (7): images lost.
+    assert coverage(fixed_world_trained(2, STOPPED),
+                    *[data.epoch_order(N, 7, 0, r, 2)[STOPPED * B: 16 * B] for r in range(2)])[0] > 0
+
+
+def test_an_elastic_epoch_goes_on_exactly_in_a_world_of_another_size():
+    saved = data.Dealing(True, 2, B, 0, N)
+    before = np.concatenate([data.elastic_share(N, 0, 0, 0, B, r, 2)[:STOPPED * B] for r in range(2)])
+    after = data.elastic_share(N, 0, 0, STOPPED * 2 * B, B, 0, 1)
+    assert coverage(before, after) == (0, 0)
+    assert saved.resume_fix(data.Dealing(True, 1, B, 0, N)) is None
+    assert saved.resume_fix(data.Dealing(False, 2, B, 0, N)) == "resume with --elastic as the checkpoint was written"
+
+
+def test_a_dealing_is_validated_on_construction():
+    with pytest.raises(ValueError, match="at least 1"):
+        data.Dealing(False, 0, B, 0, N)

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from alexnet import checkpoint, data
-from tests.alexnet.training_runs import HOROVODRUN, RESUME_RTOL, SMALL, assert_same_epochs, summary
+from tests.alexnet.training_runs import (
+    HOROVODRUN,
+    RESUME_RTOL,
+    SMALL,
+    assert_same_epochs,
+    dataset_digests,
+    summary,
+    trained_digests,
+)
 from tests.conftest import ROOT, cli_env, run_module
 from toolkit.runs import RunDir, TrainProgress
 
@@ -167,3 +175,32 @@ def test_sigterm_handler_is_installed_for_both_signals():
     finally:
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
+
+
+SYNTHETIC = ["--dataset", "synthetic", "--train-samples", "256", "--validation-samples", "32", "--test-samples", "32",
+             "--image-size", "67", "--batch-size", "8", "--epochs", "1", "--no-progress", "--seed", "0"]
+
+
+@pytest.mark.slow
+def test_a_mid_epoch_stop_resumes_only_as_dealt_and_then_trains_every_image_once(tmp_path):
+    out, log = tmp_path / "out", tmp_path / "samples"
+    # The worker signals itself after 3 of the epoch's 32 steps: a mid-epoch checkpoint, exit 75.
+    stopped = run_module("tests.alexnet.hvd_worker", "--probe-dir", tmp_path, "--signal-after-steps", "3",
+                         *SYNTHETIC, "--output-dir", out, "--log-samples", log)
+    assert stopped.returncode == 75, stopped.stderr[-3000:]
+    written = (out / checkpoint.FILENAME).read_bytes()
+    for change, fix in ((["--batch-size", "16"], "resume with --batch-size 8 as the checkpoint was written"),
+                        (["--elastic"], "resume without --elastic as the checkpoint was written")):
+        refused = run_module("alexnet.train", *SYNTHETIC, *change, "--resume", "--output-dir", out)
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("alexnet.train: error:")]
+        assert refused.returncode == 2 and len(errors) == 1, refused.stderr[-3000:]
+        assert "stopped in epoch 1 after step 3" in errors[0] and fix in errors[0], errors[0]
+        assert "Traceback" not in refused.stderr
+    assert (out / checkpoint.FILENAME).read_bytes() == written
+    resumed = run_module("alexnet.train", *SYNTHETIC, "--resume", "--output-dir", out, "--log-samples", log)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert summary(out).epochs[0].resumed_at_step == 3
+    # Counted from what each process logged it was fed, against the dataset's own images.
+    x_train = data.split(data.synthetic_arrays(256, 67, seed=0), 32, 256).x_train
+    assert trained_digests(log) == {0: dataset_digests(x_train)}
+    assert len(list(log.iterdir())) == 2   # one file per process: the stopped one and the resumed one

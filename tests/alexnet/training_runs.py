@@ -1,9 +1,13 @@
 """What the tests that run real training share: sizes, the horovodrun path, exact-resume checks."""
 from __future__ import annotations
 
+import collections
+import hashlib
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from toolkit.runs import RunDir, TrainSummary
@@ -28,3 +32,19 @@ def assert_same_epochs(a, b):
     for ea, eb in zip(a, b):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert getattr(eb, key) == pytest.approx(getattr(ea, key), rel=RESUME_RTOL), (key, ea, eb)
+
+
+def trained_digests(log_dir: Path) -> dict[int, collections.Counter]:
+    """Per epoch, how often each image digest was trained, from every rank's --log-samples file."""
+    epochs: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+    for path in log_dir.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            step = json.loads(line)
+            epochs[step["epoch"]].update(step["images"])
+    return dict(epochs)
+
+
+def dataset_digests(images: np.ndarray) -> collections.Counter:
+    """Each image's digest, computed here from the dataset's own bytes (not by the code under test)."""
+    return collections.Counter(hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=8).hexdigest()
+                               for image in images)

@@ -11,7 +11,9 @@ Real Fashion-MNIST at 67 px, 1,536 training images: 32 steps of 3 x 16 per epoch
 a commit every 4 steps. The lost node (--rejoin-after 0): Horovod keeps node3 out and the run ends
 on node1 and node2, SLURM keeping the job alive (`--no-kill`, as `slurm-submit train --elastic`
 renders it). The killed rank (--rejoin-after 1): node3 stays up, is tried again and its new rank
-joins the others at a commit.
+joins the others at a commit. Lost and repeated images are counted twice: by the loop (the resets it
+records) and, apart from it, from what every rank logged it was fed (`--log-samples`, kept steps
+only) against the dataset's own images.
 """
 from __future__ import annotations
 
@@ -21,7 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from alexnet import data
+from tests.alexnet.training_runs import dataset_digests, trained_digests
 from tests.cluster.test_multinode_training import TRAIN, rank_processes
+from tests.conftest import FASHION_MNIST
 from toolkit.runs import ElasticReset, RunDir, TrainSummary
 
 pytestmark = [pytest.mark.multinode, pytest.mark.slurm, pytest.mark.slow]
@@ -32,7 +37,8 @@ JOB_TIMEOUT_S = 900
 
 
 def batch_script(workdir: Path, epochs: int, rejoin_after: int) -> Path:
-    train = (*TRAIN, "--epochs", str(epochs), "--elastic", "--commit-every", str(COMMIT_EVERY), "--log-every", "2")
+    train = (*TRAIN, "--epochs", str(epochs), "--elastic", "--commit-every", str(COMMIT_EVERY), "--log-every", "2",
+             "--log-samples", str(workdir / "samples"))
     script = workdir / "elastic.sbatch"
     script.write_text("\n".join([
         "#!/bin/bash",
@@ -89,7 +95,21 @@ def lose_node3(cluster, workdir: Path, *, epochs: int, rejoin_after: int, at_ste
     assert job["job_state"] == "COMPLETED", f"{job['job_state']}\n{out[-3000:]}\n{err[-3000:]}"
     assert "horovodrun -np 3 --min-np 1 --host-discovery-script" in out
     assert not any(rank_processes(cluster, node) for node in cluster.compute_nodes)
-    return run.read_summary()
+    summary = run.read_summary()
+    assert_each_image_trained_at_most_once(workdir / "samples", summary)
+    return summary
+
+
+def assert_each_image_trained_at_most_once(log_dir: Path, summary: TrainSummary) -> None:
+    """From the ranks' own logs: every image trained in an epoch is one of its images, none more often
+    than the dataset holds it, and together they are all the images the run says it trained."""
+    splits = data.split(data.load_fashion_mnist(FASHION_MNIST), validation_size=480, train_samples=TRAIN_SAMPLES)
+    images = dataset_digests(splits.x_train)
+    trained = trained_digests(log_dir)
+    assert sorted(trained) == list(range(len(summary.epochs)))
+    for epoch, counts in trained.items():
+        assert not counts - images, f"epoch {epoch + 1}: {sum((counts - images).values())} trainings too many"
+    assert sum(sum(counts.values()) for counts in trained.values()) == summary.images_trained
 
 
 def assert_rolled_back_to_a_commit(reset: ElasticReset, at_step: int) -> None:
