@@ -1,6 +1,7 @@
 """Every subcommand as a user runs it (`python -m bench ...` in a subprocess); its JSON validated."""
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -204,12 +205,13 @@ def test_profile_prints_top_operators_and_report_renders_them_again(bench, helpe
     (["latency", "--config", "{tmp}/newer.json"], "is not a bench settings file"),
     (["latency", "--config", "{tmp}/missing.json"], "settings file .*missing.json does not exist"),
     (["tune", "--model", "{fixed}", "--config", "{tmp}/fixed.tuned.json"], "unrecognized arguments: --config"),
-    (["tune", "--model", "{fixed}", "--latency-budget-ms", "-1"], "--latency-budget-ms -1 must be > 0"),
+    (["tune", "--model", "{fixed}", "--latency-budget-ms", "-1"],
+     "--latency-budget-ms: -1 must be a finite number > 0"),
     (["tune", "--model", "{fixed}", "--min-gain", "1.5"], "--min-gain 1.5 must be in"),
     (["tune", "--model", "{fixed}", "-o", "{tmp}/no/such/dir/t.json"], "output directory"),
     (["profile", "--model", "{fixed}", "--top", "0"], "--top 0 must be >= 1"),
     (["compare", "--model", "{fixed}", "--no-tensorflow", "--profile-runs", "0"], "--profile-runs 0 must be >= 1"),
-    (["load", "--model", "{image}", "--scenario", "server", "--qps", "0"], "--qps 0 must be a positive number"),
+    (["load", "--model", "{image}", "--scenario", "server", "--qps", "0"], "--qps: 0 must be a finite number > 0"),
     (["load", "--model", "{image}", "--scenario", "server", "--qps", "10", "--latency-bound-ms", "0.000001"],
      "--latency-bound-ms 1e-06 is below this model's minimum latency here"),
     (["load", "--model", "{image}", "--scenario", "offline", "--qps", "10"], "--qps applies to --scenario server"),
@@ -223,15 +225,17 @@ def test_profile_prints_top_operators_and_report_renders_them_again(bench, helpe
     (["load", "--model", "{multi}", "--config", "{tmp}/fixed.tuned.json"], "was tuned for .*fixed.onnx"),
     (["check", "{tmp}/newer.json", "--baseline", "{tmp}/newer.json"], "newer than this bench reads"),
     (["check", "{tmp}/a.json", "--baseline", "{tmp}/b.json", "--max-slowdown", "lots"], "is not a percentage"),
-    (["throughput", "--model", "{fixed}", "--until-stable", "-1"], "--until-stable -1 must be a percentage"),
+    (["throughput", "--model", "{fixed}", "--until-stable", "-1"], "--until-stable: -1 must be a finite number > 0"),
 ])
 def test_bad_input_is_one_line_exit_2(bench, helper_models, tmp_path, args, message):
     from bench import tuned
     from toolkit.files import sha256_file
 
-    digest = sha256_file(helper_models["fixed"])
+    fixed = tmp_path / "fixed.onnx"   # a copy: a settings file names models beside or below it
+    shutil.copy(helper_models["fixed"], fixed)
+    digest = sha256_file(fixed)
     tuned.write(tmp_path / "fixed.tuned.json", tuned.TunedConfig(
-        model=helper_models["fixed"], model_sha256=digest, run=helper_models["fixed"], run_sha256=digest,
+        model=fixed, model_sha256=digest, run=fixed, run_sha256=digest,
         variant="float32", batch=2, provider="cpu", intra_op_threads=1, inter_op_threads=0, graph_optimization="all",
         execution_mode="sequential", session_entries=(), latency_budget_ms=None, measured={}, machine={}))
     (tmp_path / "corrupt.onnx").write_bytes(helper_models["multi"].read_bytes()[:50])
@@ -318,7 +322,8 @@ IMAGES = ["--images", FASHION]
      ["tune: starting point 1/1: float32, cpu", "tune: search 1/", "tune: confirming: batch 1, defaults, round 1/1"]),
 ], ids=["sweep", "load", "profile", "tune"])
 def test_progress_shows_on_a_terminal_only(bench, helper_models, tmp_path, model, args, shows):
-    args = [*(a.format(tmp=tmp_path) for a in args), "--model", str(helper_models[model])]
+    # A copy beside tune's -o: a settings file names its model beside it or below.
+    args = [*(a.format(tmp=tmp_path) for a in args), "--model", shutil.copy(helper_models[model], tmp_path)]
     piped = bench(*args)
     assert piped.returncode == 0, piped.stderr
     # No bar, no cursor movement in a pipe or a log file: at most a warning (a busy machine's instability).
