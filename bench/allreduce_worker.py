@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, required=True)
     parser.add_argument("--out", required=True, help="where rank 0 writes the rows (JSON)")
     args = parser.parse_args(argv)
-    import horovod.tensorflow as hvd
+    import horovod.tensorflow as hvd  # Horovod:
     import tensorflow as tf
 
     hvd.init()  # Horovod:
