@@ -129,7 +129,8 @@ def run(config: AllreduceConfig, on_done: Callable[[Sequence[AllreduceRow]], Non
             rows.extend(found)
             if on_done:
                 on_done(found)
-    notes = ["time: the slowest rank's, mean over iterations; algbw = bytes / time; busbw = algbw x 2(n-1)/n "
+    notes = [f"Horovod's {config.controller} collectives (horovodrun --{config.controller}), float32 sums",
+             "time: the slowest rank's, mean over iterations; algbw = bytes / time; busbw = algbw x 2(n-1)/n "
              "(nccl-tests' PERFORMANCE.md); latency avg/min/max: over ranks of each rank's mean (osu_allreduce)"]
     if nodes:
         notes.append(f"ranks spread over the allocation's nodes {', '.join(nodes)}")

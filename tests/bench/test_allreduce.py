@@ -133,6 +133,7 @@ def test_allreduce_np_2_on_localhost(bench, tmp_path):
     rows = results.load(out).allreduce
     assert [(r.np, r.bytes, r.count, r.wrong) for r in rows] == [(2, 1024, 256, 0), (2, 65536, 16384, 0)]
     assert all(len(r.times_us) == 2 and len(r.times_us[0]) == 3 and r.busbw_gb_s > 0 for r in rows)
+    assert "Horovod's gloo collectives (horovodrun --gloo), float32 sums" in results.load(out).notes
     html = tmp_path / "ar.html"
     shown = bench("report", out, "--html", html)
     assert shown.returncode == 0, shown.stderr[-2000:]
