@@ -9,6 +9,7 @@ from toolkit.constants import DATASETS, DEVICES, MIN_IMAGE_SIZE, NORMS, PRECISIO
 from toolkit.runs import RunDir
 
 OPTIMIZERS = ("sgd", "adam")
+ALLREDUCE_PATHS = ("grouped", "overlap")   # how gradients cross ranks (alexnet.distributed.average_gradients)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class TrainConfig:
     momentum: float = 0.9                # the tutorial uses none; 0.9 converges in far fewer epochs
     lr_warmup_epochs: float = 1.0        # Goyal et al.: ramp up to lr * ranks (applies only with >1 rank)
     fp16_allreduce: bool = False
+    allreduce: str = "grouped"           # grouped: one all-reduce after backprop; overlap: each gradient as it is ready
     train_samples: int | None = None
     validation_samples: int = TUTORIAL_VALIDATION_SIZE
     test_samples: int | None = None      # evaluate on the first N test images (default: all)
@@ -61,6 +63,8 @@ class TrainConfig:
         need(self.device in DEVICES, f"unknown --device {self.device!r}: use one of {', '.join(DEVICES)}")
         need(self.optimizer in OPTIMIZERS,
              f"unknown --optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+        need(self.allreduce in ALLREDUCE_PATHS,
+             f"unknown --allreduce {self.allreduce!r}: use one of {', '.join(ALLREDUCE_PATHS)}")
         need(self.lr > 0, f"--lr must be positive, got {self.lr}")
         need(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
         need(self.lr_warmup_epochs >= 0, f"--lr-warmup-epochs must be >= 0, got {self.lr_warmup_epochs}")

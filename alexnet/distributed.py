@@ -3,10 +3,12 @@
 The data-parallel story, step by step (each line of logic below is marked `# Horovod:`):
   1. `init()`: start Horovod; pin one GPU per local rank.
   2. `broadcast_variables()`: every rank starts from rank 0's weights and optimizer state.
-  3. `average_gradients()`: one grouped all-reduce per step averages all gradients
-     (optionally compressed to fp16 on the wire). Keras 3 variables have no `.ref()`, so
-     `hvd.DistributedGradientTape` and `horovod.tensorflow.keras` fail; grouped_allreduce on
-     plain gradient tensors works, mixed precision included.
+  3. `average_gradients()`: averages all gradients (optionally compressed to fp16 on the wire).
+     `grouped`: one grouped all-reduce once backprop has produced every gradient. `overlap`: one
+     all-reduce per gradient, started as soon as that gradient exists, so the last layers' bytes
+     travel while the first layers' gradients are still being computed. Keras 3 variables have no
+     `.ref()`, so `hvd.DistributedGradientTape` and `horovod.tensorflow.keras` fail; all-reduces
+     on plain gradient tensors work, mixed precision included.
   4. `average_variables()`: BatchNorm moving statistics are per rank; average them before
      evaluating or saving so the model reflects every shard.
   5. `sum_over_ranks()` / `any_rank()` / `gather_over_ranks()` / `gather_objects()`: metrics,
@@ -92,10 +94,20 @@ def broadcast_variables(variables, root_rank: int = 0) -> None:
     hvd.broadcast_variables([v.value for v in variables], root_rank=root_rank)
 
 
-def average_gradients(gradients, fp16_compression: bool = False):
-    # Horovod: one fused all-reduce for all gradients; fp16 on the wire halves the traffic.
+def average_gradients(gradients, fp16_compression: bool = False, overlap: bool = False):
+    """The gradients' means over ranks, the same numbers either way: Horovod's Average is one sum
+    per element over ranks, then a scaling, whatever tensors it was fused with."""
+    # Horovod: fp16 on the wire halves the traffic.
     compression = hvd.Compression.fp16 if fp16_compression else hvd.Compression.none
-    return hvd.grouped_allreduce(list(gradients), op=hvd.Average, compression=compression)
+    if not overlap:
+        # Horovod: one fused all-reduce, which waits for the whole backward pass.
+        return hvd.grouped_allreduce(list(gradients), op=hvd.Average, compression=compression)
+    # Horovod: inside the traced step each all-reduce depends on its own gradient only, so
+    # TensorFlow's executor hands it to Horovod as soon as backprop produced it (the last layer's
+    # first) and goes on computing the earlier layers' gradients; Horovod's background thread
+    # fuses those that arrive within one cycle (HOROVOD_CYCLE_TIME) into one buffer of up to
+    # HOROVOD_FUSION_THRESHOLD bytes. Eagerly each call would wait: the step is a tf.function.
+    return [hvd.allreduce(g, op=hvd.Average, compression=compression) for g in gradients]
 
 
 def average_variables(variables) -> None:

@@ -26,7 +26,7 @@ import sys
 # Before anything imports TensorFlow: keep its C++ info/warning chatter off the console.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from alexnet.config import OPTIMIZERS, TrainConfig  # noqa: E402
+from alexnet.config import ALLREDUCE_PATHS, OPTIMIZERS, TrainConfig  # noqa: E402
 from toolkit import cli  # noqa: E402
 from toolkit.constants import DATASETS, DEVICES, NORMS, PRECISIONS  # noqa: E402
 
@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-warmup-epochs", type=float, default=d.lr_warmup_epochs,
                    help="epochs of linear warm-up to the scaled rate (with more than one rank)")
     p.add_argument("--fp16-allreduce", action="store_true", help="compress gradients to float16 on the wire")
+    p.add_argument("--allreduce", default=d.allreduce,
+                   help=f"one of {', '.join(ALLREDUCE_PATHS)}; grouped: one all-reduce after the backward pass; "
+                        "overlap: each gradient's all-reduce starts as soon as backprop produced it")
     p.add_argument("--train-samples", type=int, default=None,
                    help="use only the first N training images (synthetic: the epoch size)")
     p.add_argument("--validation-samples", type=int, default=d.validation_samples,

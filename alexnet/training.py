@@ -110,7 +110,7 @@ class Learner:
             loss = self.loss_fn(labels, probs)
             scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, self.model.trainable_variables)
-        grads = distributed.average_gradients(grads, self.cfg.fp16_allreduce)
+        grads = distributed.average_gradients(grads, self.cfg.fp16_allreduce, overlap=self.cfg.allreduce == "overlap")
         self.optimizer.apply(grads, self.model.trainable_variables)
         correct = tf.reduce_sum(tf.cast(tf.argmax(probs, -1) == tf.cast(labels, tf.int64), tf.float64))
         return tf.cast(loss, tf.float64) * tf.cast(tf.shape(labels)[0], tf.float64), correct
