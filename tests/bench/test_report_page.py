@@ -42,7 +42,9 @@ def measured_run(bench, helper_models, tmp_path_factory) -> RunDir:
     run = RunDir(tmp_path_factory.mktemp("run"))
     for name in ("summary.json", "alexnet.onnx.json"):
         shutil.copy(DATA / name, run.root / name)
-    model = helper_models["image"]
+    model = run.root / "model" / "image.onnx"   # below the run: tune's settings file there names models below it
+    model.parent.mkdir()
+    shutil.copy(helper_models["image"], model)
     done = bench("sweep", "--model", model, "--batch", "1,4", "--json", run.bench("sweep"), *MEASURE)
     assert done.returncode == 0, done.stderr
     done = bench("compare", "--model", model, "--batch", "2", "--no-tensorflow", "--rounds", "1",
