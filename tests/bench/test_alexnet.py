@@ -52,7 +52,7 @@ def test_tune_beats_or_matches_the_defaults_and_its_config_reproduces_it(bench, 
     """The acceptance check, measured independently of the tune: `bench throughput --config` against
     `bench throughput` with the defaults at the tuned batch size, in alternating order, 3 rounds. The
     median ratio must be at least 0.9: as fast, within the noise of a machine shared with other jobs."""
-    config = tmp_path / "alexnet.tuned.json"
+    config = alexnet_with_variants.with_name("alexnet.tuned.json")   # a settings file names models beside it
     done = bench("tune", "--model", alexnet_with_variants, "--batch", "1,8", "-o", config, "--json",
                  tmp_path / "tune.json", "--min-time", 0.2, "--confirm-time", 2, "--quiet", timeout=900)
     assert done.returncode == 0, done.stderr
