@@ -117,6 +117,9 @@ def ours(sizes: Sizes, precision: str) -> tuple[float, str]:
               "--warmup-steps", str(sizes.warmup), "--log-every", str(sizes.steps), "--no-progress",
               "--output-dir", tmp], f"alexnet.train --precision {precision}")
         summary = RunDir(tmp).read_summary()
+        if summary.images_per_second is None:
+            raise RuntimeError(f"alexnet.train --precision {precision}: too few steps after warm-up to measure; "
+                               "raise --steps")
         return summary.images_per_second, summary.precision
 
 

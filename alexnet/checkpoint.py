@@ -113,7 +113,7 @@ def save(path: str | Path, model, optimizer, state: LoopState, dealing: Dealing)
     arrays["meta"] = np.frombuffer(json.dumps(dataclasses.asdict(meta)).encode(), np.uint8)
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, allow_pickle=False, **arrays)
 
 
 class _Refused(Exception):

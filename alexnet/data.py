@@ -171,8 +171,9 @@ def _cifar_members(data_dir: Path) -> dict[str, tuple[bytes, str]]:
             with tarfile.open(path) as tar:
                 for member in tar.getmembers():
                     stem = Path(member.name).name.removesuffix(".bin")
-                    if member.isfile() and (stem.startswith("data_batch_") or stem == "test_batch"):
-                        members[stem] = (tar.extractfile(member).read(), fmt)
+                    if member.isfile() and (stem.startswith("data_batch_") or stem == "test_batch") and \
+                            (file := tar.extractfile(member)) is not None:
+                        members[stem] = (file.read(), fmt)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise UsageError(f"{path} is a corrupt or truncated archive ({exc}): download it again") from None
     return members

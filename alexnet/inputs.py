@@ -89,6 +89,8 @@ class Feed:
 
 def prepare(cfg: TrainConfig, world: "World") -> Feed:
     if cfg.dataset == "synthetic":
+        if cfg.train_samples is None:
+            raise ValueError("synthetic data needs train_samples (TrainConfig refuses it without)")
         arrays = data.synthetic_arrays(cfg.train_samples, cfg.image_size, seed=cfg.seed)
     else:
         arrays = data.load_arrays(cfg.dataset, cfg.data_dir)

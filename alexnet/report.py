@@ -23,6 +23,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -59,7 +60,7 @@ class ChiefReporter(SilentReporter):
             TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
             disable=not cfg.progress, transient=True,
         )
-        self.task = None
+        self.task: TaskID | None = None
         self.epoch = self.epochs = self.steps = 0
         log_dir = cfg.run_dir.tensorboard / time.strftime("%Y%m%d-%H%M%S")
         # TensorBoard's usual layout: one run directory, train/ and validation/ beside each other.
@@ -85,6 +86,8 @@ class ChiefReporter(SilentReporter):
         self.epoch, self.epochs, self.steps = epoch + 1, epochs, steps
 
     def step(self, step, loss, accuracy, images_trained):
+        if self.task is None:
+            raise RuntimeError("a training step reported before its epoch started")
         self.progress.update(self.task, completed=step, loss=loss, acc=accuracy)
         if step % self.cfg.log_every == 0 or step == self.steps:
             self.cfg.run_dir.write_progress(TrainProgress(

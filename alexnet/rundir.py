@@ -64,8 +64,10 @@ def check_writable(output_dir: str | os.PathLike) -> None:
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
-        problem = {errno.ENOSPC: "its disk is full", errno.EDQUOT: "its disk quota is used up",
-                   errno.EROFS: "it is on a read-only file system"}.get(exc.errno, exc.strerror)
+        problems: dict[int | None, str | None] = {
+            errno.ENOSPC: "its disk is full", errno.EDQUOT: "its disk quota is used up",
+            errno.EROFS: "it is on a read-only file system"}
+        problem = problems.get(exc.errno, exc.strerror)
         raise UsageError(f"--output-dir {path} cannot be written ({existing}: {problem}): "
                          f"free it or choose another --output-dir") from None
 

@@ -204,8 +204,9 @@ def repeated_checks(trials: int, rng: np.random.Generator) -> Iterator[Result]:
 
 def _single_run_verdicts(series: Series, name: str, trials: int, rng: np.random.Generator) -> Iterator[Result]:
     """The old way: a verdict from one run a side, whose interval holds within-run variation alone."""
-    runs = [series.draw(rng, trials, SERIES_N) * np.exp(rng.normal(0, BETWEEN_RUNS_SD, (trials, 1))) for _ in "ab"]
-    _, low, high = stats.mean_ratio_bounds(*runs)
+    base, new = (series.draw(rng, trials, SERIES_N) * np.exp(rng.normal(0, BETWEEN_RUNS_SD, (trials, 1)))
+                 for _ in "ab")
+    _, low, high = stats.mean_ratio_bounds(base, new)
     yield _share("old: verdict from one run a side (within-run interval)", name, "false verdicts",
                  (low > 1) | (high < 1), held=False)
 
@@ -217,7 +218,7 @@ def _round_rates(order: str, scale: float, trials: int, rng: np.random.Generator
     load = np.exp(rng.normal(0, 0.2, (trials, ROUNDS, 1)))
     turns = (("A", 0, 0.5), ("B", 0.5, 1.0)) if order == "AB" else (
         ("A", 0, 0.25), ("B", 0.25, 0.5), ("B", 0.5, 0.75), ("A", 0.75, 1.0))
-    time = {"A": 0.0, "B": 0.0}
+    time = {side: np.zeros((trials, ROUNDS, 1)) for side in "AB"}
     for side, start, end in turns:
         drift = 1 + DRIFT * (start + end) / 2
         noise = np.exp(rng.normal(0, 0.01 / math.sqrt((end - start) * 2), (trials, ROUNDS, 1)))

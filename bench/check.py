@@ -109,10 +109,12 @@ def _one_run_a_side(base: Row | LoadRow, new: Row | LoadRow, baseline: str) -> C
     """One run a side: the ratio and its within-run interval, no verdict (between-run variation is unknown)."""
     label, metric, higher, value = _metric(new)
     base_value = _metric(base)[3]
-    if isinstance(new, Row):
+    if isinstance(new, Row) and isinstance(base, Row):
         time_ratio, interval = stats.mean_ratio(base.times_ms, new.times_ms)
         scale = new.batch / base.batch  # samples per run, should the batches differ
         ratio, interval, how = scale / time_ratio, interval.inverted(scale), "batch-means t of the mean time"
+    elif isinstance(new, Row) or isinstance(base, Row):
+        raise ValueError(f"{label}: a load test's row against a throughput row: nothing to compare")
     elif new.peak:
         ratio = value / base_value
         step = 1 + peak_resolution(new)

@@ -43,6 +43,7 @@ from bench.resources import measure_with_resources
 from bench.results import BenchResult, DeviceTimes, Profile, Resources, Row
 from bench.runner import RunConfig, Stage
 from bench.session import SessionConfig
+from bench.stats import Comparison
 from toolkit.cli import UsageError
 from toolkit.runs import VARIANTS, RunDir, variant_path
 
@@ -255,7 +256,7 @@ def run_compare(model: Path, *, batches: Sequence[int], session_config: SessionC
             profiles = processes.profiles(batches, profile_run, progress, "compare")
     records = {label: measured[-1].record for label, measured in turns[batches[-1]].items()}
     rows: list[Row] = []
-    comparisons = []
+    comparisons: list[Comparison] = []
     reference = TF_LABEL if keras_path is not None else REFERENCE_LABEL
     for batch in batches:
         batch_rows = [row_of(c.label, turns[batch][c.label]) for c in contenders]

@@ -112,7 +112,7 @@ def check_variant(graph: Path, work: Path, batches: Sequence[int], run: RunConfi
     model = graphpack.unpack(graph, work)
     cpu, cuda, why = open_engines(model, cpu_only)
     if cuda is None:
-        checks = [Check(f"{variant}: CUDA session", None if cpu_only else False, detail=why),
+        checks = [Check(f"{variant}: CUDA session", None if cpu_only else False, detail=why or "no CUDA session"),
                   not_run(f"{variant}: CUDA = CPU", "no CUDA session"),
                   not_run(f"{variant}: IO binding = session.run (CUDA)", "no CUDA session")]
     else:
@@ -177,8 +177,8 @@ def text_report(result: BenchResult) -> str:
         used, split = r.resources, r.device_times
         h2d, compute, d2h = split.means_ms if split else (None, None, None)
         rows.append((r.label, str(r.batch), f"{r.throughput.samples_per_second:.1f}", f"{r.latency.mean:.3f}",
-                     f"{r.latency.p99:.3f}", _number(used and used.load_seconds, ".3f"),
-                     _number(used and used.first_run_ms, ".1f"), _number(h2d, ".3f"), _number(compute, ".3f"),
+                     f"{r.latency.p99:.3f}", _number(used.load_seconds if used else None, ".3f"),
+                     _number(used.first_run_ms if used else None, ".1f"), _number(h2d, ".3f"), _number(compute, ".3f"),
                      _number(d2h, ".3f")))
     sweep = format_table(("model + provider", "batch", "samples/s", "mean ms", "p99 ms", "session s",
                           "first run ms", "H2D ms", "compute ms", "D2H ms"), rows)

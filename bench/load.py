@@ -336,7 +336,7 @@ def _server_rows(engine_name: str, run, prepared, settings: LoadSettings, calibr
         return LoadRow.from_timeline(at, timeline, overloaded=overloaded, scheduled=scheduled, resources=used(start))
 
     if not find_peak:
-        return [point(settings.qps, "")], None
+        return [point(settings.target_qps, "")], None
     return search_peak(point, lambda row: row.passes_bound, settings, calibration, notes)
 
 
@@ -353,7 +353,7 @@ def search_peak(point: Callable[[float, str], LoadRow], passes: Callable[[LoadRo
             notes.append(f"find-peak: stopped: at {rows[-1].settings.qps:g} qps the compute time alone was over the "
                          f"bound at p99 ({rows[-1].compute.p99:.3f} ms), so no lower QPS can meet it")
             break
-        qps = scenarios.next_peak_qps([(r.settings.qps, passes(r)) for r in rows], start, tolerance, floor)
+        qps = scenarios.next_peak_qps([(r.settings.target_qps, passes(r)) for r in rows], start, tolerance, floor)
         if qps is None:
             break
         rows.append(point(qps, f" (find-peak point {len(rows) + 1}, at most {MAX_PEAK_POINTS})"))
@@ -371,7 +371,7 @@ def recheck_peak(point: Callable[[float, str], LoadRow], passes: Callable[[LoadR
     """A search's best point is the best of many short tests, which flatters it: the highest passing QPS is
     tested again, and while that fails the next lower one that passed (at most PEAK_RECHECKS tests). The
     peak (the row marked `peak`) is the highest QPS that passed twice; none if every re-check failed."""
-    points = [(r.settings.qps, passes(r)) for r in rows]
+    points = [(r.settings.target_qps, passes(r)) for r in rows]
     passing = sorted({q for q, ok in points if ok}, reverse=True)
     above = [q for q, ok in points if not ok and q > passing[0]]
     rechecks: list[tuple[float, bool]] = []

@@ -152,9 +152,9 @@ def test_settings(settings: LoadSettings, expected_latency_s: float, expected_qp
     ts.multi_stream_expected_latency_ns = expected_ns
     ts.multi_stream_samples_per_query = settings.batch
     if scenario == SERVER:
-        ts.server_target_qps = settings.qps
+        ts.server_target_qps = settings.target_qps
         ts.server_target_latency_ns = round(settings.bound_ms * 1e6)
-        ts.server_max_async_queries = max_outstanding(settings.qps, settings.bound_ms, settings.concurrency)
+        ts.server_max_async_queries = max_outstanding(settings.target_qps, settings.bound_ms, settings.concurrency)
     if scenario == OFFLINE:
         ts.offline_expected_qps = expected_qps
     return ts

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 
 from toolkit.onnxfile import read_graph
-from toolkit.onnxgraph import infer_shapes
+from toolkit.onnxgraph import infer_shapes, static_sizes
 
 CONV_OPS = {"Conv": 1, "FusedConv": 1, "ConvInteger": 1, "QLinearConv": 3}         # op -> weight input index
 MATMUL_OPS = {"MatMul": 1, "Gemm": 1, "FusedMatMul": 1, "FusedGemm": 1, "MatMulInteger": 1, "QLinearMatMul": 3}
@@ -81,13 +81,15 @@ def count_graph(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]
     counts = {"float32": 0, "int8": 0}
     for node in model.graph.node:
         if node.op_type in CONV_OPS:
-            weight, out = shapes.get(node.input[CONV_OPS[node.op_type]]), shapes.get(node.output[0])
-            if not weight or not out or not all(isinstance(d, int) for d in (*weight, *out)):
+            weight = static_sizes(shapes.get(node.input[CONV_OPS[node.op_type]]) or [])
+            out = static_sizes(shapes.get(node.output[0]) or [])
+            if not weight or not out:
                 continue
             ops = 2 * int(np.prod(out)) * int(np.prod(weight[1:]))
         elif node.op_type in MATMUL_OPS:
-            b, out = shapes.get(node.input[MATMUL_OPS[node.op_type]]), shapes.get(node.output[0])
-            if not b or not out or not all(isinstance(d, int) for d in (*b, *out)) or len(b) < 2:
+            b = static_sizes(shapes.get(node.input[MATMUL_OPS[node.op_type]]) or [])
+            out = static_sizes(shapes.get(node.output[0]) or [])
+            if not b or not out or len(b) < 2:
                 continue
             trans_b = any(a.name == "transB" and a.i for a in node.attribute)
             ops = 2 * int(np.prod(out)) * (b[-1] if trans_b else b[-2])

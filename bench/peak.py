@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -77,7 +77,7 @@ def parse_shapes(text: str) -> tuple[tuple[int, int, int], ...]:
     if not shapes or any(len(s) != 3 or min(s) < 64 for s in shapes):
         raise UsageError(f"--shapes {text!r}: give MxKxN sizes of at least 64 each (compute-bound), comma-separated, "
                          "e.g. 1024x1024x1024,1024x2304x384")
-    return shapes
+    return tuple((m, k, n) for m, k, n in shapes)
 
 
 def kernel_model(kernel: Kernel, m: int, k: int, n: int):
@@ -87,7 +87,7 @@ def kernel_model(kernel: Kernel, m: int, k: int, n: int):
     rng = np.random.default_rng(0)
     b = (rng.random((k, n), np.float32) if kernel.b == "float32"
          else rng.integers(-100, 100, (k, n)).astype(kernel.b))
-    constants = {"B": b}
+    constants: dict[str, Any] = {"B": b}
     inputs = ["A", "B"]
     out_type = {"MatMul": "float32", "Gemm": "float32", "MatMulInteger": "int32", "QLinearMatMul": "uint8"}[kernel.op]
     if kernel.op == "QLinearMatMul":
@@ -148,32 +148,32 @@ def run_peak(*, shapes: tuple[tuple[int, int, int], ...] = DEFAULT_SHAPES, sessi
                                 f"the kernels took turns, {rounds} rounds; the peak of a precision is its fastest "
                                 "kernel's rate over all its runs"))
     peak = Peak.from_result(result, source)
-    return dataclasses.replace(result, peak=peak, rows=tuple(dataclasses.replace(r, peak_gops=peak.rates[r.precision])
-                                                             for r in rows))
+    return dataclasses.replace(result, peak=peak, rows=tuple(
+        dataclasses.replace(r, peak_gops=peak.rates[kernel.precision]) for r, (kernel, _, _) in zip(rows, runs)))
 
 
 def resolve_peak(path: str | None, session_config: SessionConfig) -> tuple[Peak | None, str]:
     """The peak to compare rows with, and a note saying which one (or why none): see the module docstring."""
     explicit = path is not None
-    path = Path(path) if explicit else DEFAULT_PEAK
-    if not path.is_file():
+    found = Path(path) if path is not None else DEFAULT_PEAK
+    if not found.is_file():
         if explicit:
-            raise UsageError(f"--peak {path}: no such file: measure one with `bench peak --json {path}`")
+            raise UsageError(f"--peak {found}: no such file: measure one with `bench peak --json {found}`")
         return None, f"% of peak: none ({DEFAULT_PEAK} not found; `bench peak` measures it)"
-    result = load(path)
+    result = load(found)
     if result.kind != "peak":
-        raise UsageError(f"--peak {path} holds a `bench {result.kind}` result: pass a file `bench peak` wrote")
-    peak = Peak.from_result(result, str(path))
+        raise UsageError(f"--peak {found} holds a `bench {result.kind}` result: pass a file `bench peak` wrote")
+    peak = Peak.from_result(result, str(found))
     here = environment.cpu_info()["model"]
     differences = ([f"CPU {peak.cpu}"] if peak.cpu != here else []) + (
         [f"{peak.intra_op_threads} intra-op threads"] if peak.intra_op_threads != session_config.intra_op_threads
         else [])
     if differences and not explicit:
-        return None, (f"% of peak: none ({path} was measured with {', '.join(differences)}; "
+        return None, (f"% of peak: none ({found} was measured with {', '.join(differences)}; "
                       "run `bench peak` again with this run's settings)")
     rates = ", ".join(f"{p} {r:,.1f} GOP/s" for p, r in sorted(peak.rates.items()))
     caveat = f"; note: measured with {', '.join(differences)}" if differences else ""
-    return peak, f"% of peak: of {path} ({peak.created}: {rates}){caveat}"
+    return peak, f"% of peak: of {found} ({peak.created}: {rates}){caveat}"
 
 
 def with_operations(result: BenchResult, inputs: InputConfig, peak: Peak | None, note: str) -> BenchResult:
@@ -183,10 +183,13 @@ def with_operations(result: BenchResult, inputs: InputConfig, peak: Peak | None,
     TensorFlow's rows are counted on the reference ONNX model (see the module docstring)."""
     from bench.opcount import count_ops
 
-    specs: Sequence[InputSpec] = [InputSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in result.model["inputs"]]
+    model = result.model
+    if model is None:
+        raise ValueError(f"a `bench {result.kind}` result that names no model: no graph to count operations in")
+    specs: Sequence[InputSpec] = [InputSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in model["inputs"]]
     rows, counted = [], False
     for row in result.rows:
-        path = row.model if row.engine == "onnxruntime" else result.model["path"]
+        path = row.model if row.engine == "onnxruntime" else model["path"]
         shapes: Mapping[str, tuple[int, ...]] = resolve_shapes(specs, row.batch, dict(inputs.dims), dict(inputs.shapes))
         count = count_ops(path, shapes)
         if count.total:

@@ -39,6 +39,7 @@ import base64
 import csv
 import dataclasses
 import datetime
+import functools
 import html
 import io
 import os
@@ -51,7 +52,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from bench.results import BenchResult, Profile, Row, Setting, Spread
+from bench.results import AllreduceRow, BenchResult, Profile, Resources, Row, Setting, Spread, Tune
 from bench.runner import Progress as ProgressCallback
 from bench.runner import RunConfig
 from bench.scenarios import ARRIVALS_ALPHA, LoadRow, headline_rows
@@ -180,14 +181,14 @@ def allreduce_table(result: BenchResult) -> TableData:
 
 def allreduce_facts(result: BenchResult) -> list[tuple[str, str]]:
     """The bus bandwidth at the largest message of each world size: what a link's rate is compared with."""
-    largest = {}
+    largest: dict[int, tuple[AllreduceRow, float]] = {}
     for row in result.allreduce:
-        if row.busbw_gb_s is not None and row.bytes >= largest.get(row.np, row).bytes:
-            largest[row.np] = row
+        if row.busbw_gb_s is not None and row.bytes >= largest.get(row.np, (row, 0.0))[0].bytes:
+            largest[row.np] = row, row.busbw_gb_s
     link = result.config.get("link")
-    return [(f"all-reduce -np {np}", f"busbw {row.busbw_gb_s:.3f} GB/s ({row.busbw_gb_s * 8:.2f} Gb/s) at "
+    return [(f"all-reduce -np {np}", f"busbw {busbw:.3f} GB/s ({busbw * 8:.2f} Gb/s) at "
                                      f"{_size(row.bytes)}" + (f"; link {link}" if link else ""))
-            for np, row in sorted(largest.items())]
+            for np, (row, busbw) in sorted(largest.items())]
 
 
 def _interval(interval: Interval | None, fmt) -> str:
@@ -371,7 +372,9 @@ def _mb(value: int | None) -> str:
 def resources_table(result: BenchResult) -> TableData | None:
     """What the process used for each row (each load test), from version 4 on; None for older files."""
     if result.kind == "load":
-        keys, entries = ("test",), [((r.label(),), r.resources) for r in result.load if r.resources is not None]
+        keys: tuple[str, ...] = ("test",)
+        entries: list[tuple[tuple[str, ...], Resources]] = [((r.label(),), r.resources) for r in result.load
+                                                             if r.resources is not None]
     else:
         show_label = len({r.label for r in result.rows}) > 1
         keys = ("label",) * show_label + ("batch",)
@@ -484,7 +487,7 @@ def _setting_cells(setting: Setting) -> tuple[str, ...]:
 
 def pareto_table(result: BenchResult) -> TableData:
     """The tune's throughput-vs-p99 front (short search measurements), the chosen setting marked."""
-    tune = result.tune
+    tune = _tune(result)
     columns = ("", "variant", "provider", "threads", "spinning", "graph", "mode", "batch", "samples/s", "p99")
     rows = []
     for index in tune.pareto:
@@ -515,8 +518,8 @@ def comparison_table(old: BenchResult, new: BenchResult) -> TableData:
         before = {t.np: t for t in old.train}
         pairs: list[tuple[str, float, float]] = [(f"np={t.np}", before[t.np].total.mean, t.total.mean)
                                                  for t in new.train if t.np in before]
-        columns = ("row", "old img/s", "new img/s", "delta", "new/old")
-        rows = tuple((key, _rate(a), _rate(b), *_delta(a, b)) for key, a, b in pairs)
+        columns: tuple[str, ...] = ("row", "old img/s", "new img/s", "delta", "new/old")
+        rows: tuple[tuple[str, ...], ...] = tuple((key, _rate(a), _rate(b), *_delta(a, b)) for key, a, b in pairs)
     else:
         before_rows = {(r.label, r.batch): r for r in old.rows}
         matched: list[tuple[Row, Row]] = [(before_rows[(r.label, r.batch)], r) for r in new.rows
@@ -729,7 +732,7 @@ def _when(iso: str) -> str:
 
 def training_section(summary: TrainSummary) -> Section:
     per_rank = summary.throughput.per_rank(summary.world_size)
-    speed = ("not measured (too few steps after warm-up)" if summary.images_per_second is None else
+    speed = ("not measured (too few steps after warm-up)" if summary.images_per_second is None or per_rank is None else
              f"{_rate(summary.images_per_second)} img/s over all ranks, {_rate(per_rank)} per rank")
     facts = (("test accuracy", f"{_percent(summary.test_accuracy)} on {summary.test_images:,} test images"),
              ("test loss", f"{summary.test_loss:.4f}"),
@@ -756,17 +759,17 @@ def training_section(summary: TrainSummary) -> Section:
                        tuple((key, str(value)) for key, value in summary.config.items()))
     notes = [f"epoch {e.epoch} resumed from a checkpoint at step {e.resumed_at_step}"
              for e in summary.epochs if e.resumed_at_step is not None]
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if len(summary.ranks) > 1:
         if len({r.weights_sha256_63 for r in summary.ranks}) == 1:
             notes.append("every rank ended with bit-identical weights")
         else:
             warnings = ("the ranks' final weights differ: the all-reduce or the broadcast did not hold them equal",)
-    plots = ()
+    plots: tuple[Plot, ...] = ()
     if summary.epochs:
         from bench import figures
         plots = tuple(Plot(f"training-{metric}", f"{metric} per epoch, training and validation",
-                           lambda metric=metric: figures.training_curve(summary, metric))
+                           functools.partial(figures.training_curve, summary, metric))
                       for metric in ("loss", "accuracy"))
     return Section("Training", "training", facts, warnings, (epochs, ranks, config), plots, tuple(notes))
 
@@ -819,9 +822,15 @@ def profile_facts(result: BenchResult) -> list[tuple[str, str]]:
     return facts
 
 
+def _tune(result: BenchResult) -> Tune:
+    if result.tune is None:
+        raise ValueError(f"a `bench {result.kind}` result without a tune's search")
+    return result.tune
+
+
 def tune_facts(result: BenchResult) -> list[tuple[str, str]]:
     """The chosen setting, what it measured against the defaults in the confirmation, and where it was written."""
-    tune = result.tune
+    tune = _tune(result)
     label = next((label for label, setting in tune.confirmed if setting == tune.chosen), None)
     row = next((r for r in result.rows if r.label == label), None)
     facts = [("chosen setting", tune.chosen.describe())]
@@ -844,7 +853,7 @@ def tune_section(result: BenchResult, index: int) -> Section:
     return _bench_section(result, index, tune_facts(result),
                           plots=(Plot(f"tune-pareto-{index + 1}", "throughput vs p99 of every setting tried, "
                                                                   "the Pareto front and the chosen setting",
-                                      lambda: figures.pareto(result.tune)),))
+                                      lambda: figures.pareto(_tune(result))),))
 
 
 def train_bench_section(result: BenchResult, index: int) -> Section:
@@ -917,7 +926,7 @@ def plots_section(results: Sequence[BenchResult]) -> Section | None:
     plots = [Plot("throughput-vs-batch", "throughput vs batch size, one line per engine/variant",
                   lambda: figures.throughput(plotted))]
     plots += [Plot(f"latency-batch-{batch}", f"latency distribution at batch {batch}, one CDF per engine/variant",
-                   lambda batch=batch: figures.latency(plotted, batch)) for batch in figures.batches(plotted)]
+                   functools.partial(figures.latency, plotted, batch)) for batch in figures.batches(plotted)]
     return Section("Throughput and latency", "plots", plots=tuple(plots),
                    notes=("a CDF rises where the runs' latencies lie: further left is faster, steeper is steadier; "
                           "the legend gives each engine's p50 and p99",))

@@ -304,8 +304,9 @@ class Spread:
         if not values:
             raise ValueError("spread of no values")
         interval = stats.mean_interval(values)
+        low, high = (None, None) if interval is None else (interval.low, interval.high)
         return cls(mean=statistics.fmean(values), half_range95=1.96 * statistics.pstdev(values),
-                   mean_ci95=None if interval is None else (interval.low, interval.high))
+                   mean_ci95=None if low is None or high is None else (low, high))
 
     def to_json(self) -> dict[str, Any]:
         return {"mean": self.mean, "half_range95": self.half_range95,
@@ -881,7 +882,7 @@ class DeviceTimes:
     @property
     def means_ms(self) -> tuple[float, float, float]:
         """(H2D, compute, D2H), mean ms per run."""
-        return tuple(statistics.fmean(part) for part in (self.h2d_ms, self.compute_ms, self.d2h_ms))
+        return statistics.fmean(self.h2d_ms), statistics.fmean(self.compute_ms), statistics.fmean(self.d2h_ms)
 
     @property
     def total_ms(self) -> float:

@@ -130,6 +130,9 @@ def _link_from(path: str) -> float:
     if not rows:
         raise cli.UsageError(f"--link-from {path} holds no all-reduce rows: pass a `bench allreduce --json` file")
     largest = max(rows, key=lambda r: (r.bytes, r.np))
+    if largest.busbw_gb_s is None:
+        raise cli.UsageError(f"--link-from {path}: its largest message ({largest.bytes} bytes, -np {largest.np}) "
+                             "has no timings (a wrong sum is not timed): measure it again with `bench allreduce`")
     return largest.busbw_gb_s * 1e9
 
 

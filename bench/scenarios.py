@@ -165,6 +165,13 @@ class LoadSettings:
     def bound_ms(self) -> float:
         return DEFAULT_LATENCY_BOUND_MS if self.latency_bound_ms is None else self.latency_bound_ms
 
+    @property
+    def target_qps(self) -> float:
+        """A server test's rate: --qps, or the point a --find-peak search is at (bench/load.py checks it is set)."""
+        if self.qps is None:
+            raise ValueError(f"{self.scenario} batch {self.batch}: a test without its queries per second")
+        return self.qps
+
     def label(self) -> str:
         """e.g. "server batch 1 x2 @ 120 qps": what distinguishes one load test from another."""
         return (f"{self.scenario} batch {self.batch}" + (f" x{self.concurrency}" if self.concurrency > 1 else "")
@@ -205,7 +212,7 @@ def max_outstanding(qps: float, bound_ms: float, concurrency: int) -> int:
     return math.ceil(OVERLOAD_FACTOR * qps * bound_ms / 1000) + concurrency
 
 
-def rank_percentile(values: Sequence[float], p: float) -> float:
+def rank_percentile(values: stats.Series, p: float) -> float:
     """LoadGen's percentile: sorted[int(n * p)]."""
     ordered = np.sort(np.asarray(values, dtype=float))
     return float(ordered[int(len(ordered) * p)])
@@ -665,7 +672,7 @@ def headline_rows(rows: Sequence[LoadRow]) -> list[LoadRow]:
     return [min(rows, key=lambda r: r.settings.qps or 0.0)]
 
 
-def stable(latencies_ms: Sequence[float], p: float, percent: float) -> bool:
+def stable(latencies_ms: stats.Series, p: float, percent: float) -> bool:
     """--until-stable for single-/multi-stream: the p-th percentile's interval within +-percent of it."""
     if len(latencies_ms) < 2:
         return False

@@ -278,6 +278,7 @@ def create_session(path: Path, config: SessionConfig, profile_prefix: str | None
     providers = config.provider_list()
     if any(name != PROVIDERS["cpu"] for name, _ in providers):
         preload_cuda()
+    failure: Exception | None
     with captured_output() as log:
         start = time.perf_counter()
         try:

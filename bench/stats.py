@@ -44,9 +44,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+Series = Sequence[float] | np.ndarray   # measurements, as a list or an array
 
 CONFIDENCE = 0.95
 BATCHES = 10          # batch means / time windows: 10 is the textbook choice (enough degrees of freedom
@@ -75,7 +77,7 @@ class Interval:
         return None if obj is None else cls(obj[0], obj[1])
 
     @classmethod
-    def of(cls, low: float, high: float) -> "Interval":
+    def of(cls, low: float | np.ndarray, high: float | np.ndarray) -> "Interval":
         """From numbers where NaN (or an infinite bound) means unbounded, as the array functions give them."""
         return cls(float(low) if np.isfinite(low) else None, float(high) if np.isfinite(high) else None)
 
@@ -101,13 +103,13 @@ def t_quantile(df: Any, confidence: float = CONFIDENCE) -> Any:
     return stdtrit(df, 0.5 + confidence / 2)
 
 
-def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval | None:
+def mean_interval(values: Series, confidence: float = CONFIDENCE) -> Interval | None:
     """mean -+ t(1 - alpha/2, n-1) * s / sqrt(n) of independent values; None for fewer than two."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
+    array = np.asarray(values, dtype=float)
+    if len(array) < 2:
         return None
-    mean = float(values.mean())
-    half = float(t_quantile(len(values) - 1, confidence)) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    mean = float(array.mean())
+    half = float(t_quantile(len(array) - 1, confidence)) * float(array.std(ddof=1)) / math.sqrt(len(array))
     return Interval(mean - half, mean + half)
 
 
@@ -158,7 +160,8 @@ def chosen_batches(values: np.ndarray, batches: int = BATCHES) -> np.ndarray:
     return np.clip(n // length, 2, batch_count(n, batches)).astype(int)
 
 
-def _by_batches(values: np.ndarray, batches: int, function) -> tuple[np.ndarray, ...]:
+def _by_batches(values: np.ndarray, batches: int,
+                function: Callable[[np.ndarray, int], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     """`function(rows, b)` -> a tuple of per-row arrays, applied to the series grouped by their chosen batch count."""
     n = values.shape[-1]
     if batch_count(n, batches) < 2:
@@ -184,33 +187,34 @@ def mean_bounds(values: np.ndarray, batches: int = BATCHES,
         half = t_quantile(b - 1, confidence) * batch_means(rows, b).std(ddof=1, axis=-1) / math.sqrt(b)
         centre = rows.mean(axis=-1)
         return centre - half, centre + half
-    return _by_batches(values, batches, bounds)
+    low, high = _by_batches(values, batches, bounds)
+    return low, high
 
 
-def batch_means_interval(series: Sequence[float], batches: int = BATCHES,
+def batch_means_interval(series: Series, batches: int = BATCHES,
                          confidence: float = CONFIDENCE) -> Interval | None:
     """Interval of the mean of a correlated series (`mean_bounds`); None under 4 values."""
-    series = np.asarray(series, dtype=float)
-    if batch_count(len(series), batches) < 2:
+    array = np.asarray(series, dtype=float)
+    if batch_count(len(array), batches) < 2:
         return None
-    low, high = mean_bounds(series, batches, confidence)
+    low, high = mean_bounds(array, batches, confidence)
     return Interval(float(low), float(high))
 
 
-def throughput_interval(times_s: Sequence[float], samples_per_run: int,
+def throughput_interval(times_s: Series, samples_per_run: int,
                         confidence: float = CONFIDENCE) -> Interval | None:
     """samples/s of a closed loop (samples_per_run / mean run time): the mean time's interval, inverted."""
     interval = batch_means_interval(times_s, confidence=confidence)
     return None if interval is None else interval.inverted(samples_per_run)
 
 
-def window_rates(done_s: Sequence[float], samples_each: int, end_s: float, windows: int = BATCHES) -> np.ndarray:
+def window_rates(done_s: Series, samples_each: int, end_s: float, windows: int = BATCHES) -> np.ndarray:
     """Samples/s completed in each of `windows` equal time windows over [0, end_s]."""
     counts, _ = np.histogram(np.asarray(done_s, dtype=float), bins=windows, range=(0.0, end_s))
     return counts * samples_each / (end_s / windows)
 
 
-def rate_interval(done_s: Sequence[float], samples_each: int, end_s: float, windows: int = BATCHES,
+def rate_interval(done_s: Series, samples_each: int, end_s: float, windows: int = BATCHES,
                   confidence: float = CONFIDENCE) -> Interval | None:
     """Samples/s completed over [0, end_s]: t interval of the rates in equal time windows.
 
@@ -288,10 +292,11 @@ def quantile_bounds(values: np.ndarray, q: float, batches: int = BATCHES,
         low = np.minimum(np.floor(n * q - spread), 0 if iid_low is None else iid_low)
         high = np.maximum(np.ceil(n * q + spread) + 1, n + 1 if iid_high is None else iid_high)
         return _at_ranks(ordered, low, high)
-    return _by_batches(values, batches, bounds)
+    low, high = _by_batches(values, batches, bounds)
+    return low, high
 
 
-def percentile_interval(values: Sequence[float], q: float, confidence: float = CONFIDENCE) -> Interval:
+def percentile_interval(values: Series, q: float, confidence: float = CONFIDENCE) -> Interval:
     """Interval of the population's q-quantile (0 < q < 1) of a series, in the order it was measured
     (`quantile_bounds`)."""
     low, high = quantile_bounds(np.asarray(values, dtype=float), q, confidence=confidence)
@@ -326,19 +331,19 @@ def mean_ratio_bounds(base: np.ndarray, new: np.ndarray, batches: int = BATCHES,
     return np.exp(log_new - log_base), low, high
 
 
-def mean_ratio(base: Sequence[float], new: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, Interval]:
+def mean_ratio(base: Series, new: Series, confidence: float = CONFIDENCE) -> tuple[float, Interval]:
     """mean(new) / mean(base) of two separately measured series, and its within-run interval (`mean_ratio_bounds`)."""
     ratio, low, high = mean_ratio_bounds(np.asarray(base, dtype=float), np.asarray(new, dtype=float),
                                          confidence=confidence)
     return float(ratio), Interval.of(low, high)
 
 
-def quantile_ratio(base: Sequence[float], new: Sequence[float], q: float,
+def quantile_ratio(base: Series, new: Series, q: float,
                    confidence: float = CONFIDENCE) -> tuple[float, Interval]:
     """rank quantile(new) / rank quantile(base) of two separately measured series (LoadGen's sorted[int(n q)]),
     within-run only: each side's `percentile_interval` read as a normal interval of the log quantile,
     the two variances added. Unbounded (None, None) where either side's interval is."""
-    def rank_quantile(values: Sequence[float]) -> float:
+    def rank_quantile(values: Series) -> float:
         return float(np.sort(values)[int(len(values) * q)])
     estimate = rank_quantile(new) / rank_quantile(base)
     z = float(t_quantile(1e9, confidence))
@@ -373,7 +378,7 @@ def runs_ratio_bounds(base: np.ndarray, new: np.ndarray, resolution: float = 0.0
     return np.exp(log_new - log_base), low, high
 
 
-def runs_ratio(base: Sequence[float], new: Sequence[float], resolution: float = 0.0,
+def runs_ratio(base: Series, new: Series, resolution: float = 0.0,
                confidence: float = CONFIDENCE) -> tuple[float, Interval]:
     """new / base from repeated runs, one value per run (`runs_ratio_bounds`)."""
     ratio, low, high = runs_ratio_bounds(np.asarray(base, dtype=float), np.asarray(new, dtype=float), resolution,
@@ -381,16 +386,16 @@ def runs_ratio(base: Sequence[float], new: Sequence[float], resolution: float = 
     return float(ratio), Interval(float(low), float(high))
 
 
-def geometric_mean(values: Sequence[float]) -> float:
+def geometric_mean(values: Series) -> float:
     return float(np.exp(np.mean(np.log(np.asarray(values, dtype=float)))))
 
 
-def coefficient_of_variation(values: Sequence[float]) -> float:
+def coefficient_of_variation(values: Series) -> float:
     """Sample standard deviation over the mean; 0 for fewer than two values."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2 or values.mean() == 0:
+    array = np.asarray(values, dtype=float)
+    if len(array) < 2 or array.mean() == 0:
         return 0.0
-    return float(values.std(ddof=1) / values.mean())
+    return float(array.std(ddof=1) / array.mean())
 
 
 
@@ -409,7 +414,7 @@ def paired_ratio_bounds(base: np.ndarray, new: np.ndarray,
     return np.exp(centre), np.exp(centre - half), np.exp(centre + half)
 
 
-def paired_ratio(base: Sequence[float], new: Sequence[float],
+def paired_ratio(base: Series, new: Series,
                  confidence: float = CONFIDENCE) -> tuple[float, Interval]:
     """new / base from interleaved rounds, one value per round a side (`paired_ratio_bounds`)."""
     ratio, low, high = paired_ratio_bounds(np.asarray(base, dtype=float), np.asarray(new, dtype=float), confidence)
@@ -488,12 +493,12 @@ def variation_warning(what: str, cv: float, *, load_average: float | None, cpus:
             "pin the benchmark to idle CPUs (taskset), or measure longer with --until-stable 2")
 
 
-def series_variation_warning(what: str, series: Sequence[float], *, load_average: float | None,
+def series_variation_warning(what: str, series: Series, *, load_average: float | None,
                              cpus: int) -> str | None:
     """`variation_warning` for a series of run times, in the order they ran."""
-    series = np.asarray(series, dtype=float)
-    half = len(series) // 2
+    array = np.asarray(series, dtype=float)
+    half = len(array) // 2
     if half < 1:
         return None
     return variation_warning(what, coefficient_of_variation(series), load_average=load_average, cpus=cpus,
-                             first_half_mean=float(series[:half].mean()), second_half_mean=float(series[half:].mean()))
+                             first_half_mean=float(array[:half].mean()), second_half_mean=float(array[half:].mean()))

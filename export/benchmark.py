@@ -43,7 +43,7 @@ def _timed_export(model, path: Path, method: str, inputs, reference) -> dict:
     result = export_keras(model, path, method=method, check=check)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "convert_seconds": result.timings["convert"], "timings": result.timings,
-            "method": result.method, "size_bytes": result.size_bytes, "vs_keras": check.vs_keras.to_json(),
+            "method": result.method, "size_bytes": result.size_bytes, "vs_keras": check.checked_vs_keras.to_json(),
             "outputs": check.outputs}
 
 
@@ -57,8 +57,8 @@ def run_benchmark(model, samples: int = 32, seed: int = 0) -> dict:
     shape, dtype = tuple(model.inputs[0].shape), str(model.inputs[0].dtype)
     inputs = random_inputs(shape, dtype, samples, seed)
     reference = run_keras(model, inputs)
-    with tempfile.TemporaryDirectory(prefix="export-benchmark-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="export-benchmark-") as tmp_name:
+        tmp = Path(tmp_name)
         tiny = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
         for method in ("stock", "fast"):
             _timed_export(tiny, tmp / f"warmup-{method}.onnx", method, random_inputs((None, 4), "float32", 2),

@@ -13,12 +13,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from export import METHODS, REWRITES
 from toolkit.cli import UsageError
 from toolkit.constants import REAL_DATASETS
 from toolkit.files import require_parent_dir
 from toolkit.runs import VARIANTS, RunDir
+
+T = TypeVar("T")
 
 DEFAULT_SAMPLES = 256
 DEFAULT_CALIBRATION_SAMPLES = 512
@@ -88,5 +91,24 @@ class ExportJob:
             raise UsageError("the int8 variant is calibrated on real images: pass --dataset (e.g. fashion_mnist) "
                              "or leave int8 out of --variants")
 
+    # The defaults __post_init__ fills in, typed as the pipeline reads them.
+    @property
+    def resolved_output(self) -> str:
+        return _resolved(self.output, "output")
+
+    @property
+    def resolved_variants(self) -> tuple[str, ...]:
+        return _resolved(self.variants, "variants")
+
+    @property
+    def resolved_rewrites(self) -> tuple[str, ...]:
+        return _resolved(self.rewrites, "rewrites")
+
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def _resolved(value: T | None, name: str) -> T:
+    if value is None:
+        raise ValueError(f"ExportJob.{name} read before __post_init__ resolved it")
+    return value

@@ -50,8 +50,8 @@ def _variant(job: ExportJob, source: Source, steps: report.Steps, float32: verif
              variant: str) -> tuple[Path, verify.FileCheck]:
     """One variant of the staged float32 file (which `float32` verified), verified before it is renamed into the
     stage; returns its final path."""
-    output = stage.path(job.output)
-    final = variant_path(job.output, variant)
+    output = stage.path(job.resolved_output)
+    final = variant_path(job.resolved_output, variant)
     path = stage.path(final)
     if variant == "float16":
         check = verify.FileCheck(path.name, float32.inputs, float32.keras, nchw=job.nchw, float32=float32,
@@ -76,9 +76,10 @@ def _file(stage: writing.StagedSet, path: Path, variant: str, opset: int,
     size = os.path.getsize(stage.path(path))
     vs_float32 = check.vs_float32
     row = report.Row(file=path.name, size_bytes=size, opset=opset, providers=providers,
-                     max_abs_diff=check.vs_keras.max_abs_diff, top1_agreement=check.vs_keras.top1_agreement,
+                     max_abs_diff=check.checked_vs_keras.max_abs_diff,
+                     top1_agreement=check.checked_vs_keras.top1_agreement,
                      top1_vs_float32=None if vs_float32 is None else vs_float32.top1_agreement)
-    entry = ExportedFile(path=str(path), variant=variant, vs_keras=check.vs_keras, vs_float32=vs_float32,
+    entry = ExportedFile(path=str(path), variant=variant, vs_keras=check.checked_vs_keras, vs_float32=vs_float32,
                          size_bytes=size, providers=tuple(providers), sha256=stage.sha256(path))
     return row, entry
 
@@ -86,7 +87,7 @@ def _file(stage: writing.StagedSet, path: Path, variant: str, opset: int,
 def run(job: ExportJob, console: Console | None = None) -> ExportRecord:
     """Run the export job; returns the record also written to OUTPUT.json. CheckFailed if a check fails."""
     console = console or cli.console(stderr=True)
-    output = Path(job.output)
+    output = Path(job.resolved_output)
     started = time.perf_counter()
     with writing.staged(output) as stage:
         with report.Steps(console) as steps:
@@ -99,9 +100,10 @@ def run(job: ExportJob, console: Console | None = None) -> ExportRecord:
                                            max_abs_diff=job.tolerance)
             with steps.step(f"convert ({job.method} path), check, verify {output.name} against Keras"):
                 result = export_keras(source, stage.path(output), opset=job.opset, nchw=job.nchw, method=job.method,
-                                      check=float32, rewrites=job.rewrites)
+                                      check=float32, rewrites=job.resolved_rewrites)
             files = [("float32", output, float32)]
-            files += [(variant, *_variant(job, source, steps, float32, stage, variant)) for variant in job.variants]
+            files += [(variant, *_variant(job, source, steps, float32, stage, variant))
+                      for variant in job.resolved_variants]
         rows, entries = zip(*(_file(stage, path, variant, result.opset, check) for variant, path, check in files))
         record = ExportRecord(config=job.to_json(), verification_inputs=origin,
                               export=dataclasses.replace(result, path=str(output)), files=entries,

@@ -55,7 +55,7 @@ from onnx import helper, numpy_helper
 
 from export import REWRITES
 from export.graph import cpu_session, fold_constants
-from toolkit.onnxgraph import infer_shapes, topological_sort
+from toolkit.onnxgraph import infer_shapes, static_sizes, topological_sort
 
 # Ops in which every channel is computed from the same channel alone, the same way.
 _CHANNELWISE_UNARY = frozenset({"Relu", "Cast", "Identity", "Sigmoid", "Tanh", "Abs", "Neg"})
@@ -86,6 +86,9 @@ class Graph:
     """A model's main graph with the look-ups the passes need; `nodes` is written back by `commit`."""
 
     def __init__(self, model: onnx.ModelProto):
+        self._read(model)
+
+    def _read(self, model: onnx.ModelProto) -> None:
         self.model = model
         self.nodes = list(model.graph.node)
         self.initializers = {t.name: t for t in model.graph.initializer}
@@ -167,7 +170,7 @@ class Graph:
 
     def reload(self) -> None:
         """Read the model again, after something else (export.graph.fold_constants) changed it."""
-        self.__init__(self.model)
+        self._read(self.model)
 
 
 def _prune(g: Graph) -> None:
@@ -197,8 +200,8 @@ def _affine(g: Graph, bn: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray] | Non
     """An inference BatchNormalization as y = x*s + b per channel, or None if its parameters are not constant."""
     if bn.op_type != "BatchNormalization" or len(bn.output) != 1 or _attr(bn, "training_mode", 0):
         return None
-    params = [g.const(name) for name in bn.input[1:5]]
-    if any(p is None for p in params):
+    params = [p for name in bn.input[1:5] if (p := g.const(name)) is not None]
+    if len(params) != 4:
         return None
     scale, offset, mean, var = (p.astype(np.float64) for p in params)
     s = scale / np.sqrt(var + _attr(bn, "epsilon", 1e-5))
@@ -231,7 +234,7 @@ def pass_batchnorm(g: Graph) -> int:
         before = g.producer(x)
         if before is not None and before.op_type == "Transpose" and _attr(before, "perm") == NCHW_TO_NHWC:
             source, axis, nhwc = before.input[0], 3, True        # tf2onnx: NHWC between two Transposes
-        elif g.shape(x) is not None and len(g.shape(x)) == 4:
+        elif (x_shape := g.shape(x)) is not None and len(x_shape) == 4:
             source, axis, nhwc = x, 1, False
         else:
             continue
@@ -240,14 +243,14 @@ def pass_batchnorm(g: Graph) -> int:
             continue
         channels = source_shape[1]
         s = _per_channel(g, s_name, axis, 4, channels)
-        if s is None or g.const(s_name).size != channels:
+        if s is None or (s_const := g.const(s_name)) is None or s_const.size != channels:
             continue                                # a scalar Mul (a rescaling) is not a BatchNorm
         add, b, y = g.sole_consumer(mul.output[0]), np.zeros_like(s), mul.output[0]
         if add is not None and add.op_type == "Add" and (operands := _const_operand(g, add)) is not None:
             offset = _per_channel(g, operands[1], axis, 4, channels)
             if offset is not None:
                 b, y = offset, add.output[0]
-        g.remove(mul, *([add] if y != mul.output[0] else []))
+        g.remove(mul, *([add] if add is not None and y != mul.output[0] else []))
         hint = y.rsplit("/", 1)[0] if "/" in y else y
         if not nhwc:
             g.nodes.append(_batchnorm_node(g, source, y, s, b, hint))
@@ -301,10 +304,12 @@ def _flatten_order(g: Graph, start: str) -> tuple[list[onnx.NodeProto], onnx.Nod
     Flatten, to the MatMul or Gemm that consumes it. Returns (the nodes on the way, that node, and for
     each of its input features the channel it comes from); None where the path is anything else."""
     shape = g.shape(start)
-    if shape is None or len(shape) < 3 or not all(isinstance(d, int) for d in shape[1:]):
+    sizes = static_sizes(shape[1:]) if shape is not None and len(shape) >= 3 else None
+    if sizes is None:
         return None
-    channel = np.broadcast_to(np.arange(shape[1]).reshape(-1, *[1] * (len(shape) - 2)), shape[1:])
-    path, name = [], start
+    channel = np.broadcast_to(np.arange(sizes[0]).reshape(-1, *[1] * (len(sizes) - 1)), sizes)
+    path: list[onnx.NodeProto] = []
+    name = start
     while (node := g.sole_consumer(name)) is not None and node.input[0] == name:
         perm = _attr(node, "perm") if node.op_type == "Transpose" else None
         if perm and perm[0] == 0 and channel.ndim == len(perm) - 1:
@@ -345,6 +350,8 @@ def _dot64(vector: np.ndarray, matrix: np.ndarray, rows: int = 1024) -> np.ndarr
 def _fold_into_gemm(g: Graph, gemm: onnx.NodeProto, s: np.ndarray, b: np.ndarray) -> bool:
     """Make `gemm` (MatMul or Gemm, constant weights) compute its function of x*s + b from x."""
     weight = g.const(gemm.input[1])
+    if weight is None:
+        return False
     trans_b = bool(_attr(gemm, "transB", 0))
     scaled = weight * (s[None, :] if trans_b else s[:, None])
     extra = _dot64(b, weight.T if trans_b else weight)                   # b's share of each output
@@ -362,9 +369,10 @@ def _fold_into_gemm(g: Graph, gemm: onnx.NodeProto, s: np.ndarray, b: np.ndarray
     add = g.sole_consumer(gemm.output[0])
     operands = _const_operand(g, add) if add is not None and add.op_type == "Add" else None
     gemm.input[1] = g.add_const(scaled, gemm.input[1])
-    if operands is not None and g.const(operands[1]).shape == extra.shape:
+    if add is not None and operands is not None and (offset := g.const(operands[1])) is not None and \
+            offset.shape == extra.shape:
         index = list(add.input).index(operands[1])
-        add.input[index] = g.add_const((g.const(operands[1]) + extra).astype(np.float32), operands[1])
+        add.input[index] = g.add_const((offset + extra).astype(np.float32), operands[1])
     else:
         out = gemm.output[0]
         gemm.output[0] = g.fresh(f"{out}/without_offset")
@@ -515,7 +523,10 @@ def _copies_path(g: Graph, name: str, axis: int, copies: int) -> tuple[list, lis
             operands = _const_operand(g, node)
             if operands is None or operands[0] != name:
                 return None
-            const_shape = list(g.const(operands[1]).shape)
+            const = g.const(operands[1])
+            if const is None:
+                return None
+            const_shape = list(const.shape)
             if len(const_shape) > len(shape) or ([1] * (len(shape) - len(const_shape)) + const_shape)[axis] != 1:
                 return None
         elif node.op_type not in _CHANNELWISE_UNARY:
@@ -530,8 +541,8 @@ def pass_repeat_into_conv(g: Graph) -> int:
     applied = 0
     for start in list(g.nodes):
         found = _copies(g, start)
-        path_and_edits = _copies_path(g, start.output[0], found[1], found[2]) if found else None
-        if path_and_edits is None:
+        path_and_edits = _copies_path(g, start.output[0], found[1], found[2]) if found is not None else None
+        if found is None or path_and_edits is None:
             continue
         path, edits = path_and_edits
         for node, index, value in edits:
@@ -574,14 +585,15 @@ def pass_resize_as_matmul(g: Graph) -> int:
         shape = g.shape(resize.input[0])
         if not usable or scales is None or len(resize.input) > 3 and resize.input[3] or len(scales) != 4:
             continue                         # (opset 10's Resize has its scales second: scales is None)
-        if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+        sizes = static_sizes(shape[2:]) if shape is not None and len(shape) == 4 else None
+        if sizes is None:
             continue
         if list(scales[:2]) != [1, 1] or _attr(resize, "mode", "nearest") not in RESIZE_MODES or \
                 _attr(resize, "antialias", 0) or _attr(resize, "axes") is not None or \
                 _attr(resize, "coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize":
             continue
-        rows = _resize_matrix(resize, g.model, shape[2], float(scales[2]), 2)
-        columns = _resize_matrix(resize, g.model, shape[3], float(scales[3]), 3)
+        rows = _resize_matrix(resize, g.model, sizes[0], float(scales[2]), 2)
+        columns = _resize_matrix(resize, g.model, sizes[1], float(scales[3]), 3)
         out = resize.output[0]
         half = g.fresh(f"{out}/rows")
         g.remove(resize)
@@ -604,13 +616,15 @@ def _shape_values(g: Graph) -> dict[str, tuple[np.ndarray, np.dtype]]:
 
     def value(name: str) -> tuple[np.ndarray, np.dtype] | None:
         tensor = g.initializers.get(name)
-        if tensor is not None and helper.tensor_dtype_to_np_dtype(tensor.data_type).kind in "iu":
-            return g.const(name).astype(object), g.const(name).dtype
+        if tensor is not None and helper.tensor_dtype_to_np_dtype(tensor.data_type).kind in "iu" and \
+                (array := g.const(name)) is not None:
+            return array.astype(object), array.dtype
         return values.get(name)
 
     for node in g.nodes:
         ins = [value(i) for i in node.input]
-        arrays = [v[0] for v in ins if v is not None]
+        known = [v for v in ins if v is not None]
+        arrays = [v[0] for v in known]
         op, out = node.op_type, node.output[0] if node.output else ""
         if op == "Shape" and (shape := g.shape(node.input[0])) is not None:
             values[out] = np.array(shape, dtype=object)[_attr(node, "start", 0):_attr(node, "end")], np.dtype(np.int64)
@@ -619,12 +633,12 @@ def _shape_values(g: Graph) -> dict[str, tuple[np.ndarray, np.dtype]]:
         elif op == "Cast" and (to := helper.tensor_dtype_to_np_dtype(_attr(node, "to"))).kind in "iu":
             values[out] = arrays[0], np.dtype(to)
         elif op == "Gather" and _attr(node, "axis", 0) == 0:
-            values[out] = np.take(arrays[0], arrays[1].astype(np.int64), axis=0), ins[0][1]
+            values[out] = np.take(arrays[0], arrays[1].astype(np.int64), axis=0), known[0][1]
         elif op == "Slice" and arrays[0].ndim == 1 and len(arrays) in (3, 4, 5) and \
                 (len(arrays) < 4 or list(arrays[3]) in ([0], [-1])) and (len(arrays) < 5 or list(arrays[4]) == [1]):
-            values[out] = arrays[0][int(arrays[1][0]):int(arrays[2][0])], ins[0][1]
+            values[out] = arrays[0][int(arrays[1][0]):int(arrays[2][0])], known[0][1]
         elif op == "Concat" and _attr(node, "axis") == 0 and all(a.ndim == 1 for a in arrays):
-            values[out] = np.concatenate(arrays), ins[0][1]
+            values[out] = np.concatenate(arrays), known[0][1]
     return values
 
 

@@ -32,19 +32,19 @@ def fit_to_input(images: np.ndarray, input_shape: Sequence[int | None], input_dt
     fits = len(shape) == images.ndim - 1 and all(d is None or d == s for d, s in zip(shape, images.shape[1:]))
     if fits:
         return images.astype(input_dtype, copy=False)
-    square_rgb = len(shape) == 3 and shape[0] == shape[1] and shape[0] is not None and shape[2] == 3
-    if np.issubdtype(np.dtype(input_dtype), np.floating) and square_rgb:
-        return np.asarray(data.host_preprocess(images, shape[0])).astype(input_dtype, copy=False)
+    square_rgb_size = shape[0] if len(shape) == 3 and shape[0] == shape[1] and shape[2] == 3 else None
+    if np.issubdtype(np.dtype(input_dtype), np.floating) and square_rgb_size is not None:
+        return np.asarray(data.host_preprocess(images, square_rgb_size)).astype(input_dtype, copy=False)
     raise UsageError(f"dataset images {'x'.join(map(str, images.shape[1:]))} do not fit the model input "
                      f"{'x'.join(map(str, shape))} {input_dtype}: verify with random inputs (no --dataset)")
 
 
 def random_inputs(input_shape: Sequence[int | None], input_dtype: str, count: int, seed: int = 0) -> np.ndarray:
     """Random inputs: uniform 0..255 bytes for integer inputs (raw images), standard normal for floats."""
-    if any(d is None for d in input_shape[1:]):
+    shape = tuple(d for d in input_shape[1:] if d is not None)
+    if len(shape) != len(input_shape[1:]):
         raise UsageError(f"model input {tuple(input_shape)} has free sizes besides the batch: "
                          f"verify it with --dataset images instead")
-    shape = tuple(input_shape[1:])
     rng = np.random.default_rng(seed)
     dtype = np.dtype(input_dtype)
     if np.issubdtype(dtype, np.integer):

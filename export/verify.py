@@ -77,11 +77,25 @@ class FileCheck:
         if self.min_agreement is not None and self.float32 is None:
             raise ValueError("min_agreement is agreement with the float32 file: pass its check as float32")
 
+    @property
+    def checked_outputs(self) -> np.ndarray:
+        """`outputs`, which exist once the check has run on a file."""
+        if self.outputs is None:
+            raise ValueError(f"{self.name}: read before the check ran on it")
+        return self.outputs
+
+    @property
+    def checked_vs_keras(self) -> Comparison:
+        """`vs_keras`, which exists once the check has run on a file."""
+        if self.vs_keras is None:
+            raise ValueError(f"{self.name}: read before the check ran on it")
+        return self.vs_keras
+
     def __call__(self, path: str | os.PathLike) -> None:
         self.outputs = run_onnx(path, self.inputs, nchw=self.nchw)
         self.vs_keras = compare(self.name, "keras", self.keras, self.outputs)
         if self.float32 is not None:
-            self.vs_float32 = compare(self.name, self.float32.name, self.float32.outputs, self.outputs)
+            self.vs_float32 = compare(self.name, self.float32.name, self.float32.checked_outputs, self.outputs)
         self.vs_keras.require(max_abs_diff=self.max_abs_diff)
         if self.vs_float32 is not None:
             self.vs_float32.require(min_agreement=self.min_agreement)

@@ -26,6 +26,12 @@ Dim = int | str | None
 SHAPE_ONLY_ELEMENTS = 1024
 
 
+def static_sizes(dims: Sequence[Dim]) -> list[int] | None:
+    """The sizes, where every one is known statically; None where one is a symbol or unknown."""
+    sizes = [d for d in dims if isinstance(d, int)]
+    return sizes if len(sizes) == len(dims) else None
+
+
 def infer_shapes(nodes: Iterable[onnx.NodeProto], model: onnx.ModelProto,
                  input_shapes: Mapping[str, Sequence[int]] | None = None,
                  initializers: Iterable[onnx.TensorProto] | None = None) -> dict[str, list[Dim]]:

@@ -1,11 +1,13 @@
 """bench/scaling.py: the ring all-reduce scaling model, against cases computed by hand."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from bench import scaling
+from bench.results import AllreduceRow, BenchResult
 from bench.scaling import ScalingInputs, comm_seconds, predict
 from toolkit.cli import UsageError
 
@@ -90,3 +92,13 @@ def test_gradient_count_is_the_models():
     from alexnet.model import build_alexnet
     model = build_alexnet()
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == scaling.ALEXNET_227_TRAINABLE
+
+
+def test_link_from_refuses_a_largest_message_that_was_not_timed(tmp_path):
+    # A wrong sum is not timed, so that row has no bus bandwidth to take the link's rate from.
+    rows = (AllreduceRow(np=2, bytes=4096, count=1024, wrong=3, times_us=()),
+            AllreduceRow.from_seconds(2, 1024, 256, 0, [[1e-3], [1e-3]]))
+    path = tmp_path / "allreduce.json"
+    path.write_text(json.dumps(BenchResult(kind="allreduce", config={}, environment={}, allreduce=rows).to_json()))
+    with pytest.raises(UsageError, match=r"largest message \(4096 bytes, -np 2\) has no timings"):
+        scaling._link_from(str(path))
