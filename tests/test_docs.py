@@ -56,7 +56,11 @@ def guides(root: Path) -> list[Path]:
 
 def split_fences(text: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """The lines outside fenced blocks (blanked inside them, so line numbers hold) and the blocks."""
-    prose, blocks, fence, info, body = [], [], None, "", []
+    prose: list[str] = []
+    blocks: list[tuple[str, list[str]]] = []
+    fence: str | None = None
+    info = ""
+    body: list[str] = []
     for line in text.splitlines():
         match = FENCE.match(line)
         if fence is None and match:
@@ -182,7 +186,8 @@ def line_problems(root: Path, line: str) -> list[str]:
         words = tokens(line)
     except ValueError as exc:
         return [f"cannot parse ({exc})"]
-    problems, segment = [], []
+    problems: list[str | None] = []
+    segment: list[str] = []
     for word in [*words, ";"]:
         if word in SEPARATORS:
             problems.append(segment_problem(root, segment))
