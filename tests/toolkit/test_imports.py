@@ -29,7 +29,9 @@ except SystemExit as exc:
 else:
     code = 0
 heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))
-print("HEAVY=" + ",".join(heavy), "CODE=" + str(code), file=sys.__stderr__)
+# sys.stderr, not sys.__stderr__: a command that drops native stderr (toolkit.cli.quiet_native_stderr) points
+# file descriptor 2 at /dev/null and keeps its own messages on sys.stderr.
+print("HEAVY=" + ",".join(heavy), "CODE=" + str(code), file=sys.stderr)
 """
 
 
