@@ -78,7 +78,8 @@ def _key_numbers(run: RunDir) -> list[str]:
     chosen = results.load(run.bench("tune")).tune.chosen
     return [f"{run.read_summary().test_accuracy:.2%}", *(f"{r.throughput.samples_per_second:,.1f}" for r in rows),
             f"{'VALID' if test.valid else 'INVALID'}, p90 latency ms {report._ms(test.metric_value)}",
-            "no regression in 2 rows", f"{profile.ops[0].name}, {profile.share(profile.ops[0]):.1%} of the kernel time",
+            "no verdict in 2 rows (one run a side",
+            f"{profile.ops[0].name}, {profile.share(profile.ops[0]):.1%} of the kernel time",
             f"graph {chosen.graph_optimization}, {chosen.execution_mode}, batch {chosen.batch}"]
 
 
