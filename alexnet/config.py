@@ -30,7 +30,7 @@ class TrainConfig:
     momentum: float = 0.9                # the tutorial uses none; 0.9 converges in far fewer epochs
     lr_warmup_epochs: float = 1.0        # Goyal et al.: ramp up to lr * ranks (applies only with >1 rank)
     fp16_allreduce: bool = False
-    allreduce: str = "overlap"           # overlap: each gradient as it is ready (measured faster); grouped: after backprop
+    allreduce: str = "overlap"           # each gradient as it is ready (measured faster); grouped: after backprop
     train_samples: int | None = None
     validation_samples: int = TUTORIAL_VALIDATION_SIZE
     test_samples: int | None = None      # evaluate on the first N test images (default: all)
