@@ -25,6 +25,20 @@ from toolkit.constants import FASHION_MNIST_TEST_IMAGES
 
 # Fashion-MNIST's largest file holds 47 MB; an IDX header promising more than this is damage, not data.
 MAX_IDX_BYTES = 1 << 30
+# A file object's read(n) allocates n bytes before it learns how many the file holds: the data is read in
+# chunks, so a header promising a gigabyte over a few bytes of file allocates a chunk, not the promise.
+READ_CHUNK = 1 << 16
+
+
+def _read_at_most(read: Callable[[int], bytes], n: int) -> bytes:
+    parts: list[bytes] = []
+    while n > 0:
+        part = read(min(n, READ_CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        n -= len(part)
+    return b"".join(parts)
 
 
 def _parse(read: Callable[[int], bytes], name: str) -> np.ndarray:
@@ -44,7 +58,7 @@ def _parse(read: Callable[[int], bytes], name: str) -> np.ndarray:
     if size > MAX_IDX_BYTES:
         raise UsageError(f"{name}'s header promises shape {dims}, {size} bytes, more than the {MAX_IDX_BYTES} an "
                          f"IDX file may hold here: the header is damaged; download it again")
-    data = read(size + 1)
+    data = _read_at_most(read, size + 1)
     if len(data) != size:
         held = "more" if len(data) > size else f"{4 + 4 * ndim + len(data)} bytes"
         raise UsageError(f"{name} is truncated or corrupt: its header promises {4 + 4 * ndim + size} bytes "

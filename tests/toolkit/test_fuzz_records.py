@@ -160,6 +160,7 @@ def _idx(ndim: int, dims: list[int], data: bytes) -> bytes:
        zipped=st.booleans())
 @example(raw=_idx(4, [65536] * 4, b""), zipped=False)          # 2**64 elements: int64 arithmetic wraps to 0
 @example(raw=_idx(3, [2**32 - 1] * 3, b"\x00"), zipped=True)
+@example(raw=_idx(1, [50_000_000], b""), zipped=False)  # 50 MB promised by an 8-byte file: read(n) allocated n
 def test_the_idx_reader_returns_what_the_header_promises_or_refuses_in_one_line(tmp_path, raw, zipped):
     path = tmp_path / ("data.gz" if zipped else "data")
     path.write_bytes(gzip.compress(raw) if zipped else raw)
