@@ -333,13 +333,20 @@ class ElasticLoop(Loop):
             return (state, *self.final_records())
         return attempt(self.elastic)
 
+    @property
+    def elastic_state(self) -> distributed.ElasticState:
+        """Horovod's elastic state, made by run_elastic before any step."""
+        if self.elastic is None:
+            raise RuntimeError("an elastic step before run_elastic made the elastic state")
+        return self.elastic
+
     def _advanced(self, state: LoopState) -> LoopState:
         state = super()._advanced(state)
         self.last_step_at = time.time()
         if self.pending is not None:
             reset = ElasticReset(**self.pending, seconds=self.last_step_at - self.pending_since)
             state, self.pending = dataclasses.replace(state, resets=state.resets + (to_json(reset),)), None
-        self.elastic.position = state  # the live position: what a restore abandons, and reports
+        self.elastic_state.position = state  # the live position: what a restore abandons, and reports
         return state
 
     def _between_steps(self, state: LoopState, sums: np.ndarray, last: int) -> np.ndarray:
@@ -358,23 +365,24 @@ class ElasticLoop(Loop):
     def _commit(self, state: LoopState) -> None:
         # Horovod: a restore or a newcomer gets rank 0's statistics: make them every rank's first.
         self.learner.sync_statistics()
-        self.elastic.position = state
+        self.elastic_state.position = state
         # Nothing between here and the commit's save() can fail: a restore never undoes kept steps.
         self.samples.keep()
-        self.elastic.commit()  # Horovod: may raise HostsUpdatedInterrupt, on every rank at once
+        self.elastic_state.commit()  # Horovod: may raise HostsUpdatedInterrupt, on every rank at once
         self.since_commit = 0
 
     def _rejoin(self) -> LoopState:
         """This rank's part in the world Horovod formed, at the start and after each reset, and the
         state to go on from (rank 0's last commit, synced); notes the reset if this is one (a collective)."""
         world = distributed.current_world(self.world.device)
-        mine = (socket.gethostname(), self.attempts, self.world.size, self.elastic.rolled_back, self.last_step_at)
+        mine = (socket.gethostname(), self.attempts, self.world.size, self.elastic_state.rolled_back,
+                self.last_step_at)
         ranks = distributed.gather_objects(mine)
-        self.attempts, self.elastic.rolled_back, self.since_commit = self.attempts + 1, None, 0
+        self.attempts, self.elastic_state.rolled_back, self.since_commit = self.attempts + 1, None, 0
         self.samples.drop()  # trained since the last commit, which every rank now goes on from
         if world != self.world:
             self._resize(world)
-        state = self.elastic.position
+        state = self.elastic_state.position
         # Ranks that ran before (newcomers have not) know the world that was and where it stopped.
         survivors = [r for r in ranks if r[1]]
         if survivors:
@@ -473,7 +481,7 @@ def _train(cfg: TrainConfig, world: distributed.World, feed: inputs.Feed, learne
     loop = ElasticLoop(*args, reporter_factory=reporter_factory, lock=lock) if cfg.elastic else Loop(*args)
     loop.report.start(learner, feed, state, cfg.run_dir.checkpoint if state.started else None)
     try:
-        if cfg.elastic:
+        if isinstance(loop, ElasticLoop):
             state, test, ranks = loop.run_elastic(state)
         else:
             state = loop.run(state)

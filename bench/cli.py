@@ -547,7 +547,8 @@ def _cmd_overhead(args) -> results.BenchResult:
     with args.output.progress() as progress:
         # Each round refills the bar: the rounds' lengths are only known as they run.
         step = progress.step(f"overhead: harness vs bare loop, {args.rounds} rounds", 0, 1, run)
-        rows, ratios = measure_overhead(engine, batch=_single_batch(args.batch), inputs=inputs, run=run,
+        # --batch defaults to 1 here (never None): overhead measures one batch size.
+        rows, ratios = measure_overhead(engine, batch=_single_batch(args.batch) or 1, inputs=inputs, run=run,
                                         rounds=args.rounds, progress=step)
     return _with_operations(engine_result("overhead", engine.record(), rows,
                                           _config_record(args, session=session_config, inputs=inputs, run=run),

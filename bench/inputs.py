@@ -119,8 +119,8 @@ def default_batch(specs: Sequence[InputSpec], fallback: int,
     else `fallback`."""
     shapes = shapes or {}
     firsts = {shapes[s.name][0] if s.name in shapes and shapes[s.name] else s.shape[0] for s in specs if s.shape}
-    if len(firsts) == 1 and isinstance(next(iter(firsts)), int):
-        return next(iter(firsts))
+    if len(firsts) == 1 and isinstance(first := next(iter(firsts)), int):
+        return first
     return fallback
 
 
@@ -229,10 +229,10 @@ def make_feeds(specs: Sequence[InputSpec], shapes: Mapping[str, tuple[int, ...]]
     image_input = _image_input(specs, shapes, images) if images is not None else None
     feeds = []
     for index in range(distinct):
-        feed = {}
+        feed: dict[str, np.ndarray] = {}
         for spec in specs:
             shape, dtype = shapes[spec.name], spec.numpy_dtype
-            if spec.name == image_input:
+            if images is not None and spec.name == image_input:
                 feed[spec.name] = _take_images(images, shape, index).astype(dtype)
             else:
                 feed[spec.name] = random_array(rng, shape, dtype, int_range)

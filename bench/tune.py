@@ -209,7 +209,7 @@ class Evaluator:
         return self.points[setting]
 
 
-def _no_setting_met(points: Sequence[TunePoint], rows: Sequence[Row], budget_ms: float) -> UsageError:
+def _no_setting_met(points: Sequence[TunePoint], rows: Sequence[Row], budget_ms: float | None) -> UsageError:
     best_point = min(points, key=lambda p: p.p99_ms)
     best = (best_point.p99_ms, best_point.setting.describe())
     for row in rows:

@@ -357,8 +357,11 @@ class Launch:
         done = threading.Event()
         forwarder = threading.Thread(target=self._forward, args=(proc, requested, received, done), daemon=True)
         forwarder.start()
-        failures, ranks = [], rank_hosts(hosts)
+        failures: list[Failure] = []
+        ranks = rank_hosts(hosts)
         out, stream = (proc.stdout, sys.stdout) if horovodrun else (proc.stderr, sys.stderr)
+        if out is None:
+            raise RuntimeError("the launcher's report stream was not piped")
         for line in out:
             stream.write(line)
             stream.flush()

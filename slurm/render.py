@@ -245,7 +245,7 @@ def sbatch_header(job: Job) -> str:
     array = isinstance(job, BenchJob)
     # %A_%a (array job id, task index) for arrays, %j (job id) otherwise.
     log_id = "%A_%a" if array else "%j"
-    lines: list[tuple[str, str | int, str]] = [("job-name", res.job_name, "the name squeue and sacct show")]
+    lines: list[tuple[str, str | int | None, str]] = [("job-name", res.job_name, "the name squeue and sacct show")]
     if res.partition is not None:
         lines.append(("partition", res.partition, "the queue to run in"))
     if res.account is not None:
@@ -275,7 +275,7 @@ def sbatch_header(job: Job) -> str:
         ]
         if job.elastic:
             lines.append(("no-kill", None, "a lost node does not end the job: elastic training goes on without it"))
-    if array:
+    if isinstance(job, BenchJob):
         cap = "" if job.max_parallel is None else f"%{job.max_parallel}"
         why = "" if job.max_parallel is None else f", at most {job.max_parallel} at a time"
         lines.append(("array", f"0-{job.tasks - 1}{cap}", f"one task per (provider, batch size) pair{why}"))
