@@ -719,7 +719,6 @@ def next_peak_qps(points: Sequence[tuple[float, bool]], start: float, tolerance:
     return None if peak_finished(lower, upper, tolerance) else lower + (upper - lower) / 2
 
 
-
 @dataclasses.dataclass(frozen=True)
 class PeakCheck:
     """A --find-peak search re-checked (bench/load.py recheck_peak): `found`, its highest passing QPS;
