@@ -24,8 +24,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 # Commands a README may start a line with that are not the project's: kept explicit, so that a typo
 # of one of the project's commands is never taken for a tool.
@@ -45,13 +43,13 @@ SEPARATORS = frozenset({"&&", "||", ";", "|", "&"})
 
 
 def doc_files(root: Path) -> list[Path]:
-    """README.md and the guides; drafts (*.draft.md) are written as from the root, where they will go."""
+    """README.md and the guides."""
     readme = [root / "README.md"] if (root / "README.md").is_file() else []
     return readme + guides(root)
 
 
 def guides(root: Path) -> list[Path]:
-    return sorted(path for path in (root / "docs").glob("*.md") if not path.name.endswith(".draft.md"))
+    return sorted((root / "docs").glob("*.md"))
 
 
 def split_fences(text: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
@@ -247,7 +245,7 @@ def problems(root: Path) -> list[str]:
     return link_problems(root) + command_problems(root) + help_problems(root)
 
 
-def copy_of_docs(root: Path, into: Path, readme: str = "README.md") -> Path:
+def copy_of_docs(root: Path, into: Path) -> Path:
     """A repository whose README.md and docs/ are copies (to plant faults in) and the rest links."""
     for entry in root.iterdir():
         if entry.name in ("docs", ".git"):
@@ -255,7 +253,7 @@ def copy_of_docs(root: Path, into: Path, readme: str = "README.md") -> Path:
         if entry.name != "README.md":
             (into / entry.name).symlink_to(entry)
     shutil.copytree(root / "docs", into / "docs")
-    shutil.copy(root / readme, into / "README.md")
+    shutil.copy(root / "README.md", into / "README.md")
     return into
 
 
@@ -266,13 +264,6 @@ def test_the_readme_and_the_guides_resolve_and_show_only_real_commands():
 def test_the_guides_show_a_help_block_of_every_console_script():
     shown = {argv[0] for _, argv, _ in help_blocks(ROOT)}
     assert shown == set(console_scripts(ROOT))
-
-
-def test_the_readme_draft_passes_the_same_check(tmp_path):
-    if not (ROOT / "docs" / "README.draft.md").is_file():
-        pytest.skip("docs/README.draft.md is README.md now: the first test checks it")
-    copy = copy_of_docs(ROOT, tmp_path, readme="docs/README.draft.md")
-    assert link_problems(copy) + command_problems(copy) == []
 
 
 def test_a_broken_link_or_anchor_planted_in_a_copy_fails_the_check(tmp_path):
