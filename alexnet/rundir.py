@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Iterator
 
 from toolkit.cli import UsageError
+from toolkit.environment import pid_alive
 from toolkit.files import write_json_atomic
 from toolkit.runs import RunDir, decode
 
@@ -121,12 +122,8 @@ class Holder:
         """Whether its process runs; only answerable on its own host (True elsewhere: assume so)."""
         if self.host != socket.gethostname():
             return True
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(self.pid):
             return False
-        except PermissionError:
-            pass
         return self.started is None or _process_start(self.pid) in (None, self.started)
 
     def yields_to(self, other: "Holder") -> bool:

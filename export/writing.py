@@ -50,7 +50,7 @@ from onnx import helper
 
 from export.conversion import Converted
 from export.source import Source
-from toolkit.environment import package_versions
+from toolkit.environment import package_versions, pid_alive
 from toolkit.files import fsync_path, sha256_file
 from toolkit.onnxfile import write_checked
 from toolkit.runs import VARIANTS, ExportRecord, export_record_path, variant_path
@@ -138,22 +138,12 @@ class StagedSet:
         fsync_path(self.output.parent)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
 def _remove_leftovers(output: Path, host: str) -> None:
     """Staging directories of `output` whose process (on this host) is gone: what killed exports left."""
     prefix = f".{output.name}."
     for directory in output.parent.glob(f"{glob.escape(prefix)}*.export"):
         owner = directory.name[len(prefix):-len(".export")].rsplit(".", 2)
-        if len(owner) == 3 and owner[0] == host and owner[1].isdigit() and not _alive(int(owner[1])):
+        if len(owner) == 3 and owner[0] == host and owner[1].isdigit() and not pid_alive(int(owner[1])):
             shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -39,6 +39,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with this pid exists (another user's counts: kill(0) is refused, not failed)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def usable_cpus() -> int:
     """Logical CPUs this process may run on (its affinity mask: taskset, cgroup cpusets, SLURM)."""
     try:

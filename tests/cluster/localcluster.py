@@ -57,6 +57,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from toolkit.environment import pid_alive
+
 ROOT = Path(__file__).resolve().parents[2]
 LOGIN = "login"
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -93,23 +95,13 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return preexec
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_if_orphaned(directory: Path) -> bool:
     """Remove a cluster directory whose owner process is gone (it was SIGKILLed before its teardown)."""
     try:
         owner = int((directory / OWNER_FILE).read_text())
     except (OSError, ValueError):
         return False
-    if _alive(owner):
+    if pid_alive(owner):
         return False
     shutil.rmtree(directory, ignore_errors=True)
     return True
@@ -640,9 +632,9 @@ def _down(directory: Path) -> int:
     owner = int((directory / OWNER_FILE).read_text())
     os.kill(owner, signal.SIGTERM)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while _alive(owner) and time.monotonic() < deadline:
+    while pid_alive(owner) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(owner):
+    if pid_alive(owner):
         print(f"local-cluster: server {owner} did not stop; its nodes die with it: kill -9 {owner}", file=sys.stderr)
         return 1
     shutil.rmtree(directory, ignore_errors=True)
