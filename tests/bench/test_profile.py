@@ -1,4 +1,6 @@
-"""Profiles: onnxruntime's trace parsed and aggregated; the kernels add up to the measured time within a margin."""
+"""Profiles: onnxruntime's trace parsed and aggregated; the kernels fit inside the measured time, and their two views
+(per operator type, per node) add up to the same kernels. How much of the time the kernels cover is a measured figure
+(`bench profile` reports it); no test bounds it."""
 import json
 
 import pytest
@@ -9,11 +11,6 @@ from bench.results import Kernel, Profile
 from bench.runner import RunConfig
 from bench.session import SessionConfig
 
-# Kernel time over measured time, on a model whose kernels take milliseconds per run: at least 1 - MARGIN.
-# Measured here: 0.94-0.996 (AlexNet 67 px, batch 1-32; its int8 variant; the MatMul chain at batch 64),
-# and 0.89-0.99 for the chain at batch 256 with a CPU hog competing on the 2 cores.
-# The rest is the Python call, input/output conversion, the executor and thread synchronisation.
-MARGIN = 0.15
 RUN = RunConfig(warmup=2, min_time=0, min_iterations=20)
 
 
@@ -62,16 +59,18 @@ def test_kernels_are_summed_per_op_type_and_per_node():
 
 
 def test_operator_times_add_up_to_the_measured_time(helper_models):
-    """A real model whose runs are kernels: the kernels' sum is within MARGIN of the measured wall time,
-    and never more than onnxruntime's own span of the runs, which is never more than the wall time.
-    Batch 256 makes a run ~10 ms of kernels, so a neighbour's preemption between two runs (a few ms,
-    counted in the wall time and not in any kernel) cannot take the margin."""
+    """A real model whose runs are kernels: the kernels' sum is never more than onnxruntime's own span of the
+    runs, which is never more than the wall time; per operator type and per node are two sums of the same
+    kernels; the MatMul chain's MatMuls lead."""
     _, row, found = profile.profile_onnx(helper_models["heavy"], SessionConfig(), label="heavy", batch=256,
                                          inputs=InputConfig(), run=RUN)
     assert found.runs == row.latency.count == 20 and found.wall_ms == pytest.approx(sum(row.times_ms))
     assert found.kernel_ms <= found.runtime_ms <= found.wall_ms
-    assert found.coverage >= 1 - MARGIN, (found.kernel_ms, found.runtime_ms, found.wall_ms)
-    assert found.ops[0].name == "MatMul" and found.share(found.ops[0]) > 0.9
+    assert sum(node.total_ms for node in found.nodes) == pytest.approx(found.kernel_ms)
+    for op in found.ops:
+        assert op.total_ms == pytest.approx(sum(node.total_ms for node in found.nodes if node.op == op.name))
+        assert op.calls == sum(node.calls for node in found.nodes if node.op == op.name)
+    assert found.ops[0].name == "MatMul"
     assert all(node.calls == found.runs for node in found.nodes)  # every node once per measured run, no warm-up
     assert found.nodes_by_provider == {"CPUExecutionProvider": len(found.nodes)}
     assert row.resources.first_run_ms > 0 and row.resources.load_seconds > 0
