@@ -38,13 +38,16 @@ def test_an_unknown_allreduce_path_is_refused_naming_the_choices():
 def traced_step(overlap: bool, fp16: bool):
     """AlexNet's gradients averaged as the Learner averages them, in a traced step: the graph and,
     in layer order, each gradient's tensor and the op of the Horovod all-reduce that carries it."""
+    import horovod.tensorflow as hvd
     import keras
     import tensorflow as tf
 
     from alexnet import distributed
     from alexnet.model import build_alexnet
 
-    distributed.init()
+    # Horovod: joined as a single rank; not distributed.init(), which also sizes TensorFlow's thread pools
+    # and fails once an earlier test in this process has started TensorFlow.
+    hvd.init()
     model = build_alexnet(10, 67, "batch", input_shape=(67, 67, 1))
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     seen = {}
