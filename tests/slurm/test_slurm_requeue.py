@@ -157,7 +157,12 @@ def test_a_timeout_is_told_apart_from_a_preemption(slurm_cluster, workdir):
 
     result = slurm_cluster.status(timed_out, "--wait", "--timeout", str(TIMEOUT_S))
     assert result.returncode == 1
-    assert result.stdout.startswith(f"job {timed_out}: TIMEOUT (its time limit ended it), exit code ")
+    # Which state SLURM records is its race, not the toolkit's: the limit's warning (SIGUSR1) comes at once
+    # with 10 s left, and the script, not requeued (cap 0), exits 75 (FAILED) unless SLURM's own check ends
+    # the job first (TIMEOUT). On a real cluster the warning comes 60 s early, so FAILED with exit 75 is the
+    # usual end. The notes below tell the time limit from the preemption either way.
+    assert result.stdout.startswith((f"job {timed_out}: TIMEOUT (its time limit ended it), exit code ",
+                                     f"job {timed_out}: FAILED, exit code 75:0, restarts 0, ")), result.stdout
     last = notes(workdir, timed_out)[-1]
     # At the limit SLURM sends the warning (SIGUSR1) and SIGTERM together: either may come first.
     assert last.startswith("job script: run 0: time limit (SIG"), last
