@@ -4,7 +4,7 @@
 #   scripts/setup.sh                          (make setup calls this; CPU unless a driver is found)
 #   GPU=1 scripts/setup.sh                    force the GPU install (works without a GPU: it only builds)
 #   GPU=0 scripts/setup.sh                    force the CPU install on a GPU machine
-#   VENV=/work/gpu-venv GPU=1 scripts/setup.sh   a venv elsewhere (default: .venv in the repo)
+#   VENV=../gpu-venv GPU=1 scripts/setup.sh      a venv elsewhere (default: .venv in the repo)
 #
 # 1. Debian packages: compilers and cmake (Horovod's build), Open MPI (Horovod's MPI
 #    controller, for srun launches), the Fashion-MNIST IDX files (dataset-fashion-mnist:
